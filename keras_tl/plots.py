@@ -1,0 +1,59 @@
+"""Pictures of training: learning curves saved as PNG files."""
+
+import os
+
+
+def plot_history(history, path, title=None):
+    """Saves the loss and accuracy curves of one or more trainings as a PNG.
+
+    Args:
+        history: a `keras.callbacks.History`, its `.history` dict, or a
+            dict `{label: history}` to overlay several runs.
+        path: output `.png` path (folders are created).
+        title: optional figure title.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    >>> plot_history(model.history, "artifacts/curves.png")
+    'artifacts/curves.png'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = history if _is_run_dict(history) else {"": history}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for label, run in runs.items():
+        logs = getattr(run, "history", run)
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            for prefix, style in (("", "-"), ("val_", "--")):
+                values = logs.get(prefix + metric)
+                if not values:
+                    continue
+                name = " ".join(filter(None, [label, prefix.rstrip("_") or "train"]))
+                epochs = range(1, len(values) + 1)
+                ax.plot(epochs, values, style, marker="o" if len(values) < 3 else None, label=name)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _is_run_dict(history):
+    return isinstance(history, dict) and history and all(
+        hasattr(v, "history") or isinstance(v, dict) for v in history.values()
+    )

@@ -1,0 +1,77 @@
+"""Pretrained networks available offline.
+
+`weights="imagenet"` and KerasHub presets download on a user's machine;
+these are the pretrained networks keras-tl can have with no network at all,
+for the demo, the tests and the tutorials' smoke mode.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_tl.backbones import build_small_cnn
+from keras_tl.datasets import load_mnist_5k
+
+
+def cache_dir():
+    """The folder keras-tl caches pretrained models in.
+
+    `$KERAS_TL_CACHE` if set, else `~/.cache/keras_tl`.
+
+    Example:
+
+    >>> os.path.isdir(cache_dir())
+    True
+    """
+    path = os.environ.get("KERAS_TL_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "keras_tl"
+    )
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def mnist_cnn(epochs=10, seed=0, cache=True, verbose=0):
+    """A small BatchNorm CNN pretrained on the 5,000 MNIST digits.
+
+    Trained once (about 20 s on 2 CPU cores) and cached; later calls load the
+    cached `.keras` file. It is the source network of `keras-tl demo`: its
+    `avg_pool` layer gives 128-d features for transfer to other digit sets.
+
+    Args:
+        epochs: training epochs (Adam, cosine decay from 2e-3).
+        seed: random seed of the shuffle and initialization.
+        cache: load from and save to `cache_dir()`.
+        verbose: Keras verbosity of training.
+
+    Returns:
+        The trained `keras.Model` (raw [0, 255] 28x28x1 images to class
+        probabilities).
+
+    Example:
+
+    >>> source = mnist_cnn()
+    >>> backbone = keras.Model(source.input, source.get_layer("avg_pool").output)
+    """
+    path = os.path.join(cache_dir(), f"mnist5k_cnn_e{epochs}_s{seed}.keras")
+    if cache and os.path.exists(path):
+        return keras.models.load_model(path)
+    x, y = load_mnist_5k()
+    # The CSV is sorted by class: shuffle before batching.
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order].astype("float32"), y[order]
+    keras.utils.set_random_seed(seed)
+    model = build_small_cnn((28, 28, 1), 10, name="mnist5k_cnn")
+    batch_size = 64
+    steps = epochs * int(np.ceil(len(x) / batch_size))
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose)
+    if cache:
+        tmp = path[: -len(".keras")] + ".partial.keras"
+        model.save(tmp)
+        os.replace(tmp, path)
+    return model
