@@ -32,6 +32,9 @@ class BackboneSpec:
             output. A stage runs from the layer after the previous stage's
             end to the last layer whose name fully matches `end_pattern`;
             `None` means "to the last layer".
+        network_name: name given to the nested network when the constructor
+            needs a specific one (EfficientNetV2 looks its blocks up by
+            name); defaults to `name`.
 
     Example:
 
@@ -46,15 +49,23 @@ class BackboneSpec:
     min_size: int
     feature_dim: int
     stages: tuple
+    network_name: str = None
+
+    @property
+    def layer_name(self):
+        """Name of the nested Keras Applications network in built models."""
+        return self.network_name or self.name
 
     @property
     def stage_names(self):
         return tuple(name for name, _ in self.stages)
 
 
-def _spec(name, constructor, preprocessing, default_size, min_size, dim, stages):
+def _spec(name, constructor, preprocessing, default_size, min_size, dim, stages,
+          network_name=None):
     return BackboneSpec(
-        name, constructor, preprocessing, default_size, min_size, dim, tuple(stages)
+        name, constructor, preprocessing, default_size, min_size, dim, tuple(stages),
+        network_name,
     )
 
 
@@ -248,6 +259,7 @@ _SPECS = [
             32,
             dim,
             _EFFICIENTNET_V2_STAGES,
+            network_name=f"efficientnetv2-{v}",
         )
         for v, (size, dim) in _EFFICIENTNET_V2.items()
     ],
@@ -271,6 +283,7 @@ _SPECS = [
 ]
 
 ZOO = {spec.name: spec for spec in _SPECS}
+_BY_LAYER_NAME = {spec.layer_name: spec for spec in _SPECS}
 
 
 def list_backbones():
@@ -402,7 +415,7 @@ def build_backbone(
         include_top=False,
         weights=weights,
         input_shape=input_shape,
-        name=spec.name,
+        name=spec.layer_name,
     )
     if weights_file is not None:
         base.load_weights(weights_file)
@@ -440,8 +453,8 @@ def find_zoo_network(model):
     ('vgg16', 'vgg16')
     """
     for layer in _walk(model):
-        if isinstance(layer, keras.Model) and layer.name in ZOO:
-            return ZOO[layer.name], layer
+        if isinstance(layer, keras.Model) and layer.name in _BY_LAYER_NAME:
+            return _BY_LAYER_NAME[layer.name], layer
     return None, None
 
 

@@ -46,7 +46,11 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
         return np.load(cache_path, mmap_mode="r"), np.load(labels_path)
     chunks, labels, memmap, offset = [], [], None, 0
     for images, batch_labels in data:
-        features = np.asarray(backbone.predict_on_batch(images), np.float32)
+        # `predict` (not `predict_on_batch`) splits the batch over the replicas
+        # of the backbone's distribution strategy and gathers it back in order.
+        features = np.asarray(
+            backbone.predict(images, batch_size=int(images.shape[0]), verbose=0), np.float32
+        )
         labels.append(np.asarray(batch_labels))
         if cache_path is None:
             chunks.append(features)

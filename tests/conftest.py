@@ -21,3 +21,36 @@ except RuntimeError:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a test that takes more than ~20 s")
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist_cnn_small():
+    """A small BatchNorm CNN trained briefly on real MNIST digits.
+
+    Trained weights (not a random init) make numeric checks meaningful.
+    """
+    import keras
+
+    from keras_tl.backbones import build_small_cnn
+    from keras_tl.datasets import load_mnist_5k
+
+    x, y = load_mnist_5k()
+    order = np.random.default_rng(0).permutation(len(x))[:2000]
+    keras.utils.set_random_seed(0)
+    model = build_small_cnn((28, 28, 1), 10, width=16, name="mnist_cnn_small")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x[order].astype("float32"), y[order], batch_size=64, epochs=2, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def digits_target():
+    from keras_tl.datasets import load_digits_target
+
+    x, y = load_digits_target()
+    return x.astype("float32"), y

@@ -1,0 +1,59 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_tl
+from keras_tl.cli import main
+
+
+def _folder(root):
+    rng = np.random.default_rng(0)
+    for name in ("healthy", "rust"):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(
+                root / name / f"{i}.png")
+    return root
+
+
+def test_cli_train_writes_model_and_curves(tmp_path, capsys):
+    data = _folder(tmp_path / "leaves")
+    out = tmp_path / "out" / "model.keras"
+    code = main(["train", str(data), "--backbone", "resnet50", "--weights", "none",
+                 "--image-size", "32", "--out", str(out)])
+    assert code == 0
+    assert out.exists() and (tmp_path / "out" / "model_curves.png").exists()
+    model = keras.models.load_model(str(out), safe_mode=True)
+    assert keras_tl.get_class_names(model) == ["healthy", "rust"]
+    assert "Saved" in capsys.readouterr().out
+
+
+def test_cli_bad_backbone_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    data = _folder(tmp_path / "leaves")
+    out = tmp_path / "model.keras"
+    code = main(["train", str(data), "--backbone", "resnet5O", "--weights", "none",
+                 "--out", str(out)])
+    assert code == 2
+    assert "Unknown backbone 'resnet5O'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_demo_table_has_honest_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_TL_CACHE", str(tmp_path / "cache"))
+    from keras_tl.demo import run_demo
+
+    rows = run_demo(labels_per_class=(2,), seeds=(0,),
+                    methods=["feature_extraction"], out_dir=str(tmp_path / "demo"), verbose=0)
+    by_method = {r["method"]: r for r in rows}
+    zero_shot = by_method["zero-shot source model"]["mean"]
+    fe = by_method["feature_extraction"]["mean"]
+    assert 0.2 < zero_shot < 0.9  # a real, imperfect transfer
+    assert fe > zero_shot
+    assert os.path.exists(tmp_path / "demo" / "results.md")
+    assert os.path.exists(tmp_path / "demo" / "feature_extraction.keras")
+    # The pretrained source model is cached for the next run.
+    assert any(p.suffix == ".keras" for p in (tmp_path / "cache").iterdir())

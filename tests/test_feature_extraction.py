@@ -1,0 +1,118 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import keras_tl
+from keras_tl.datasets import few_shot_split
+from keras_tl.features import extract
+from keras_tl.recipes import feature_extraction
+
+
+def _backbone(cnn):
+    return keras.Model(cnn.input, cnn.get_layer("avg_pool").output, name="digits_backbone")
+
+
+def test_fast_path_predicts_as_head_of_backbone_and_reloads(mnist_cnn_small, digits_target, tmp_path):
+    x, y = digits_target
+    (xs, ys), (xt, yt) = few_shot_split(x, y, 5, seed=0)
+    backbone = _backbone(mnist_cnn_small)
+    names = [f"digit_{i}" for i in range(10)]
+    model = feature_extraction(backbone, (xs, ys), class_names=names, verbose=0)
+
+    # End-to-end model == head(backbone(x)), computed separately.
+    features, _ = extract(backbone, xt[:64])
+    head_layers = [model.get_layer(n) for n in ("normalize", "logits", "probabilities")]
+    expected = features
+    for layer in head_layers:
+        expected = layer(expected)
+    got = model.predict(xt[:64], verbose=0)
+    assert np.abs(got - np.asarray(expected)).max() < 1e-5
+
+    # The backbone stayed frozen and the head learned something real.
+    assert all(not w.trainable for w in backbone.weights)
+    accuracy = (model.predict(xt, verbose=0).argmax(-1) == yt).mean()
+    assert accuracy > 0.5  # 10 classes: chance is 0.1
+    assert model.history.history["accuracy"][0] > 0.9
+
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(reloaded.predict(xt[:64], verbose=0), got, atol=1e-6)
+    assert keras_tl.get_class_names(reloaded) == names
+
+
+def test_cached_head_beats_naive_dense_head(mnist_cnn_small, digits_target):
+    x, y = digits_target
+    (xs, ys), (xt, yt) = few_shot_split(x, y, 2, seed=1)
+    backbone = _backbone(mnist_cnn_small)
+    model = feature_extraction(backbone, (xs, ys), num_classes=10, verbose=0)
+    ours = (model.predict(xt, verbose=0).argmax(-1) == yt).mean()
+
+    keras.utils.set_random_seed(1)
+    naive = keras.Sequential([backbone, keras.layers.Dense(10, activation="softmax")])
+    naive.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy")
+    naive.fit(xs, ys, epochs=40, verbose=0)
+    baseline = (naive.predict(xt, verbose=0).argmax(-1) == yt).mean()
+    assert ours > baseline
+
+
+def test_extract_cache_on_disk(mnist_cnn_small, digits_target, tmp_path):
+    x, y = digits_target
+    backbone = _backbone(mnist_cnn_small)
+    path = str(tmp_path / "train.npy")
+    first, labels = extract(backbone, (x[:100], y[:100]), cache_path=path)
+    assert first.shape == (100, backbone.output.shape[-1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.labels.npy", "train.npy"]
+    second, labels2 = extract(backbone, (x[:100], y[:100]), cache_path=path)
+    np.testing.assert_array_equal(np.asarray(second), first)
+    np.testing.assert_array_equal(labels2, labels)
+
+
+def test_augmented_path_trains_in_loop_with_backbone_frozen(mnist_cnn_small, digits_target):
+    x, y = digits_target
+    (xs, ys), _ = few_shot_split(x, y, 3, seed=0)
+    backbone = _backbone(mnist_cnn_small)
+    before = [w.numpy().copy() for w in backbone.weights]
+    augmentation = keras.layers.RandomTranslation(0.1, 0.1, seed=0)
+    model = feature_extraction(backbone, (xs, ys), augmentation=augmentation,
+                               epochs=2, verbose=0)
+    assert len(model.history.history["loss"]) == 2
+    for w, b in zip(backbone.weights, before):  # BN moving stats included
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_zoo_name_folder_input(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("healthy", "rust"):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                tmp_path / name / f"{i}.png")
+    model = feature_extraction("resnet50", str(tmp_path), weights=None,
+                               input_shape=(32, 32, 3), verbose=0)
+    assert model.input.shape[1:] == (32, 32, 3)
+    assert keras_tl.get_class_names(model) == ["healthy", "rust"]
+    assert model.predict(np.zeros((2, 32, 32, 3)), verbose=0).shape == (2, 2)
+
+
+def test_feature_extraction_under_mirrored_strategy(mnist_cnn_small, digits_target):
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "tests/conftest.py configures two logical CPUs"
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    assert strategy.num_replicas_in_sync == 2
+    x, y = digits_target
+    (xs, ys), (xt, yt) = few_shot_split(x, y, 3, seed=0)
+    with strategy.scope():
+        cnn = keras_tl.build_small_cnn((28, 28, 1), 10, width=8)
+        backbone = keras.Model(cnn.input, cnn.get_layer("avg_pool").output)
+    model = feature_extraction(
+        backbone, (xs, ys), augmentation=keras.layers.RandomTranslation(0.05, 0.05),
+        epochs=1, strategy=strategy, verbose=0,
+    )
+    kernel = model.get_layer("logits").kernel
+    assert isinstance(kernel.value, tf.distribute.DistributedValues)
+    assert len(model.history.history["loss"]) == 1
+    assert model.predict(xt[:8], verbose=0).shape == (8, 10)
