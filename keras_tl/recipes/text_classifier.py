@@ -1,0 +1,279 @@
+"""Recipe: a BERT-family text classifier, head first, then fine-tuned.
+
+The standard BERT fine-tuning recipe (Devlin et al. 2019; Sun et al. 2019,
+"How to Fine-Tune BERT for Text Classification"; Howard & Ruder 2018 for
+gradual unfreezing), composed from keras-tl blocks:
+
+1. the head's dense layer is fitted in closed form on the frozen encoder's
+   cached pooled embeddings (`keras_tl.text.extract_text_features` +
+   `keras_tl.heads.fit_linear_head`), so fine-tuning starts from a good head
+   instead of a random one that would send large gradients into the encoder;
+2. transformer layers are unfrozen from the top down in `unfreeze_phases`
+   phases (the embeddings last), each layer with its own learning rate
+   decaying by `layer_decay` per layer away from the head (layer-wise
+   learning-rate decay, `keras_tl.optimizers.discriminative_optimizer`),
+   under one linear warm-up (`warmup_fraction` of the steps) then linear
+   warm-down to zero (`keras_tl.schedules.WarmupDecay`), all inside one
+   `fit` (`keras_tl.callbacks.ProgressiveUnfreezing`).
+"""
+
+import time
+
+import keras
+import numpy as np
+
+from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.heads import fit_linear_head
+from keras_tl.optimizers import discriminative_optimizer
+from keras_tl.schedules import WarmupDecay
+from keras_tl.text import DEFAULT_TEXT_PRESET
+from keras_tl.text import as_text_dataset
+from keras_tl.text import build_text_classifier
+from keras_tl.text import extract_text_features
+from keras_tl.text import get_text_stages
+
+MODES = ("fine_tune", "feature_extraction")
+
+
+def _balanced_class_weight(labels, num_classes):
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def text_classifier(
+    train_data,
+    validation_data=None,
+    *,
+    preset=DEFAULT_TEXT_PRESET,
+    num_classes=None,
+    class_names=None,
+    sequence_length=128,
+    mode="fine_tune",
+    epochs=3,
+    batch_size=32,
+    learning_rate=5e-5,
+    layer_decay=0.8,
+    unfreeze_phases=3,
+    warmup_fraction=0.1,
+    weight_decay=0.01,
+    pooling="mean",
+    dropout=0.1,
+    class_weight=None,
+    text_column="text",
+    label_column="label",
+    validation_split=None,
+    C=None,
+    callbacks=None,
+    seed=0,
+    verbose=1,
+):
+    """Trains a text classifier on a KerasHub BERT-family encoder.
+
+    Defaults follow the BERT fine-tuning literature: AdamW at 5e-5 with
+    weight decay 0.01 (Devlin et al. 2019), 10% linear warm-up then linear
+    decay, layer-wise learning-rate decay 0.8 (Sun et al. 2019 used 0.95 for
+    12-layer BERT-base; shallower encoders such as MiniLM's 6 layers take a
+    steeper decay), top-down gradual unfreezing (ULMFiT).
+
+    Args:
+        train_data: a tuple `(texts, labels)` of lists or arrays, a CSV path
+            (columns `text_column`, `label_column`) or a `tf.data.Dataset` of
+            `(text, label)`. Labels are class indices or class names.
+        validation_data: optional validation set in the same forms.
+        preset: a KerasHub BERT-family preset name (default
+            `"bert_base_multi"`, 104 languages including Portuguese), a local
+            preset folder (KerasHub, or Hugging Face with config.json,
+            vocab.txt and model.safetensors), an `hf://` handle (e.g.
+            BERTimbau, `"hf://neuralmind/bert-base-portuguese-cased"`), a
+            `(backbone, preprocessor)` pair or a KerasHub `TextClassifier`.
+        num_classes: number of classes (inferred from the labels otherwise).
+        class_names: class names stored in the model.
+        sequence_length: tokens per text; longer texts are truncated. On CPU,
+            64 costs about a quarter of 256.
+        mode: `"fine_tune"` (head, then gradual unfreezing) or
+            `"feature_extraction"` (frozen encoder, head only on cached
+            embeddings; seconds, no back-propagation through the encoder).
+        epochs: fine-tuning epochs after the head fit.
+        batch_size: batch size.
+        learning_rate: peak learning rate of the head and the top layer.
+        layer_decay: learning-rate factor per layer away from the head.
+        unfreeze_phases: the fine-tuning steps are split into this many
+            phases; each unfreezes the next group of stages top-down, the
+            last one reaching the embeddings.
+        warmup_fraction: fraction of fine-tuning steps of linear warm-up.
+        weight_decay: AdamW decoupled weight decay.
+        pooling: `"mean"` (masked mean of token vectors) or `"pooled"`
+            (BERT's `[CLS]` pooler).
+        dropout: dropout before the head's dense layer.
+        class_weight: `None`, `"balanced"` or `{class_index: weight}`; used by
+            the head fit and by fine-tuning.
+        text_column: CSV text column.
+        label_column: CSV label column.
+        validation_split: fraction of `train_data` held out when no
+            `validation_data` is given.
+        C: fix the head fit's inverse L2 strength instead of choosing it.
+        callbacks: Keras callbacks for the fine-tuning `fit` (one epoch per
+            unfreezing phase).
+        seed: seed of splits, shuffles and initialization.
+        verbose: 0 silent, 1 progress.
+
+    Returns:
+        A `keras_tl.text.PooledTextClassifier` that predicts class
+        probabilities from raw strings, with `model.history` (one entry per
+        phase: `"head"`, then `"unfreeze_1"`...) and `model.stages`.
+
+    Raises:
+        ValueError: empty texts, labels out of range, a CSV missing a column,
+            an unknown preset or mode.
+        ConnectionError: a remote preset without network (pass a folder).
+
+    Example:
+
+    >>> model = keras_tl.recipes.text_classifier(
+    ...     "reviews_pt.csv", preset="hf://neuralmind/bert-base-portuguese-cased",
+    ...     text_column="review_text", label_column="sentiment",
+    ...     validation_split=0.1)
+    >>> model.predict(["Adorei o produto!"]).argmax(-1)
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+    if not 0 < layer_decay <= 1:
+        raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay}.")
+    keras.utils.set_random_seed(seed)
+    data = as_text_dataset(
+        train_data,
+        text_column=text_column,
+        label_column=label_column,
+        batch_size=batch_size,
+        validation_split=validation_split,
+        validation_data=validation_data,
+        num_classes=num_classes,
+        class_names=class_names,
+        seed=seed,
+    )
+    if class_weight == "balanced":
+        class_weight = _balanced_class_weight(data.labels, data.num_classes)
+    model = build_text_classifier(
+        preset, data.num_classes, sequence_length=sequence_length,
+        pooling=pooling, class_names=data.class_names, dropout=dropout,
+    )
+    stages = get_text_stages(model)
+    for stage in stages:
+        stage.set_trainable(False)
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.on_train_begin()
+
+    # Phase 0: the head on cached embeddings of the frozen encoder.
+    start = time.perf_counter()
+    features, labels = extract_text_features(model, data, batch_size=2 * batch_size)
+    validation = None
+    if data.validation is not None:
+        val_texts = [s.decode("utf-8") for t, _ in data.validation for s in t.numpy()]
+        val_labels = np.concatenate([l.numpy() for _, l in data.validation])
+        validation = (extract_text_features(model, val_texts)[0], val_labels)
+    kernel, bias, chosen_c = fit_linear_head(
+        features, labels, data.num_classes, validation=validation, C=C,
+        class_weight=class_weight, seed=seed,
+    )
+    model.head.get_layer("logits").set_weights([kernel, bias])
+    logs = {"phase": "head", "C": chosen_c, "seconds": time.perf_counter() - start}
+    logs.update(_head_scores(model.head, features, labels, validation))
+    logs.update(trainable_stages=0, steps=0)
+    history.on_epoch_end(0, logs)
+    if verbose:
+        print(_describe(logs))
+
+    if mode == "fine_tune" and epochs > 0:
+        # One `fit` of `phases` sub-epochs over the repeated data; at each
+        # sub-epoch boundary ProgressiveUnfreezing unfreezes the next group
+        # of stages (repeating an epoch in `at_epochs` unfreezes several).
+        steps_per_epoch = int(data.train.cardinality())
+        phases = max(1, min(int(unfreeze_phases), len(stages)))
+        phase_steps = max(int(round(epochs * steps_per_epoch / phases)), 1)
+        total_steps = phase_steps * phases
+        counts = [round((p + 1) * len(stages) / phases) for p in range(phases)]
+        at_epochs = [p for p in range(1, phases) for _ in range(counts[p] - counts[p - 1])]
+        schedule = WarmupDecay(
+            learning_rate, total_steps=total_steps,
+            warmup_steps=min(int(round(warmup_fraction * total_steps)), total_steps - 1),
+            decay="linear",
+        )
+        model.compile(
+            optimizer=discriminative_optimizer(
+                stages, schedule, factor=1.0 / layer_decay, optimizer="adamw",
+                weight_decay=weight_decay,
+            ),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        unfreezing = ProgressiveUnfreezing(
+            stages, at_epochs=at_epochs, initially_trainable=counts[0], verbose=0
+        )
+        timer = _EpochTimer()
+        fitted = model.fit(
+            data.train.repeat(),
+            validation_data=data.validation,
+            epochs=phases,
+            steps_per_epoch=phase_steps,
+            class_weight=class_weight,
+            callbacks=[unfreezing, timer] + list(callbacks or []),
+            shuffle=False,
+            verbose=0,
+        )
+        for phase in range(phases):
+            logs = {k: v[phase] for k, v in fitted.history.items()}
+            logs.update(
+                phase=f"unfreeze_{phase + 1}",
+                C=chosen_c,
+                steps=phase_steps,
+                seconds=timer.seconds[phase],
+            )
+            history.on_epoch_end(phase + 1, logs)
+            if verbose:
+                print(_describe(logs))
+        # A plain optimizer, so the model saves and reloads like any KerasHub
+        # classifier (the per-stage optimizers are for training only).
+        model.compile()
+    model.history = history
+    model.stages = stages
+    return model
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of each epoch (unfreezing phase)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def _head_scores(head, features, labels, validation):
+    def scores(f, y):
+        probabilities = head.predict(f, batch_size=1024, verbose=0)
+        y = np.asarray(y)
+        loss = keras.losses.sparse_categorical_crossentropy(y, probabilities)
+        return float(np.mean(loss)), float((probabilities.argmax(-1) == y).mean())
+
+    logs = {}
+    logs["loss"], logs["accuracy"] = scores(features, labels)
+    if validation is not None:
+        logs["val_loss"], logs["val_accuracy"] = scores(*validation)
+    return logs
+
+
+def _describe(logs):
+    parts = [f"{logs['phase']}:"]
+    if logs.get("trainable_stages"):
+        parts.append(f"trainable_stages={logs['trainable_stages']}")
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
+        if key in logs:
+            parts.append(f"{key}={logs[key]:.4f}" if key != "seconds" else f"{logs[key]:.1f}s")
+    return " ".join(parts)
