@@ -1,4 +1,4 @@
-"""The `keras-tl` command line: `demo`, `train`."""
+"""The `keras-tl` command line: `demo`, `train`, `export`."""
 
 import argparse
 import os
@@ -47,6 +47,40 @@ def _train(args):
     return 0
 
 
+def _export(args):
+    import keras
+
+    import keras_tl
+
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"Model file {args.model!r} does not exist.")
+    output = args.output or args.model[: -len(".keras")] + (
+        f"_{args.quantization}" if args.quantization else "") + ".tflite"
+    model = keras.saving.load_model(args.model)
+    data = None
+    if args.data:
+        data = keras_tl.as_dataset(
+            args.data, image_size=model.input_shape[1:3], validation_split=0.2,
+            shuffle=False,
+        )
+    elif args.quantization == "int8":
+        raise ValueError(
+            "int8 quantization needs representative images to calibrate "
+            "activation ranges: pass --data DIR (a few hundred training images)."
+        )
+    report = keras_tl.to_tflite(
+        model,
+        output,
+        quantization=args.quantization,
+        representative_data=data.train if data is not None else None,
+        check_data=data.validation if data is not None else None,
+        io_dtype=args.io_dtype,
+        allow_select_tf_ops=args.allow_select_tf_ops,
+    )
+    print(report)
+    return 0
+
+
 def build_parser():
     """The argument parser of the `keras-tl` command.
 
@@ -78,6 +112,16 @@ def build_parser():
     train.add_argument("--validation-split", type=float, default=0.2)
     train.add_argument("--out", default="model.keras", help="output .keras path")
     train.set_defaults(func=_train)
+
+    export = sub.add_parser("export", help="export a .keras model to LiteRT and check it")
+    export.add_argument("model", help="a .keras model file")
+    export.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None,
+                        help="default: float32")
+    export.add_argument("--data", help="image folder: calibration (int8) and parity check")
+    export.add_argument("--output", help="output .tflite path")
+    export.add_argument("--io-dtype", choices=["float32", "int8", "uint8"], default="float32")
+    export.add_argument("--allow-select-tf-ops", action="store_true")
+    export.set_defaults(func=_export)
     return parser
 
 

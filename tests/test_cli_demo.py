@@ -30,6 +30,15 @@ def test_cli_train_writes_model_and_curves(tmp_path, capsys):
     assert keras_tl.get_class_names(model) == ["healthy", "rust"]
     assert "Saved" in capsys.readouterr().out
 
+    # keras-tl export: int8 needs calibration data, and says so.
+    assert main(["export", str(out), "--quantization", "int8"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["export", str(out), "--quantization", "int8", "--data", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "top-1 agreement" in printed
+    assert (tmp_path / "out" / "model_int8.tflite").exists()
+    assert (tmp_path / "out" / "labels.txt").read_text().split() == ["healthy", "rust"]
+
 
 def test_cli_bad_backbone_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     data = _folder(tmp_path / "leaves")
