@@ -4,6 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl.augment import augment_dataset
+from keras_tl.augment import augmented_copies as make_augmented_copies
+from keras_tl.augment import get as get_augmentation
+from keras_tl.augment import mixes_labels
+from keras_tl.augment import one_hot_labels
 from keras_tl.backbones import build_backbone
 from keras_tl.data import as_dataset
 from keras_tl.features import extract
@@ -25,6 +30,7 @@ def feature_extraction(
     weights="imagenet",
     input_shape=None,
     augmentation=None,
+    augmented_copies=0,
     learning_rate=1e-3,
     C=None,
     cache_dir=None,
@@ -63,8 +69,15 @@ def feature_extraction(
         weights: for a zoo name: `"imagenet"`, `None` or a weights file.
         input_shape: for a zoo name: the model input `(h, w, 3)`; images are
             resized to it. Defaults to the images' size.
-        augmentation: a layer or callable applied to image batches during
-            training (e.g. `keras_tl.augment` presets), or `None`.
+        augmentation: a `keras_tl.augment` preset name (`"light"`,
+            `"medium"`, `"heavy"`) or `Augmentation`, any layer or callable
+            applied to image batches during training, or `None`. Presets
+            that mix labels (MixUp/CutMix) train on soft labels with
+            `categorical_crossentropy`.
+        augmented_copies: with `augmentation`, keep the cached fast path:
+            embed this many augmented copies of the training images once
+            and fit the head in closed form on all of them (no label
+            mixing). 0 trains in the loop instead.
         learning_rate: Adam learning rate of the in-loop path.
         C: fix the logistic-regression inverse regularization instead of
             choosing it.
@@ -106,7 +119,11 @@ def feature_extraction(
         head = build_head(feature_dim, num_classes, data.class_names)
 
     cache = (lambda name: f"{cache_dir}/{name}.npy") if cache_dir else (lambda name: None)
-    train_features, train_labels = extract(extractor, data.train, cache_path=cache("train"))
+    augmentation = get_augmentation(augmentation)
+    train_images = data.train
+    if augmentation is not None and augmented_copies:
+        train_images = make_augmented_copies(data.train, augmentation, augmented_copies)
+    train_features, train_labels = extract(extractor, train_images, cache_path=cache("train"))
     validation = None
     if data.validation is not None:
         validation = extract(extractor, data.validation, cache_path=cache("validation"))
@@ -120,7 +137,7 @@ def feature_extraction(
     history = keras.callbacks.History()
     history.set_model(model)
     history.on_train_begin()
-    if augmentation is None:
+    if augmentation is None or augmented_copies:
         logs = _head_logs(head, train_features, train_labels, validation)
         logs["C"] = chosen_c
         history.on_epoch_end(0, logs)
@@ -131,26 +148,27 @@ def feature_extraction(
                 + ", ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "C")
             )
     else:
-        train = data.train.unbatch().shuffle(4096, seed=seed).batch(batch_size).map(
-            lambda x, y: (augmentation(x, training=True) if _is_layer(augmentation)
-                          else augmentation(x), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        train = augment_dataset(
+            data.train.unbatch().shuffle(4096, seed=seed).batch(batch_size),
+            augmentation, num_classes,
         )
+        validation_ds = data.validation
+        loss = "sparse_categorical_crossentropy"
+        if mixes_labels(augmentation):
+            # MixUp/CutMix give soft labels: one-hot the validation labels too.
+            validation_ds = one_hot_labels(data.validation, num_classes)
+            loss = "categorical_crossentropy"
         with strategy.scope():
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate),
-                loss="sparse_categorical_crossentropy",
+                loss=loss,
                 metrics=["accuracy"],
             )
         history = model.fit(
-            train, validation_data=data.validation, epochs=epochs, verbose=verbose
+            train, validation_data=validation_ds, epochs=epochs, verbose=verbose
         )
     model.history = history
     return model
-
-
-def _is_layer(fn):
-    return isinstance(fn, keras.layers.Layer)
 
 
 def _head_logs(head, features, labels, validation):

@@ -1,0 +1,314 @@
+"""Data augmentation presets built from `keras.layers`.
+
+Small data sets overfit; random transformations of the training images
+(and, for the heavy preset, mixing pairs of images and their labels) make
+every epoch show new variants. Presets:
+
+- `"light"`: flip, small translation, rotation and zoom;
+- `"medium"`: stronger geometry plus `RandAugment` (one op, mild);
+- `"heavy"`: medium geometry, `RandAugment` (two ops, strong) and
+  `MixUp` or `CutMix` on each batch (soft labels).
+
+An `Augmentation` is a serializable layer: put it at the start of a model
+(it acts only in training, so `.keras` files and exports are unaffected),
+or map it over a `tf.data` pipeline on the CPU with `augment_dataset`
+(which also applies the label mixing). Recipes take it as `augmentation=`.
+"""
+
+import keras
+import tensorflow as tf
+
+PRESETS = ("light", "medium", "heavy")
+MIXING = ("mixup", "cutmix", "mixup_or_cutmix")
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
+
+# (translation, rotation in turns, zoom, RandAugment ops, RandAugment factor,
+# label mixing) of each preset.
+_PRESET_SETTINGS = {
+    "light": (0.05, 0.03, 0.05, 0, 0.0, None),
+    "medium": (0.1, 0.06, 0.1, 1, 0.2, None),
+    "heavy": (0.12, 0.08, 0.15, 2, 0.4, "mixup_or_cutmix"),
+}
+
+
+@keras.saving.register_keras_serializable(package="keras_tl")
+class Augmentation(keras.layers.Layer):
+    """A preset of random image augmentations, active only in training.
+
+    Built from `keras.layers.RandomFlip`, `RandomTranslation`,
+    `RandomRotation`, `RandomZoom` and `RandAugment`; the `"heavy"` preset
+    also mixes labelled batches with `keras.layers.MixUp` / `CutMix`.
+    Calling the layer transforms images only (inside a model there are no
+    labels to mix); `augment_dataset` applies the mixing in `tf.data`.
+
+    Args:
+        preset: `"light"`, `"medium"` or `"heavy"`.
+        flip: `"horizontal"` (natural photos), `"vertical"`,
+            `"horizontal_and_vertical"` (aerial, microscopy) or `None` for
+            images a mirror changes the meaning of (digits, text).
+        value_range: range of the input pixels, `(0, 255)` for raw images.
+        mixing: override the preset's label mixing: `"mixup"`, `"cutmix"`,
+            `"mixup_or_cutmix"` (one of the two per batch), `"none"`, or
+            `None` for the preset's choice.
+        seed: random seed of the transformations.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Example:
+
+    >>> augment = Augmentation("medium", flip=None)
+    >>> inputs = keras.Input((28, 28, 1))
+    >>> model = keras.Model(inputs, classifier(augment(inputs)))
+    """
+
+    def __init__(
+        self,
+        preset="medium",
+        flip="horizontal",
+        value_range=(0, 255),
+        mixing=None,
+        seed=None,
+        **kwargs,
+    ):
+        kwargs.setdefault("name", f"augment_{preset}")
+        super().__init__(**kwargs)
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown augmentation preset {preset!r}; expected one of {PRESETS}.")
+        if flip is not None and flip not in FLIPS:
+            raise ValueError(f"flip must be one of {FLIPS} or None; got {flip!r}.")
+        if mixing is not None and mixing != "none" and mixing not in MIXING:
+            raise ValueError(
+                f"mixing must be one of {MIXING}, 'none' or None (the preset's); "
+                f"got {mixing!r}."
+            )
+        self.preset = preset
+        self.flip = flip
+        self.value_range = tuple(value_range)
+        self.mixing = mixing
+        self.seed = seed
+        translate, rotate, zoom, ops, factor, preset_mixing = _PRESET_SETTINGS[preset]
+        self.label_mixing = preset_mixing if mixing is None else (
+            None if mixing == "none" else mixing
+        )
+        layers = keras.layers
+        self.image_layers = []
+        if flip:
+            self.image_layers.append(layers.RandomFlip(flip, seed=seed, name="flip"))
+        self.image_layers += [
+            layers.RandomTranslation(translate, translate, seed=seed, name="translation"),
+            layers.RandomRotation(rotate, seed=seed, name="rotation"),
+            layers.RandomZoom(zoom, seed=seed, name="zoom"),
+        ]
+        if ops:
+            self.image_layers.append(
+                layers.RandAugment(
+                    value_range=self.value_range, num_ops=ops, factor=factor,
+                    seed=seed, name="rand_augment",
+                )
+            )
+        self.mixup = layers.MixUp(alpha=0.2, seed=seed, name="mixup")
+        self.cutmix = layers.CutMix(factor=1.0, seed=seed, name="cutmix")
+
+    @property
+    def mixes_labels(self):
+        """Whether `augment_dataset` turns labels into soft (mixed) labels."""
+        return self.label_mixing is not None
+
+    def build(self, input_shape):
+        for layer in self.image_layers:
+            layer.build(input_shape)
+        self.built = True
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        images = keras.ops.cast(images, self.compute_dtype)
+        for layer in self.image_layers:
+            images = layer(images, training=True)
+        return images
+
+    def mix(self, images, labels):
+        """Mixes a batch of images and one-hot labels (MixUp / CutMix).
+
+        Args:
+            images: float batch `(n, h, w, c)`.
+            labels: one-hot or soft labels `(n, num_classes)`.
+
+        Returns:
+            `(images, soft_labels)`; unchanged when the preset does not mix.
+        """
+        if self.label_mixing is None:
+            return images, labels
+        labels = tf.cast(labels, images.dtype)
+
+        def apply(layer):
+            mixed = layer({"images": images, "labels": labels}, training=True)
+            return mixed["images"], tf.cast(mixed["labels"], images.dtype)
+
+        if self.label_mixing == "mixup":
+            return apply(self.mixup)
+        if self.label_mixing == "cutmix":
+            return apply(self.cutmix)
+        # One of the two per batch, as in the papers' combined recipes.
+        use_mixup = tf.random.uniform([], seed=self.seed) < 0.5
+        return tf.cond(use_mixup, lambda: apply(self.mixup), lambda: apply(self.cutmix))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "preset": self.preset,
+                "flip": self.flip,
+                "value_range": list(self.value_range),
+                "mixing": self.mixing,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def get(augmentation, flip="horizontal"):
+    """Resolves a preset name to an `Augmentation`; passes others through.
+
+    Args:
+        augmentation: a preset name (`"light"`, `"medium"`, `"heavy"`), an
+            `Augmentation`, any Keras layer or callable on image batches, or
+            `None`.
+        flip: the flip of a preset built from a name.
+
+    Example:
+
+    >>> get("light")
+    <Augmentation name=augment_light, ...>
+    """
+    if augmentation is None or not isinstance(augmentation, str):
+        return augmentation
+    return Augmentation(augmentation, flip=flip)
+
+
+def mixes_labels(augmentation):
+    """Whether `augmentation` produces soft labels (MixUp / CutMix).
+
+    Recipes then train with `categorical_crossentropy` on one-hot labels
+    instead of `sparse_categorical_crossentropy`.
+
+    Args:
+        augmentation: anything `get` accepts.
+
+    Example:
+
+    >>> mixes_labels(Augmentation("heavy")), mixes_labels("medium")
+    (True, False)
+    """
+    return bool(getattr(get(augmentation), "mixes_labels", False))
+
+
+def augment_dataset(dataset, augmentation, num_classes=None):
+    """Applies an augmentation to a batched `(images, labels)` dataset.
+
+    Runs in the `tf.data` pipeline (on the CPU, overlapping the training
+    step). Image-only augmentations keep integer labels; a label-mixing
+    `Augmentation` returns one-hot soft labels of `num_classes`.
+
+    Args:
+        dataset: batched `tf.data.Dataset` of `(images, int labels)`.
+        augmentation: anything `get` accepts.
+        num_classes: number of classes; required when labels are mixed.
+
+    Returns:
+        The augmented dataset.
+
+    Example:
+
+    >>> train = augment_dataset(data.train, "heavy", num_classes=10)
+    >>> model.compile(loss="categorical_crossentropy", ...)
+    """
+    augmentation = get(augmentation)
+    if augmentation is None:
+        return dataset
+    mixing = mixes_labels(augmentation)
+    if mixing and num_classes is None:
+        raise ValueError(
+            f"{augmentation.name} mixes labels (MixUp/CutMix): pass num_classes so "
+            "the labels can become one-hot soft labels."
+        )
+
+    def apply(images, labels):
+        images = tf.cast(images, tf.float32)
+        if isinstance(augmentation, keras.layers.Layer):
+            images = augmentation(images, training=True)
+        else:
+            images = augmentation(images)
+        if mixing:
+            labels = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes)
+            images, labels = augmentation.mix(images, labels)
+        return images, labels
+
+    return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def one_hot_labels(dataset, num_classes):
+    """Maps a batched `(images, int labels)` dataset to one-hot labels.
+
+    For validation data next to a training set with soft labels, so both go
+    through the same `categorical_crossentropy` loss and metrics.
+
+    Args:
+        dataset: batched `tf.data.Dataset` of `(images, int labels)`, or
+            `None` (returned as is).
+        num_classes: number of classes.
+
+    Example:
+
+    >>> validation = one_hot_labels(data.validation, data.num_classes)
+    """
+    if dataset is None:
+        return None
+    return dataset.map(
+        lambda images, labels: (
+            images,
+            tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes),
+        )
+    )
+
+
+def augmented_copies(dataset, augmentation, copies):
+    """The original images followed by `copies` augmented passes over them.
+
+    For the feature-extraction fast path: a frozen backbone embeds each copy
+    once, the embeddings are cached, and the head is fitted on all of them,
+    so augmentation does not have to run the backbone every epoch. Label
+    mixing is not applied (the closed-form head needs hard labels).
+
+    Args:
+        dataset: batched `tf.data.Dataset` of `(images, labels)`.
+        augmentation: anything `get` accepts.
+        copies: number of augmented passes (>= 1). Each iteration of the
+            result draws new transformations: extract it once (with a
+            cache path to keep the embeddings).
+
+    Returns:
+        A dataset of `(1 + copies) x` the batches.
+
+    Example:
+
+    >>> features, labels = keras_tl.features.extract(
+    ...     backbone, augmented_copies(data.train, "medium", copies=4))
+    """
+    augmentation = get(augmentation)
+    if augmentation is None:
+        raise ValueError("augmented_copies needs an augmentation (e.g. 'medium').")
+    if int(copies) < 1:
+        raise ValueError(f"copies must be at least 1; got {copies}.")
+    def augment(images, labels):
+        images = tf.cast(images, tf.float32)
+        if isinstance(augmentation, keras.layers.Layer):
+            return augmentation(images, training=True), labels
+        return augmentation(images), labels
+
+    result = dataset.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
+    for _ in range(int(copies)):
+        result = result.concatenate(dataset.map(augment))
+    return result
