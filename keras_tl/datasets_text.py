@@ -18,6 +18,22 @@ import numpy as np
 
 DEFAULT_VADER_SDIST = os.path.join("data_cache", "vaderSentiment-3.3.2.tar.gz")
 
+
+def _find_default_sdist():
+    """`$KERAS_TL_DATA/...`, then the checkout's `data_cache/` (where `make`
+    puts it), then `data_cache/` under the working directory."""
+    name = os.path.basename(DEFAULT_VADER_SDIST)
+    candidates = []
+    if os.environ.get("KERAS_TL_DATA"):
+        candidates.append(os.path.join(os.environ["KERAS_TL_DATA"], name))
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates.append(os.path.join(package_root, DEFAULT_VADER_SDIST))
+    candidates.append(DEFAULT_VADER_SDIST)
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return candidate
+    return DEFAULT_VADER_SDIST
+
 _INNER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
 SNIPPET_SOURCES = {
     "movie": "movieReviewSnippets_GroundTruth.txt",
@@ -58,7 +74,7 @@ def _member(archive, file_name, path):
     return archive.extractfile(matches[0]).read()
 
 
-def load_sentiment_snippets(path=DEFAULT_VADER_SDIST, source="movie", min_abs_rating=0.5):
+def load_sentiment_snippets(path=None, source="movie", min_abs_rating=0.5):
     """Loads human-rated sentiment sentences as binary labelled texts.
 
     Each sentence's rating is the mean of about twenty human ratings in
@@ -68,7 +84,8 @@ def load_sentiment_snippets(path=DEFAULT_VADER_SDIST, source="movie", min_abs_ra
     Args:
         path: the `vaderSentiment-3.3.2.tar.gz` source distribution, its inner
             `hutto_ICWSM_2014.tar.gz`, or a folder holding either or the
-            extracted files.
+            extracted files. Default: `$KERAS_TL_DATA`, then the
+            `data_cache/` folder that `make install` fills.
         source: `"movie"` (10,605 movie-review snippets), `"amazon"`,
             `"nyt"` (editorials) or `"tweets"`.
         min_abs_rating: drop sentences whose mean rating is closer to zero.
@@ -88,6 +105,8 @@ def load_sentiment_snippets(path=DEFAULT_VADER_SDIST, source="movie", min_abs_ra
     >>> len(texts), labels.mean().round(2)
     (10072, 0.5)
     """
+    if path is None:
+        path = _find_default_sdist()
     if source not in SNIPPET_SOURCES:
         raise ValueError(
             f"Unknown source {source!r}; choose one of {sorted(SNIPPET_SOURCES)}."

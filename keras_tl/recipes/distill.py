@@ -1,0 +1,178 @@
+"""Recipe: distill a trained teacher into a small student."""
+
+import keras
+import tensorflow as tf
+
+from keras_tl.backbones import build_backbone
+from keras_tl.data import as_dataset
+from keras_tl.distill import Distiller
+from keras_tl.heads import attach_head
+from keras_tl.heads import build_head
+from keras_tl.heads import get_class_names
+
+
+def distill(
+    teacher,
+    student,
+    train_data,
+    validation_data=None,
+    *,
+    temperature=4.0,
+    alpha=0.5,
+    standardize=True,
+    epochs=20,
+    batch_size=32,
+    learning_rate=1e-3,
+    validation_split=None,
+    augmentation=None,
+    hint_layers=None,
+    student_weights="imagenet",
+    restore_best_weights=True,
+    strategy=None,
+    seed=0,
+    verbose=1,
+):
+    """Trains `student` to imitate `teacher` on `train_data`; returns it.
+
+    The teacher's logits are computed once over the training (and
+    validation) images and cached, so each epoch runs only the student;
+    with `augmentation` the images change every epoch and the teacher runs
+    inside each step instead. The loss is `alpha * cross-entropy + (1 -
+    alpha) * T^2 * KL` on standardized logits (see `keras_tl.Distiller`).
+
+    The defaults are chosen to be safe with a poorly calibrated teacher
+    (one ending in softmax after a short training, whose logits are large
+    and badly scaled): the labels keep half the weight, and logit
+    standardization makes the student match the teacher's ranking of the
+    classes instead of its overconfident scale. With validation data the
+    student's weights from its best validation epoch are returned.
+
+    Args:
+        teacher: a trained `keras.Model` from images to class scores
+            (logits or softmax: see `keras_tl.Distiller` for how logits are
+            found).
+        student: a zoo name (e.g. `"mobilenet_v3_small"`, built at the
+            teacher's input size with a head for the teacher's classes) or
+            a `keras.Model` with the teacher's inputs and classes.
+        train_data: a folder, `(x, y)` arrays or a `tf.data.Dataset` of
+            `(image, label)`; images as the teacher takes them.
+        validation_data: optional validation set in the same forms.
+        temperature: T > 0 of the soft targets.
+        alpha: weight in [0, 1] of the loss on the labels.
+        standardize: z-score each example's logits before softening.
+        epochs: training epochs.
+        batch_size: batch size.
+        learning_rate: Adam learning rate.
+        validation_split: fraction of `train_data` held out when
+            `validation_data` is not given.
+        augmentation: a layer or callable applied to training batches;
+            makes the teacher run online.
+        hint_layers: optional `(student_layer, teacher_layer)` names for a
+            hint loss through a learned projection.
+        student_weights: weights of a zoo-name student: `"imagenet"`,
+            `None` or a weights file.
+        restore_best_weights: with validation data, return the student of
+            the epoch with the best validation accuracy.
+        strategy: a `tf.distribute.Strategy`; defaults to the active one.
+        seed: seed of shuffling and the validation split.
+        verbose: 0 silent, 1 progress.
+
+    Returns:
+        The trained student `keras.Model` (a plain Keras model: it saves,
+        exports and predicts without keras-tl), with `student.history`.
+
+    Example:
+
+    >>> student = keras_tl.recipes.distill(
+    ...     teacher, "mobilenet_v3_small", "leaves/train", "leaves/val",
+    ...     epochs=10)
+    >>> student.count_params() < teacher.count_params() / 10
+    True
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(teacher, keras.Model):
+        raise TypeError(
+            f"teacher must be a trained keras.Model; got {type(teacher).__name__}."
+        )
+    input_shape = tuple(teacher.input_shape[1:])
+    num_classes = int(teacher.output_shape[-1])
+    image_size = input_shape[:2] if None not in input_shape[:2] else None
+    data = as_dataset(
+        train_data,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        validation_split=validation_split,
+        image_size=image_size,
+        num_classes=num_classes,
+        class_names=get_class_names(teacher),
+        shuffle=True,
+        seed=seed,
+    )
+    with strategy.scope():
+        if isinstance(student, str):
+            student = _zoo_student(
+                student, student_weights, input_shape, num_classes, data.class_names
+            )
+        elif not isinstance(student, keras.Model):
+            raise TypeError(
+                "student must be a zoo name (keras_tl.list_backbones()) or a "
+                f"keras.Model; got {type(student).__name__}."
+            )
+        distiller = Distiller(
+            student=student,
+            teacher=teacher,
+            temperature=temperature,
+            alpha=alpha,
+            standardize=standardize,
+            hint_layers=hint_layers,
+        )
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(learning_rate), metrics=["accuracy"]
+        )
+
+    if augmentation is None:
+        train = distiller.cache_teacher_logits(data.train, batch_size, seed=seed)
+    else:
+        train = data.train.map(
+            lambda x, y: (_augment(augmentation, x), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    validation = None
+    if data.validation is not None:
+        validation = distiller.cache_teacher_logits(
+            data.validation, batch_size, shuffle=False
+        )
+    callbacks = []
+    if validation is not None and restore_best_weights:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=epochs,
+                restore_best_weights=True,
+            )
+        )
+    history = distiller.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    student = distiller.student
+    student.history = history
+    return student
+
+
+def _augment(augmentation, images):
+    if isinstance(augmentation, keras.layers.Layer):
+        return augmentation(images, training=True)
+    return augmentation(images)
+
+
+def _zoo_student(name, weights, input_shape, num_classes, class_names):
+    backbone = build_backbone(
+        name, weights=weights, input_shape=input_shape, trainable=True
+    )
+    head = build_head(int(backbone.output.shape[-1]), num_classes, class_names)
+    return attach_head(backbone, head, name=f"{backbone.name.replace('_backbone', '')}_student")

@@ -1,0 +1,344 @@
+"""Tests of keras_tl.distill and the distill recipe."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+
+from keras_tl.backbones import build_small_cnn
+from keras_tl.distill import Distiller
+from keras_tl.distill import SoftTargetDistillation
+from keras_tl.distill import shrink_bert
+from keras_tl.distill import soft_target_loss
+from keras_tl.recipes import distill
+
+NUM_CLASSES = 4
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _kd_numpy(t, s, temperature, standardize=False):
+    if standardize:
+        t = (t - t.mean(-1, keepdims=True)) / (t.std(-1, keepdims=True) + 1e-6)
+        s = (s - s.mean(-1, keepdims=True)) / (s.std(-1, keepdims=True) + 1e-6)
+    p = _softmax(t / temperature)
+    kl = (p * (_log_softmax(t / temperature) - _log_softmax(s / temperature))).sum(-1)
+    return kl * temperature**2
+
+
+def _dense_model(name, seed, hidden=8, activation=None, dropout=0.0):
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((5,), name="x")
+    h = keras.layers.Dense(hidden, activation="relu", name="features")(inputs)
+    if dropout:
+        h = keras.layers.Dropout(dropout)(h)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    logits = keras.layers.Dense(NUM_CLASSES, name="logits")(h)
+    outputs = keras.layers.Activation(activation, name="probabilities")(logits) if activation else logits
+    model = keras.Model(inputs, outputs, name=name)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") * 0.5 for w in model.weights[:4]]
+                      + [w.numpy() for w in model.weights[4:8]]
+                      + [rng.normal(size=w.shape).astype("float32") for w in model.weights[8:]])
+    return model
+
+
+def _data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype("float32")
+    y = rng.integers(0, NUM_CLASSES, n).astype("int32")
+    return x, y
+
+
+def _logits_of(model, x):
+    return keras.Model(model.inputs, model.get_layer("logits").output).predict(x, verbose=0)
+
+
+def test_soft_target_loss_matches_formula_with_t_squared():
+    t = np.array([[2.0, 0.5, -1.0], [10.0, -3.0, 1.0]], np.float32)
+    s = np.array([[0.1, 0.3, -0.2], [0.0, 1.0, 2.0]], np.float32)
+    for temperature in (1.0, 4.0):
+        np.testing.assert_allclose(
+            soft_target_loss(t, s, temperature).numpy(), _kd_numpy(t, s, temperature), rtol=1e-5
+        )
+    # T^2 factor: the first pair's KL at T=4 is 0.03875, times 16.
+    np.testing.assert_allclose(soft_target_loss(t[:1], s[:1], 4.0).numpy(), [0.620057], rtol=1e-5)
+    np.testing.assert_allclose(
+        soft_target_loss(t, s, 2.0, standardize=True).numpy(),
+        _kd_numpy(t, s, 2.0, standardize=True), rtol=1e-4,
+    )
+    # Standardized loss ignores the teacher's logit scale and offset.
+    np.testing.assert_allclose(
+        soft_target_loss(t * 7 + 3, s, 2.0, standardize=True).numpy(),
+        soft_target_loss(t, s, 2.0, standardize=True).numpy(), rtol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_distiller_loss_equals_formula(standardize):
+    teacher = _dense_model("teacher", 1, activation="softmax")
+    student = _dense_model("student", 2, hidden=3, activation="softmax")
+    x, y = _data(16)
+    alpha, temperature = 0.3, 3.0
+    distiller = Distiller(student=student, teacher=teacher, standardize=standardize)
+    distiller.compile(optimizer="adam", alpha=alpha, temperature=temperature)
+    loss = float(distiller.compute_loss(x, y, training=False))
+
+    t, s = _logits_of(teacher, x), _logits_of(student, x)
+    ce = -_log_softmax(s)[np.arange(len(y)), y].mean()
+    kd = _kd_numpy(t, s, temperature, standardize).mean()
+    np.testing.assert_allclose(loss, alpha * ce + (1 - alpha) * kd, rtol=1e-4)
+    # Same value with the Keras example's distillation_loss_fn.
+    distiller.compile(optimizer="adam", alpha=alpha, temperature=temperature,
+                      distillation_loss_fn=keras.losses.KLDivergence())
+    np.testing.assert_allclose(float(distiller.compute_loss(x, y, training=False)), loss, rtol=1e-3)
+
+
+def test_softmax_outputs_are_traced_back_to_logits():
+    x, _ = _data(8)
+    # Dense(activation="softmax") as the last layer: pre-activation recomputed.
+    inputs = keras.Input((5,))
+    hidden = keras.layers.Dense(6, activation="relu")(inputs)
+    dense = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="head")
+    teacher = keras.Model(inputs, dense(hidden))
+    student = _dense_model("student", 3)
+    d = Distiller(student=student, teacher=teacher)
+    kernel, bias = dense.get_weights()
+    hidden_values = keras.Model(inputs, hidden).predict(x, verbose=0)
+    np.testing.assert_allclose(
+        d.teacher_logits(x)["logits"], hidden_values @ kernel + bias, rtol=1e-4, atol=1e-5
+    )
+    # Softmax inside a nested model: log-probabilities, equal to the logits
+    # up to a per-example shift.
+    inner = _dense_model("inner", 4, activation="softmax")
+    nested = keras.Sequential([keras.Input((5,)), inner], name="nested")
+    d = Distiller(student=student, teacher=nested)
+    got = d.teacher_logits(x)["logits"]
+    want = _logits_of(inner, x)
+    np.testing.assert_allclose(got - got.mean(-1, keepdims=True),
+                               want - want.mean(-1, keepdims=True), rtol=1e-4, atol=1e-4)
+
+
+def test_fit_keeps_teacher_weights_and_trains_student():
+    teacher = _dense_model("teacher", 1, activation="softmax", dropout=0.3)
+    student = _dense_model("student", 2, hidden=3, activation="softmax")
+    x, y = _data(64)
+    before = [w.numpy().copy() for w in teacher.weights]
+    student_before = [w.numpy().copy() for w in student.trainable_weights]
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                            validation_data=(x, y))
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(before, teacher.weights))
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(student_before, student.trainable_weights))
+    for key in ("loss", "accuracy", "student_loss", "distillation_loss", "val_accuracy"):
+        assert np.all(np.isfinite(history.history[key])), key
+    # predict and evaluate are the student's.
+    np.testing.assert_allclose(distiller.predict(x, verbose=0), student.predict(x, verbose=0), rtol=1e-5)
+    student.compile(metrics=["accuracy"], loss="sparse_categorical_crossentropy")
+    expected = student.evaluate(x, y, verbose=0, return_dict=True)["accuracy"]
+    assert distiller.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] == pytest.approx(expected)
+
+
+def test_cached_and_online_teacher_give_the_same_loss():
+    teacher = _dense_model("teacher", 1, activation="softmax")
+    student = _dense_model("student", 2, hidden=3, activation="softmax")
+    x, y = _data(24)
+    distiller = Distiller(student=student, teacher=teacher, hint_layers=("features", "features"))
+    distiller.compile(optimizer="adam", metrics=["accuracy"])
+    online = float(distiller.compute_loss(x, y, training=False))
+    cached_ds = distiller.cache_teacher_logits((x, y), batch_size=24, shuffle=False)
+    xb, targets = next(iter(cached_ds))
+    assert set(targets) == {"labels", "teacher_logits", "teacher_hint"}
+    cached = float(distiller.compute_loss(xb, targets, training=False))
+    assert cached == pytest.approx(online, rel=1e-5)
+    # Whole-epoch evaluation agrees too, and fit on the cache trains.
+    online_eval = distiller.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    cached_eval = distiller.evaluate(
+        distiller.cache_teacher_logits(tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+                                       batch_size=8, shuffle=False),
+        verbose=0, return_dict=True)
+    assert cached_eval["loss"] == pytest.approx(online_eval["loss"], rel=1e-5)
+    history = distiller.fit(distiller.cache_teacher_logits((x, y), 8, seed=0), epochs=1, verbose=0)
+    assert np.isfinite(history.history["hint_loss"][0])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    teacher = build_small_cnn((12, 12, 1), NUM_CLASSES, width=4, name="teacher")
+    student = build_small_cnn((12, 12, 1), NUM_CLASSES, width=2, name="student")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (16, 12, 12, 1)).astype("float32")
+    y = rng.integers(0, NUM_CLASSES, 16)
+    distiller = Distiller(student=student, teacher=teacher, temperature=2.5, alpha=0.2,
+                          hint_layers=("features", "features"), hint_weight=0.5)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    distiller.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    path = tmp_path / "distiller.keras"
+    distiller.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert isinstance(loaded, Distiller)
+    assert (loaded.temperature, loaded.alpha, loaded.standardize) == (2.5, 0.2, True)
+    assert loaded.compiled and int(loaded.optimizer.iterations) == int(distiller.optimizer.iterations)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(loaded.hint_projection.get_weights()[0],
+                               distiller.hint_projection.get_weights()[0])
+    assert float(loaded.compute_loss(x, y, training=False)) == pytest.approx(
+        float(distiller.compute_loss(x, y, training=False)), rel=1e-5)
+    loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    # The student alone also saves as a plain Keras model.
+    distiller.student.save(tmp_path / "student.keras")
+    keras.models.load_model(tmp_path / "student.keras", safe_mode=True)
+
+
+def test_bad_settings_get_clear_errors():
+    teacher = _dense_model("teacher", 1)
+    student = _dense_model("student", 2)
+    with pytest.raises(ValueError, match="alpha must be in \\[0, 1\\]"):
+        Distiller(student=student, teacher=teacher, alpha=1.5)
+    with pytest.raises(ValueError, match="alpha must be in \\[0, 1\\]"):
+        Distiller(student=student, teacher=teacher, alpha=-0.1)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        Distiller(student=student, teacher=teacher, temperature=0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        Distiller(student=student, teacher=teacher, temperature=-2.0)
+    distiller = Distiller(student=student, teacher=teacher)
+    with pytest.raises(ValueError, match="alpha must be in"):
+        distiller.compile(optimizer="adam", alpha=2.0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        distiller.compile(optimizer="adam", temperature=0.0)
+    inputs = keras.Input((5,))
+    three_classes = keras.Model(inputs, keras.layers.Dense(3, name="logits")(inputs))
+    with pytest.raises(ValueError, match="(?i)teacher.*student"):
+        Distiller(student=three_classes, teacher=teacher)
+    with pytest.raises(ValueError, match="no layer"):
+        Distiller(student=student, teacher=teacher, teacher_logits_layer="nope")
+    with pytest.raises(ValueError, match="must be a keras.Model"):
+        Distiller(student="small", teacher=teacher)
+
+
+def test_mirrored_strategy_over_two_cpus():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    x, y = _data(32)
+    with strategy.scope():
+        teacher = _dense_model("teacher", 1, activation="softmax")
+        student = _dense_model("student", 2, hidden=3, activation="softmax")
+        distiller = Distiller(student=student, teacher=teacher)
+        distiller.compile(optimizer="adam", metrics=["accuracy"])
+    reference = float(distiller.compute_loss(x, y, training=False))
+    before = [w.numpy().copy() for w in teacher.weights]
+    history = distiller.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    history = distiller.fit(distiller.cache_teacher_logits((x, y), 16), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(before, teacher.weights))
+    # The loss reported across replicas is the single-device loss.
+    evaluated = distiller.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)["loss"]
+    distiller_ref = float(distiller.compute_loss(x, y, training=False))
+    assert evaluated == pytest.approx(distiller_ref, rel=1e-3)
+    assert reference > 0
+
+
+def test_recipe_with_zoo_student_and_augmentation():
+    teacher = build_small_cnn((32, 32, 3), 3, width=4, name="teacher")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (24, 32, 32, 3)).astype("uint8")
+    y = np.arange(24) % 3
+    student = distill(teacher, "mobilenet_v3_small", (x, y), (x[:6], y[:6]),
+                      student_weights=None, epochs=1, batch_size=8, verbose=0)
+    assert student.output_shape == (None, 3)
+    assert "val_accuracy" in student.history.history
+    flip = keras.layers.RandomFlip("horizontal", seed=0)
+    small = build_small_cnn((32, 32, 3), 3, width=2, name="student")
+    student = distill(teacher, small, (x, y), epochs=1, batch_size=8, augmentation=flip, verbose=0)
+    assert student is small
+
+
+def test_shrink_bert_and_distill_text():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=40, num_layers=4, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=8,
+    )
+    teacher = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+    student = shrink_bert(teacher)
+    assert student.backbone.num_layers == 2
+    for i, j in enumerate([0, 2]):
+        for a, b in zip(student.backbone.get_layer(f"transformer_layer_{i}").weights,
+                        backbone.get_layer(f"transformer_layer_{j}").weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for name in ("token_embedding", "embeddings_layer_norm", "pooled_dense"):
+        for a, b in zip(student.backbone.get_layer(name).weights, backbone.get_layer(name).weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(student.get_layer("logits").get_weights()[0],
+                                  teacher.get_layer("logits").get_weights()[0])
+    assert student.count_params() < teacher.count_params()
+    assert shrink_bert(backbone, layer_indices=[1, 3]).num_layers == 2
+    with pytest.raises(ValueError, match="layer_indices"):
+        shrink_bert(backbone, layer_indices=[0, 7])
+
+    rng = np.random.default_rng(0)
+    x = {
+        "token_ids": rng.integers(1, 40, (16, 8)).astype("int32"),
+        "segment_ids": np.zeros((16, 8), "int32"),
+        "padding_mask": np.ones((16, 8), "int32"),
+    }
+    y = rng.integers(0, 2, 16)
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    online = float(distiller.compute_loss(x, y, training=False))
+    cached = distiller.cache_teacher_logits((x, y), batch_size=16, shuffle=False)
+    xb, targets = next(iter(cached))
+    assert float(distiller.compute_loss(xb, targets, training=False)) == pytest.approx(online, rel=1e-5)
+    history = distiller.fit(cached, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.slow
+def test_badly_scaled_teacher_does_not_hurt_the_student():
+    from keras_tl.datasets import load_mnist_5k
+
+    x, y = load_mnist_5k()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    train, test = order[:2000], order[2000:3000]
+    epochs, batch = 5, 32
+
+    def schedule():
+        return keras.optimizers.schedules.CosineDecay(2e-3, epochs * len(train) // batch + epochs)
+
+    keras.utils.set_random_seed(0)
+    teacher = build_small_cnn((28, 28, 1), 10, width=16, name="teacher")
+    teacher.compile(keras.optimizers.Adam(schedule()), "sparse_categorical_crossentropy")
+    teacher.fit(x[train], y[train], epochs=epochs, batch_size=batch, verbose=0)
+    kernel, bias = teacher.get_layer("logits").get_weights()
+    # Same predictions, logits 8x larger: an overconfident softmax teacher.
+    teacher.get_layer("logits").set_weights([kernel * 8, bias * 8])
+
+    def student():
+        keras.utils.set_random_seed(1)
+        return build_small_cnn((28, 28, 1), 10, width=4, name="student")
+
+    def acc(model):
+        return float((model.predict(x[test], verbose=0).argmax(-1) == y[test]).mean())
+
+    alone = student()
+    alone.compile(keras.optimizers.Adam(schedule()), "sparse_categorical_crossentropy")
+    alone.fit(x[train], y[train], epochs=epochs, batch_size=batch, verbose=0)
+    common = dict(epochs=epochs, batch_size=batch, learning_rate=schedule(), verbose=0)
+    distilled = distill(teacher, student(), (x[train], y[train]), **common)
+    plain = distill(teacher, student(), (x[train], y[train]), alpha=0.1,
+                    temperature=4.0, standardize=False, **common)
+    scores = {"teacher": acc(teacher), "alone": acc(alone),
+              "defaults": acc(distilled), "plain_kd": acc(plain)}
+    assert scores["defaults"] >= scores["alone"] - 0.01, scores
+    # The failure the defaults avoid: plain KD on this teacher hurts.
+    assert scores["plain_kd"] < scores["defaults"], scores
