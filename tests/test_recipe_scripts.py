@@ -24,3 +24,13 @@ def test_feature_extraction_leaves_smoke(tmp_path):
         assert (tmp_path / name).exists(), name
     assert (tmp_path / "labels.txt").read_text().split() == ["zero", "one", "two"]
     assert report.top1_agreement >= 0.9
+
+
+@pytest.mark.slow
+def test_distill_for_mobile_smoke(tmp_path):
+    script = _load("distill_for_mobile")
+    teacher, student, reports, agreement = script.main(["--smoke", "--out", str(tmp_path)])
+    assert student.count_params() * 10 <= teacher.count_params()
+    assert reports["student"].size_bytes < reports["teacher"].size_bytes
+    assert agreement > 0.6  # three classes: chance is 1/3
+    assert (tmp_path / "student_int8.tflite").exists()
