@@ -54,3 +54,19 @@ def digits_target():
 
     x, y = load_digits_target()
     return x.astype("float32"), y
+
+
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One `MirroredStrategy` over the two logical CPUs, shared by all tests.
+
+    Several strategies with all-reduce collectives in one process can
+    collide on collective instance keys; one shared strategy reducing
+    through one device avoids that and is still a real two-replica
+    strategy.
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    assert len(devices) == 2, "two logical CPUs are configured at import time"
+    return tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )

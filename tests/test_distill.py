@@ -224,8 +224,8 @@ def test_bad_settings_get_clear_errors():
         Distiller(student="small", teacher=teacher)
 
 
-def test_mirrored_strategy_over_two_cpus():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_strategy_over_two_cpus(two_cpu_strategy):
+    strategy = two_cpu_strategy
     assert strategy.num_replicas_in_sync == 2
     x, y = _data(32)
     with strategy.scope():

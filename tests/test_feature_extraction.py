@@ -98,10 +98,8 @@ def test_zoo_name_folder_input(tmp_path):
     assert model.predict(np.zeros((2, 32, 32, 3)), verbose=0).shape == (2, 2)
 
 
-def test_feature_extraction_under_mirrored_strategy(mnist_cnn_small, digits_target):
-    devices = tf.config.list_logical_devices("CPU")
-    assert len(devices) >= 2, "tests/conftest.py configures two logical CPUs"
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+def test_feature_extraction_under_mirrored_strategy(two_cpu_strategy, digits_target):
+    strategy = two_cpu_strategy
     assert strategy.num_replicas_in_sync == 2
     x, y = digits_target
     (xs, ys), (xt, yt) = few_shot_split(x, y, 3, seed=0)
