@@ -4,12 +4,28 @@ Feature extraction, fine-tuning and knowledge distillation of pretrained
 networks, and export of the result to LiteRT for phones.
 """
 
+from keras_tl import adapt
+from keras_tl import augment
 from keras_tl import backbones
+from keras_tl import callbacks
 from keras_tl import data
 from keras_tl import datasets
+from keras_tl import distill
+from keras_tl import export
 from keras_tl import features
 from keras_tl import heads
+from keras_tl import lr_finder
+from keras_tl import optimize
+from keras_tl import optimizers
+from keras_tl import schedules
+from keras_tl import select
 from keras_tl import stages
+from keras_tl import text
+from keras_tl.adapt import DomainAdaptation
+from keras_tl.adapt import GradientReversal
+from keras_tl.adapt import adabn
+from keras_tl.adapt import coral_loss
+from keras_tl.augment import Augmentation
 from keras_tl.backbones import BackboneSpec
 from keras_tl.backbones import build_backbone
 from keras_tl.backbones import build_small_cnn
@@ -17,10 +33,37 @@ from keras_tl.backbones import get_spec
 from keras_tl.backbones import list_backbones
 from keras_tl.data import ImageData
 from keras_tl.data import as_dataset
+from keras_tl.distill import Distiller
+from keras_tl.distill import shrink_bert
+from keras_tl.export import ExportReport
+from keras_tl.export import LiteRTModel
+from keras_tl.export import TFLiteTextClassifier
+from keras_tl.export import UnsupportedOpsError
+from keras_tl.export import text_to_tflite
+from keras_tl.export import to_tflite
 from keras_tl.heads import ClassNames
 from keras_tl.heads import get_class_names
+from keras_tl.callbacks import LRFinder
+from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.lr_finder import LRFinderResult
+from keras_tl.lr_finder import find_learning_rate
+from keras_tl.optimizers import discriminative_optimizer
+from keras_tl.optimizers import learning_rates
+from keras_tl.optimizers import rebuild_optimizer
 from keras_tl.preprocessing import ImagePreprocessing
+from keras_tl.select import log_me
+from keras_tl.select import rank_backbones
+from keras_tl.select import recommend_backbone
 from keras_tl.stages import Stage
 from keras_tl.stages import get_stages
+from keras_tl.datasets_text import load_sentiment_snippets
+from keras_tl.text import PooledTextClassifier
+from keras_tl.text import TextData
+from keras_tl.text import as_text_dataset
+from keras_tl.text import build_text_classifier
+from keras_tl.text import extract_text_features
+from keras_tl.text import get_text_stages
+from keras_tl.text import list_text_presets
+from keras_tl.text import load_text_preset
 
 __version__ = "0.1.0"

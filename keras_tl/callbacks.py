@@ -1,0 +1,293 @@
+"""Fine-tuning callbacks: progressive unfreezing and the learning-rate finder.
+
+`ProgressiveUnfreezing` unfreezes a backbone's stages from the top (next to
+the head) down while one `model.fit` runs: each unfrozen stage takes effect
+at once (rebuilt train function, optimizer rebuilt with its state carried
+over; see `keras_tl.optimizers.rebuild_optimizer`), with no restart and no
+recompile. `LRFinder` is the learning-rate range test (see
+`keras_tl.lr_finder`).
+"""
+
+import keras
+import numpy as np
+
+from keras_tl.lr_finder import LRFinder  # noqa: F401  (public here too)
+from keras_tl.optimizers import rebuild_optimizer
+from keras_tl.stages import Stage
+from keras_tl.stages import get_stages
+
+
+class ProgressiveUnfreezing(keras.callbacks.Callback):
+    """Unfreezes backbone stages from the top down during one `fit`.
+
+    At the start of training every stage is frozen except the top
+    `initially_trainable` ones (the head, i.e. every layer outside the
+    stages, keeps its own `trainable` setting). Then the next stage down is
+    unfrozen:
+
+    - every `every` epochs (`every=1`: ULMFiT's gradual unfreezing), or
+    - at the start of each epoch listed in `at_epochs` (repeat an epoch to
+      unfreeze several stages at once), or
+    - when `monitor` has not improved by `min_delta` for `patience` epochs.
+
+    An unfrozen stage trains from the next step on: the train function is
+    rebuilt and the optimizer is rebuilt on the new trainable set, keeping
+    the slots and step count of every variable already training. With a
+    `MultiOptimizer` (`keras_tl.discriminative_optimizer`) each stage keeps
+    its own rate, and `rewarm_steps` ramps a newly unfrozen stage's rate up
+    from near zero. BatchNormalization layers stay frozen (inference mode,
+    moving statistics unchanged) unless `train_batchnorm=True`.
+
+    Each unfreeze is printed (with `verbose`) and kept in `self.events`;
+    every epoch's logs (hence `History`) get `trainable_stages` and
+    `trainable_params`.
+
+    Args:
+        stages: list of `keras_tl.Stage` from input to output; default:
+            `keras_tl.get_stages(backbone)`.
+        backbone: the backbone inside the model (a zoo backbone gives its
+            named stages; another model is split into `num_groups` depth
+            groups). Default: the only `keras.Model` nested in the model.
+        every: unfreeze one stage every `every` epochs.
+        at_epochs: epochs (0-based) at whose start the next stage unfreezes.
+        patience: unfreeze when `monitor` stalls for this many epochs.
+        monitor: the log key watched with `patience`.
+        min_delta: smallest decrease of `monitor` that counts as progress.
+        initially_trainable: how many top stages train from the first epoch.
+        train_batchnorm: let BatchNormalization layers of unfrozen stages
+            train (batch statistics, updated moving averages).
+        rewarm_steps: linear re-warm-up of a newly unfrozen stage's rate,
+            in steps (needs a `MultiOptimizer`); 0 for none.
+        num_groups: depth groups for a backbone that is not from the zoo.
+        verbose: 1 prints each unfreeze.
+
+    Example:
+
+    >>> stages = keras_tl.get_stages(backbone)
+    >>> model.compile(keras_tl.discriminative_optimizer(stages, 1e-3),
+    ...               "sparse_categorical_crossentropy")
+    >>> model.fit(train, epochs=8,
+    ...           callbacks=[ProgressiveUnfreezing(stages, every=2)])
+    >>> model.history.history["trainable_stages"]
+    [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+
+    def __init__(
+        self,
+        stages=None,
+        backbone=None,
+        every=None,
+        at_epochs=None,
+        patience=None,
+        monitor="val_loss",
+        min_delta=0.0,
+        initially_trainable=0,
+        train_batchnorm=False,
+        rewarm_steps=0,
+        num_groups=4,
+        verbose=1,
+    ):
+        super().__init__()
+        given = [every is not None, at_epochs is not None, patience is not None]
+        if sum(given) > 1:
+            raise ValueError(
+                "Pass only one unfreezing rule: `every`, `at_epochs` or `patience`."
+            )
+        if not any(given):
+            every = 1
+        if every is not None and (int(every) != every or every < 1):
+            raise ValueError(f"`every` must be an integer >= 1; got {every!r}.")
+        if patience is not None and (int(patience) != patience or patience < 1):
+            raise ValueError(f"`patience` must be an integer >= 1; got {patience!r}.")
+        if at_epochs is not None:
+            at_epochs = sorted(int(e) for e in at_epochs)
+            if at_epochs and at_epochs[0] < 0:
+                raise ValueError(f"`at_epochs` must be >= 0; got {at_epochs}.")
+        if stages is not None and not all(isinstance(s, Stage) for s in stages):
+            raise TypeError("`stages` must be a list of keras_tl.Stage (get_stages).")
+        self.stages = list(stages) if stages is not None else None
+        self.backbone = backbone
+        self.every = every
+        self.at_epochs = at_epochs
+        self.patience = patience
+        self.monitor = monitor
+        self.min_delta = float(min_delta)
+        self.initially_trainable = int(initially_trainable)
+        self.train_batchnorm = bool(train_batchnorm)
+        self.rewarm_steps = int(rewarm_steps)
+        self.num_groups = num_groups
+        self.verbose = verbose
+        self.events = []
+        self.num_trainable = 0
+        self._traced = None
+
+    # -- set-up -------------------------------------------------------------
+
+    def _resolve_stages(self):
+        if self.stages is not None:
+            return self.stages
+        backbone = self.backbone
+        if backbone is None:
+            nested = [l for l in self.model.layers if isinstance(l, keras.Model)]
+            if len(nested) != 1:
+                raise ValueError(
+                    f"Model {self.model.name!r} has {len(nested)} nested models, so "
+                    "the backbone is ambiguous. Pass `backbone=` (the nested "
+                    "backbone) or `stages=keras_tl.get_stages(...)`."
+                )
+            backbone = nested[0]
+        return get_stages(backbone, num_groups=self.num_groups)
+
+    def on_train_begin(self, logs=None):
+        self.stages = self._resolve_stages()
+        if not 0 <= self.initially_trainable <= len(self.stages):
+            raise ValueError(
+                f"initially_trainable={self.initially_trainable} but the backbone "
+                f"has {len(self.stages)} stages."
+            )
+        if self.rewarm_steps and not isinstance(
+            self.model.optimizer, keras.optimizers.MultiOptimizer
+        ):
+            raise ValueError(
+                "rewarm_steps needs a per-stage optimizer; compile with "
+                "keras_tl.discriminative_optimizer(stages, ...)."
+            )
+        _make_trainable_path(self.model, self.stages)
+        self.num_trainable = self.initially_trainable
+        for index, stage in enumerate(self.stages):
+            trainable = index >= len(self.stages) - self.num_trainable
+            stage.set_trainable(trainable, self.train_batchnorm)
+        self._best = np.inf
+        self._wait = 0
+        self._pending = 0
+        self._apply(rewarm=False)
+
+    # -- schedule -----------------------------------------------------------
+
+    def _due(self, epoch):
+        if self.every is not None:
+            return 1 if epoch > 0 and epoch % self.every == 0 else 0
+        if self.at_epochs is not None:
+            return self.at_epochs.count(epoch)
+        due, self._pending = self._pending, 0
+        return due
+
+    def on_epoch_begin(self, epoch, logs=None):
+        count = min(self._due(epoch), len(self.stages) - self.num_trainable)
+        for _ in range(count):
+            self.num_trainable += 1
+            stage = self.stages[len(self.stages) - self.num_trainable]
+            stage.set_trainable(True, self.train_batchnorm)
+            params = _count(stage.trainable_weights)
+            self.events.append(
+                {"epoch": epoch, "stage": stage.name, "params": params}
+            )
+            if self.verbose:
+                print(
+                    f"Epoch {epoch + 1}: unfroze stage {stage.name!r} "
+                    f"({params:,} parameters; {self.num_trainable}/"
+                    f"{len(self.stages)} stages trainable, "
+                    f"{_count(self.model.trainable_variables):,} trainable in all)"
+                )
+        if count:
+            self._apply(rewarm=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["trainable_stages"] = self.num_trainable
+            logs["trainable_params"] = _count(self.model.trainable_variables)
+        if self.patience is None or logs is None:
+            return
+        if self.monitor not in logs:
+            raise ValueError(
+                f"ProgressiveUnfreezing(patience=...) watches {self.monitor!r}, which "
+                f"is not in the epoch logs ({sorted(logs)}). Pass validation data "
+                "or another `monitor`."
+            )
+        value = float(logs[self.monitor])
+        if value < self._best - self.min_delta:
+            self._best, self._wait = value, 0
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            self._pending, self._wait = 1, 0
+            # The newly unfrozen stage changes the loss landscape; judge it
+            # against its own best.
+            self._best = np.inf
+
+    # -- making a change take effect ---------------------------------------
+
+    def _apply(self, rewarm):
+        model = self.model
+        strategy = getattr(model, "distribute_strategy", None)
+        scope = strategy.scope() if strategy is not None else _null_scope()
+        trainable = model.trainable_variables
+        with scope:
+            optimizer = rebuild_optimizer(
+                model.optimizer, trainable,
+                rewarm_steps=self.rewarm_steps if rewarm else 0,
+            )
+        key = frozenset(id(v) for v in trainable)
+        if (
+            optimizer is model.optimizer
+            and model.train_function is not None
+            and self._traced == (id(model.train_function), key)
+        ):
+            # A later `fit` with the same trainable set: the train function
+            # this callback made still fits; tracing again would waste time.
+            return
+        model.optimizer = optimizer
+        model.make_train_function(force=True)
+        self._traced = (id(model.train_function), key)
+
+
+def _count(variables):
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _make_trainable_path(model, stages):
+    """Makes every model that holds stage layers trainable, and leaves the
+    trainable flag of the other layers in those models as it was."""
+    stage_ids = {id(layer) for stage in stages for layer in stage.layers}
+
+    def holds_stage(container):
+        for layer in container.layers:
+            if id(layer) in stage_ids:
+                return True
+            if isinstance(layer, keras.Model) and holds_stage(layer):
+                return True
+        return False
+
+    def leaves(container):
+        for layer in container.layers:
+            if isinstance(layer, keras.Model):
+                yield from leaves(layer)
+            else:
+                yield layer
+
+    if not holds_stage(model):
+        raise ValueError(
+            f"None of the stages' layers is in model {model.name!r}; pass the "
+            "stages of the backbone inside this model."
+        )
+
+    def visit(container):
+        if not container.trainable:
+            before = {id(l): l.trainable for l in leaves(container)}
+            container.trainable = True
+            for layer in leaves(container):
+                if id(layer) not in stage_ids:
+                    layer.trainable = before[id(layer)]
+        for layer in container.layers:
+            if isinstance(layer, keras.Model) and holds_stage(layer):
+                visit(layer)
+
+    visit(model)

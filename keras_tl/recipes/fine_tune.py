@@ -1,0 +1,285 @@
+"""Recipe: fine-tune a pretrained backbone in two phases, as fastai does.
+
+Phase 1 trains the new head on the frozen backbone (the feature-extraction
+fast path: embeddings computed once, head fitted in closed form). Phase 2
+unfreezes the backbone's stages from the top down inside one `fit`, each
+stage at its own (discriminative) learning rate, under a warm-up and
+warm-down schedule.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_tl.augment import augment_dataset
+from keras_tl.augment import get as get_augmentation
+from keras_tl.augment import mixes_labels
+from keras_tl.augment import one_hot_labels
+from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.data import as_dataset
+from keras_tl.optimizers import discriminative_optimizer
+from keras_tl.recipes.feature_extraction import feature_extraction
+from keras_tl.schedules import OneCycle
+from keras_tl.schedules import SlantedTriangular
+from keras_tl.schedules import WarmupDecay
+from keras_tl.stages import get_stages
+
+SCHEDULES = ("cosine", "linear", "slanted_triangular", "one_cycle")
+
+
+def fine_tune(
+    backbone,
+    train_data,
+    validation_data=None,
+    *,
+    num_classes=None,
+    class_names=None,
+    head_epochs=1,
+    epochs=10,
+    batch_size=32,
+    validation_split=None,
+    weights="imagenet",
+    input_shape=None,
+    augmentation=None,
+    learning_rate=1e-3,
+    lr_factor=2.6,
+    schedule="cosine",
+    warmup_fraction=0.1,
+    unfreeze_every=None,
+    unfreeze_at=None,
+    unfreeze_patience=None,
+    initially_trainable=1,
+    rewarm_steps=0,
+    train_batchnorm=False,
+    stages=None,
+    num_groups=4,
+    optimizer="adam",
+    strategy=None,
+    seed=0,
+    verbose=1,
+):
+    """Fine-tunes a pretrained backbone: head first, then gradual unfreezing.
+
+    Phase 1 (`head_epochs`, fastai's `freeze_epochs`): the backbone is
+    frozen and the head is trained by `keras_tl.recipes.feature_extraction`
+    (closed-form fit on cached embeddings; `head_epochs` of Adam only when
+    `augmentation` is given). Phase 2 (`epochs`): one `fit` in which the
+    backbone's stages are unfrozen from the top down
+    (`keras_tl.callbacks.ProgressiveUnfreezing`), each with its own rate
+    (`keras_tl.discriminative_optimizer`), under a warm-up/warm-down
+    schedule. BatchNormalization layers stay in inference mode with their
+    pretrained statistics unless `train_batchnorm=True`.
+
+    Defaults and where they come from:
+
+    - `lr_factor=2.6`: ULMFiT's ratio between neighbouring layer groups
+      (Howard & Ruder, 2018).
+    - `learning_rate=1e-3` (the head's; Adam): fastai's `fine_tune` base rate
+      2e-3, halved for the unfrozen phase.
+    - `initially_trainable=1` and one more stage per epoch: ULMFiT's gradual
+      unfreezing (the head is already trained, so the top stage starts at
+      once). In runs longer than twice the number of stages, unfreezing is
+      spread over the first half of the epochs so every stage then trains
+      for the second half.
+    - `schedule="cosine"` with `warmup_fraction=0.1`: linear warm-up over the
+      first 10% of steps (ULMFiT's slanted triangular `cut_frac=0.1`), then
+      cosine warm-down to zero (fastai's one-cycle annealing).
+    - `train_batchnorm=False`: the Keras transfer-learning guide's rule for
+      frozen BatchNorm.
+
+    Args:
+        backbone: a zoo name (`keras_tl.list_backbones()`) or a `keras.Model`
+            mapping images to features or feature maps.
+        train_data: a folder (one subfolder per class), `(x, y)` arrays or a
+            `tf.data.Dataset` of `(image, label)`; images in [0, 255].
+        validation_data: optional validation set in the same forms.
+        num_classes: number of classes (inferred from the labels otherwise).
+        class_names: class names stored in the model.
+        head_epochs: epochs of phase 1 (used only with `augmentation`; the
+            fast path fits the head in closed form).
+        epochs: epochs of phase 2.
+        batch_size: batch size of both phases.
+        validation_split: fraction of `train_data` held out when
+            `validation_data` is not given.
+        weights: for a zoo name: `"imagenet"`, `None` or a weights file.
+        input_shape: for a zoo name: the model input `(h, w, 3)`.
+        augmentation: a `keras_tl.augment` preset name or layer, applied to
+            training batches of phase 2 (and phase 1), or `None`.
+        learning_rate: the head's peak rate in phase 2.
+        lr_factor: each stage's rate is this many times smaller than the
+            stage above it (1.0: one rate for all).
+        schedule: `"cosine"` or `"linear"` (warm-up then decay to zero,
+            `keras_tl.schedules.WarmupDecay`), `"slanted_triangular"`,
+            `"one_cycle"`, or any `LearningRateSchedule` of phase-2 steps.
+        warmup_fraction: fraction of phase-2 steps spent warming up.
+        unfreeze_every: unfreeze one more stage every this many epochs.
+        unfreeze_at: epochs of phase 2 at which the next stage unfreezes.
+        unfreeze_patience: unfreeze when `val_loss` stalls this many epochs.
+        initially_trainable: top stages trainable from the start of phase 2;
+            the number of stages unfreezes everything at once.
+        rewarm_steps: re-warm-up, in steps, of each newly unfrozen stage.
+        train_batchnorm: let BatchNorm layers of unfrozen stages train.
+        stages: explicit `keras_tl.Stage` list of the backbone (default:
+            `keras_tl.get_stages`: zoo stages, else `num_groups` depth groups).
+        num_groups: depth groups of a backbone that is not from the zoo.
+        optimizer: Keras optimizer name or template instance (`"adam"`).
+        strategy: a `tf.distribute.Strategy`; defaults to the active one.
+        seed: seed of the split, shuffling and head fit.
+        verbose: 0 silent, 1 progress and unfreeze messages.
+
+    Returns:
+        A `keras.Model` from raw images to class probabilities, with
+        `model.history` holding both phases (phase 1 first) and
+        `model.history.unfreeze_events` (epoch, stage, parameters).
+
+    Example:
+
+    >>> model = keras_tl.recipes.fine_tune(
+    ...     "resnet50", "leaves/train", "leaves/val", input_shape=(224, 224, 3),
+    ...     epochs=8)
+    >>> model.save("leaves.keras")
+    """
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}.")
+    if not (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+            or schedule in SCHEDULES):
+        raise ValueError(
+            f"schedule must be one of {SCHEDULES} or a LearningRateSchedule; "
+            f"got {schedule!r}."
+        )
+    strategy = strategy or tf.distribute.get_strategy()
+    data = as_dataset(
+        train_data,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        validation_split=validation_split,
+        image_size=tuple(input_shape[:2]) if input_shape is not None else None,
+        num_classes=num_classes,
+        class_names=class_names,
+        # Phase 1 embeds the images in a fixed order; phase 2 shuffles below.
+        shuffle=False,
+        seed=seed,
+    )
+    model = feature_extraction(
+        backbone, data, num_classes=data.num_classes, class_names=data.class_names,
+        epochs=head_epochs, batch_size=batch_size, weights=weights,
+        input_shape=input_shape, augmentation=augmentation, strategy=strategy,
+        seed=seed, verbose=verbose,
+    )
+    head_history = model.history
+    network = _nested_backbone(model)
+    stages = stages or get_stages(network, num_groups=num_groups)
+    if not 0 <= initially_trainable <= len(stages):
+        raise ValueError(
+            f"initially_trainable={initially_trainable} but the backbone has "
+            f"{len(stages)} stages."
+        )
+
+    steps_per_epoch = _steps_per_epoch(data.train)
+    train = (
+        data.train.unbatch()
+        .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        # unbatch() loses the length; give it back so Keras knows the epoch.
+        .apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation, loss = data.validation, "sparse_categorical_crossentropy"
+    augmentation = get_augmentation(augmentation)
+    if augmentation is not None:
+        train = augment_dataset(train, augmentation, data.num_classes)
+        if mixes_labels(augmentation):
+            loss = "categorical_crossentropy"
+            if validation is not None:
+                validation = one_hot_labels(validation, data.num_classes)
+    total_steps = epochs * steps_per_epoch
+    rate = _make_schedule(schedule, learning_rate, total_steps, warmup_fraction)
+    rule = _unfreeze_rule(
+        unfreeze_every, unfreeze_at, unfreeze_patience, epochs,
+        len(stages) - initially_trainable,
+    )
+    unfreezing = ProgressiveUnfreezing(
+        stages, initially_trainable=initially_trainable, train_batchnorm=train_batchnorm,
+        rewarm_steps=rewarm_steps, verbose=verbose, **rule,
+    )
+    with strategy.scope():
+        model.compile(
+            optimizer=discriminative_optimizer(stages, rate, lr_factor, optimizer),
+            loss=loss,
+            metrics=["accuracy"],
+        )
+    history = model.fit(
+        train, validation_data=validation, epochs=epochs, callbacks=[unfreezing],
+        shuffle=False, verbose=verbose,
+    )
+    model.history = _merge_histories(head_history, history, model)
+    model.history.unfreeze_events = list(unfreezing.events)
+    return model
+
+
+def _nested_backbone(model):
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ValueError(
+            f"Expected one backbone inside {model.name!r}; found {len(nested)} "
+            "nested models."
+        )
+    return nested[0]
+
+
+def _steps_per_epoch(dataset):
+    steps = int(dataset.cardinality())
+    if steps < 0:
+        steps = sum(1 for _ in dataset)
+    if steps == 0:
+        raise ValueError("The training data is empty.")
+    return steps
+
+
+def _make_schedule(schedule, learning_rate, total_steps, warmup_fraction):
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule
+    warmup = int(round(total_steps * warmup_fraction))
+    if schedule in ("cosine", "linear"):
+        return WarmupDecay(learning_rate, total_steps, warmup, decay=schedule)
+    if schedule == "slanted_triangular":
+        return SlantedTriangular(learning_rate, total_steps, cut_fraction=warmup_fraction)
+    return OneCycle(learning_rate, total_steps, warmup_fraction=warmup_fraction)
+
+
+def _unfreeze_rule(every, at, patience, epochs, remaining):
+    given = {k: v for k, v in (("every", every), ("at_epochs", at),
+                                ("patience", patience)) if v is not None}
+    if len(given) > 1:
+        raise ValueError(
+            "Pass one of unfreeze_every, unfreeze_at or unfreeze_patience."
+        )
+    if given:
+        return given
+    if remaining <= 0:
+        return {"at_epochs": []}
+    # ULMFiT: one stage per epoch; in longer runs, spread over the first half.
+    return {"every": max(1, math.floor(epochs / 2 / remaining))}
+
+
+def _merge_histories(first, second, model):
+    merged = keras.callbacks.History()
+    merged.set_model(model)
+    runs = [h for h in (first, second) if h is not None and getattr(h, "history", None)]
+    lengths = [len(next(iter(h.history.values()))) for h in runs]
+    keys = []
+    for h in runs:
+        keys.extend(k for k in h.history if k not in keys)
+    merged.history = {
+        key: [
+            value
+            for h, n in zip(runs, lengths)
+            for value in h.history.get(key, [np.nan] * n)
+        ]
+        for key in keys
+    }
+    merged.epoch = list(range(sum(lengths)))
+    merged.params = getattr(second, "params", {})
+    return merged

@@ -1,0 +1,211 @@
+"""ProgressiveUnfreezing (inside one fit, single device and MirroredStrategy)
+and the learning-rate finder."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_tl.callbacks import LRFinder
+from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.heads import attach_head
+from keras_tl.heads import build_head
+from keras_tl.lr_finder import find_learning_rate
+from keras_tl.optimizers import discriminative_optimizer
+from keras_tl.optimizers import learning_rates
+from keras_tl.stages import get_stages
+
+
+def transfer_model(source):
+    """A copy of the MNIST-trained CNN's convolutional part (frozen) with a
+    new head; the session fixture itself is left untouched."""
+    copy = keras.models.clone_model(source)
+    copy.set_weights(source.get_weights())
+    backbone = keras.Model(copy.input, copy.get_layer("avg_pool").output, name="backbone")
+    backbone.trainable = False
+    model = attach_head(backbone, build_head(backbone.output.shape[-1], 10))
+    return model, get_stages(backbone, num_groups=3)
+
+
+@pytest.fixture
+def target(digits_target):
+    x, y = digits_target
+    return x[:96], y[:96]
+
+
+class WeightLog(keras.callbacks.Callback):
+    """Records every weight of the model at the end of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_train_begin(self, logs=None):
+        self.start = self.snapshot()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(self.snapshot())
+
+    def snapshot(self):
+        return {v.path: np.array(v.numpy()) for v in self.model.weights}
+
+
+def is_batchnorm_statistic(path):
+    return path.endswith("moving_mean") or path.endswith("moving_variance")
+
+
+def check_top_down_unfreezing(log, stages, order):
+    """After stage k unfreezes its weights change; every frozen weight and
+    every BatchNorm statistic stays bit-identical."""
+    previous = log.start
+    for epoch, snapshot in enumerate(log.epochs):
+        trainable = {s.name for s in stages if s.name in order[: order_count(epoch)]}
+        for stage in stages:
+            for variable in stage.weights:
+                unchanged = np.array_equal(snapshot[variable.path], previous[variable.path])
+                if stage.name in trainable and "conv/kernel" in variable.path:
+                    assert not unchanged, (epoch, variable.path)
+                elif stage.name not in trainable:
+                    assert unchanged, (epoch, variable.path)
+        for path in snapshot:
+            if is_batchnorm_statistic(path) or "_bn/" in path:
+                np.testing.assert_array_equal(snapshot[path], log.start[path])
+        assert not np.array_equal(snapshot["logits/kernel"], previous["logits/kernel"])
+        previous = snapshot
+
+
+def order_count(epoch):
+    return epoch  # every=1, initially_trainable=0: `epoch` stages train in epoch `epoch`
+
+
+def test_unfreezes_top_down_inside_one_fit(mnist_cnn_small, target):
+    model, stages = transfer_model(mnist_cnn_small)
+    model.compile(discriminative_optimizer(stages, 1e-3),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+    log = WeightLog()
+    unfreezing = ProgressiveUnfreezing(stages, every=1, verbose=0)
+    history = model.fit(*target, batch_size=32, epochs=4, callbacks=[unfreezing, log],
+                        verbose=0)
+    assert history.history["trainable_stages"] == [0, 1, 2, 3]
+    params = history.history["trainable_params"]
+    assert params[0] == 64 * 10 + 10 and params == sorted(params) and len(set(params)) == 4
+    assert [e["stage"] for e in unfreezing.events] == ["group3", "group2", "group1"]
+    check_top_down_unfreezing(log, stages, ["group3", "group2", "group1"])
+    rates = learning_rates(model.optimizer)
+    assert rates["group1_adam"] == pytest.approx(rates["head_adam"] / 2.6**3, rel=1e-5)
+
+
+def test_unfreezing_under_mirrored_strategy(mnist_cnn_small, target, two_cpu_strategy):
+    strategy = two_cpu_strategy
+    with strategy.scope():
+        model, stages = transfer_model(mnist_cnn_small)
+        model.compile(discriminative_optimizer(stages, 1e-3),
+                      "sparse_categorical_crossentropy")
+    assert model.distribute_strategy is strategy
+    log = WeightLog()
+    unfreezing = ProgressiveUnfreezing(stages, every=1, verbose=0)
+    history = model.fit(*target, batch_size=32, epochs=3, callbacks=[unfreezing, log],
+                        verbose=0)
+    assert history.history["trainable_stages"] == [0, 1, 2]
+    check_top_down_unfreezing(log, stages, ["group3", "group2", "group1"])
+    assert model.optimizer.iterations.numpy() == 9
+
+
+def test_plain_optimizer_and_at_epochs(mnist_cnn_small, target):
+    model, stages = transfer_model(mnist_cnn_small)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    unfreezing = ProgressiveUnfreezing(stages, at_epochs=[1, 1], verbose=0)
+    history = model.fit(*target, batch_size=48, epochs=2, callbacks=[unfreezing],
+                        verbose=0)
+    assert history.history["trainable_stages"] == [0, 2]
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert int(model.optimizer.iterations.numpy()) == 4
+
+
+def test_patience_rule_waits_for_a_stall(mnist_cnn_small, target):
+    class Plateau(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["stalled_metric"] = 1.0
+
+    model, stages = transfer_model(mnist_cnn_small)
+    model.compile(discriminative_optimizer(stages, 1e-3), "sparse_categorical_crossentropy")
+    unfreezing = ProgressiveUnfreezing(
+        stages, patience=1, monitor="stalled_metric", verbose=0
+    )
+    history = model.fit(*target, batch_size=96, epochs=5,
+                        callbacks=[Plateau(), unfreezing], verbose=0)
+    # best at epoch 0, no progress at 1 -> unfreeze at 2; again at 4.
+    assert history.history["trainable_stages"] == [0, 0, 1, 1, 2]
+
+
+def test_rewarm_and_batchnorm_training(mnist_cnn_small, target):
+    model, stages = transfer_model(mnist_cnn_small)
+    model.compile(discriminative_optimizer(stages, 1e-3), "sparse_categorical_crossentropy")
+    log = WeightLog()
+    unfreezing = ProgressiveUnfreezing(stages, at_epochs=[1], train_batchnorm=True,
+                                       rewarm_steps=5, verbose=0)
+    model.fit(*target, batch_size=32, epochs=2, callbacks=[unfreezing, log], verbose=0)
+    top = [o for o in model.optimizer.optimizers if o.name == "group3_adam"][0]
+    assert top._learning_rate.rewarm_begin == 3 and top._learning_rate.rewarm_steps == 5
+    # The unfrozen stage's BatchNorm trained; the frozen stages' did not.
+    changed = lambda p: not np.array_equal(log.epochs[1][p], log.start[p])  # noqa: E731
+    assert changed("block3_bn/moving_mean") and changed("block3_bn/gamma")
+    assert not changed("block2_bn/moving_mean") and not changed("block1_bn/gamma")
+
+
+def test_bad_arguments_are_named(mnist_cnn_small, target):
+    with pytest.raises(ValueError, match="only one unfreezing rule"):
+        ProgressiveUnfreezing(every=1, patience=2)
+    with pytest.raises(ValueError, match="every"):
+        ProgressiveUnfreezing(every=0)
+    model, stages = transfer_model(mnist_cnn_small)
+    model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="rewarm_steps"):
+        model.fit(*target, epochs=1, verbose=0,
+                  callbacks=[ProgressiveUnfreezing(stages, rewarm_steps=3, verbose=0)])
+    with pytest.raises(ValueError, match="val_loss"):
+        model.fit(*target, epochs=1, verbose=0,
+                  callbacks=[ProgressiveUnfreezing(stages, patience=1, verbose=0)])
+
+
+def test_find_learning_rate_restores_the_model(mnist_cnn_small, target, tmp_path):
+    model, stages = transfer_model(mnist_cnn_small)
+    stages[-1].set_trainable(True)
+    model.compile(discriminative_optimizer(stages, 1e-3), "sparse_categorical_crossentropy")
+    model.fit(*target, batch_size=32, epochs=1, verbose=0)
+    optimizer = model.optimizer
+    weights = [np.array(w) for w in model.get_weights()]
+    slots = [np.array(v.numpy()) for v in optimizer.variables]
+    plot = tmp_path / "lr_find.png"
+    result = find_learning_rate(model, target, min_learning_rate=1e-5,
+                                max_learning_rate=10.0, num_steps=40, batch_size=32,
+                                plot_path=plot)
+    assert model.optimizer is optimizer
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    for before, variable in zip(slots, optimizer.variables):
+        np.testing.assert_array_equal(before, variable.numpy())
+    rates = np.asarray(result.learning_rates)
+    steps = np.arange(len(rates))
+    np.testing.assert_allclose(rates, 1e-5 * (1e6) ** (steps / 40), rtol=1e-4)
+    assert 3 <= len(result.losses) <= 40
+    assert 1e-5 <= result.suggestion <= 10.0 and result.suggestion < rates[-1]
+    # The loss at the end of the sweep is above its minimum: the sweep
+    # went past the useful range.
+    assert result.smoothed_losses[-1] > min(result.smoothed_losses)
+    assert os.path.getsize(plot) > 0
+    model.fit(*target, batch_size=32, epochs=1, verbose=0)  # still trains as before
+
+
+def test_lr_finder_callback_recovers_each_batch_loss(mnist_cnn_small, target):
+    model, _ = transfer_model(mnist_cnn_small)
+    model.compile(keras.optimizers.SGD(1e-3), "sparse_categorical_crossentropy")
+    finder = LRFinder(1e-7, 1e-6, num_steps=3, smoothing=0.0)
+    x, y = target
+    model.fit(x, y, batch_size=32, shuffle=False, epochs=1, callbacks=[finder], verbose=0)
+    # At rates below 1e-6 the weights barely move: each recorded loss is
+    # the loss of its own batch.
+    expected = [model.evaluate(x[i:i + 32], y[i:i + 32], verbose=0) for i in (0, 32, 64)]
+    np.testing.assert_allclose(finder.result.losses, expected, rtol=1e-3)
