@@ -9,6 +9,7 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_tl.data import as_dataset
 
@@ -44,47 +45,49 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     if cache_path is not None and os.path.exists(cache_path):
         labels_path = _labels_path(cache_path)
         return np.load(cache_path, mmap_mode="r"), np.load(labels_path)
-    if cache_path is None:
-        # One `predict` over the whole set: compiled once, batches spread
-        # over the replicas of the backbone's distribution strategy.
-        features = backbone.predict(data.map(lambda x, y: x), verbose=verbose)
-        labels = [np.asarray(y) for y in data.map(lambda x, y: y).as_numpy_iterator()]
+    # One pass that yields images and labels together: a dataset that
+    # reshuffles every iteration would misalign two separate passes.
+    forward = tf.function(lambda images: backbone(images, training=False),
+                          reduce_retracing=True)
+    progress = keras.utils.Progbar(_known_length(data)) if verbose else None
+    partial_path = None if cache_path is None else cache_path + ".partial.npy"
+    chunks, labels, memmap, offset = [], [], None, 0
+    try:
+        for images, batch_labels in data:
+            features = np.asarray(forward(images), np.float32)
+            labels.append(np.asarray(batch_labels))
+            if progress is not None:
+                progress.add(1)
+            if cache_path is None:
+                chunks.append(features)
+                continue
+            if memmap is None:
+                memmap = np.lib.format.open_memmap(
+                    partial_path, mode="w+", dtype=np.float32,
+                    shape=(_cardinality(data, images.shape[0]), features.shape[-1]),
+                )
+            memmap[offset : offset + len(features)] = features
+            offset += len(features)
         if not labels:
             raise ValueError("The data is empty: no batch to extract features from.")
-        return np.asarray(features, np.float32), np.concatenate(labels)
-    chunks, labels, memmap, offset = [], [], None, 0
-    for images, batch_labels in data:
-        # `predict` (not `predict_on_batch`) splits the batch over the replicas
-        # of the backbone's distribution strategy and gathers it back in order.
-        features = np.asarray(
-            backbone.predict(images, batch_size=int(images.shape[0]), verbose=0), np.float32
-        )
-        labels.append(np.asarray(batch_labels))
+        labels = np.concatenate(labels)
         if cache_path is None:
-            chunks.append(features)
-            continue
-        if memmap is None:
-            capacity = _cardinality(data, images.shape[0])
-            tmp_path = cache_path + ".partial.npy"
-            memmap = np.lib.format.open_memmap(
-                tmp_path, mode="w+", dtype=np.float32,
-                shape=(capacity, features.shape[-1]),
-            )
-        memmap[offset : offset + len(features)] = features
-        offset += len(features)
-    labels = np.concatenate(labels) if labels else np.zeros((0,), np.int32)
-    if cache_path is None:
-        if not chunks:
-            raise ValueError("The data is empty: no batch to extract features from.")
-        return np.concatenate(chunks), labels
-    memmap.flush()
-    embeddings = np.asarray(memmap[:offset])
-    del memmap
-    os.remove(cache_path + ".partial.npy")
-    # Written whole and renamed, so an interrupted run leaves no partial cache.
-    _atomic_save(cache_path, embeddings)
-    _atomic_save(_labels_path(cache_path), labels)
-    return embeddings, labels
+            return np.concatenate(chunks), labels
+        memmap.flush()
+        embeddings = np.asarray(memmap[:offset])
+        # Written whole and renamed, so an interrupted run leaves no partial cache.
+        _atomic_save(cache_path, embeddings)
+        _atomic_save(_labels_path(cache_path), labels)
+        return embeddings, labels
+    finally:
+        del memmap
+        if partial_path is not None and os.path.exists(partial_path):
+            os.remove(partial_path)
+
+
+def _known_length(dataset):
+    n = int(dataset.cardinality())
+    return n if n >= 0 else None
 
 
 def _predict_array(backbone, images, batch_size, verbose):

@@ -8,6 +8,7 @@ and optimizer are restored afterwards, so the sweep leaves no trace.
 
 import dataclasses
 import math
+import os
 
 import keras
 import numpy as np
@@ -71,8 +72,6 @@ class LRFinderResult:
         tmp = str(path) + ".partial.png"
         fig.savefig(tmp)
         plt.close(fig)
-        import os
-
         os.replace(tmp, path)
         return path
 

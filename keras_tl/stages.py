@@ -12,6 +12,12 @@ import keras
 
 from keras_tl.backbones import find_zoo_network
 
+_NORMALIZATION_LAYERS = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+)
+
 
 @dataclasses.dataclass
 class Stage:
@@ -78,7 +84,8 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
         model: a `keras.Model`. If it contains a zoo network (see
             `keras_tl.build_backbone`), that network's named stages are used.
         num_groups: for other models, how many depth groups to make from the
-            layers that hold weights.
+            layers that hold weights (a normalization layer stays with the
+            layer before it; fewer groups when the model has fewer blocks).
         prefixes: optional list of layer-name prefixes (or regular
             expressions), one per stage from input to output; overrides the
             two rules above.
@@ -89,8 +96,8 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
         stage is the one next to the head, which fine-tuning unfreezes first.
 
     Raises:
-        ValueError: when a prefix matches no layer, or the model has fewer
-            weighted layers than `num_groups`.
+        ValueError: when a prefix matches no layer, or the model has no
+            weighted layer.
 
     Example:
 
@@ -119,20 +126,23 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     if spec is not None:
         return _zoo_stages(spec, network)
 
-    layers = [
-        l
-        for l in _leaf_layers(model)
-        if l.weights and id(l) not in excluded
-    ]
-    if len(layers) < num_groups:
-        raise ValueError(
-            f"Model {model.name!r} has {len(layers)} layers with weights, fewer "
-            f"than num_groups={num_groups}. Pass a smaller num_groups or "
-            "explicit `prefixes`."
-        )
-    bounds = [round(i * len(layers) / num_groups) for i in range(num_groups + 1)]
+    # Normalization layers join the layer before them, so a conv and its
+    # BatchNorm always land in the same stage.
+    units = []
+    for layer in _leaf_layers(model):
+        if not layer.weights or id(layer) in excluded:
+            continue
+        if units and isinstance(layer, _NORMALIZATION_LAYERS):
+            units[-1].append(layer)
+        else:
+            units.append([layer])
+    if not units:
+        raise ValueError(f"Model {model.name!r} has no layer with weights to group.")
+    # A model with fewer weighted blocks than num_groups gets one per block.
+    num_groups = min(num_groups, len(units))
+    bounds = [round(i * len(units) / num_groups) for i in range(num_groups + 1)]
     return [
-        Stage(f"group{i + 1}", layers[bounds[i] : bounds[i + 1]])
+        Stage(f"group{i + 1}", [l for unit in units[bounds[i] : bounds[i + 1]] for l in unit])
         for i in range(num_groups)
     ]
 

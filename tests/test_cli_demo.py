@@ -55,14 +55,16 @@ def test_demo_table_has_honest_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_TL_CACHE", str(tmp_path / "cache"))
     from keras_tl.demo import run_demo
 
-    rows = run_demo(labels_per_class=(2,), seeds=(0,),
-                    methods=["feature_extraction"], out_dir=str(tmp_path / "demo"), verbose=0)
+    rows = run_demo(labels_per_class=(2,), seeds=(0,), methods=["feature_extraction", "fine_tune"],
+                    out_dir=str(tmp_path / "demo"), verbose=0)
     by_method = {r["method"]: r for r in rows}
     zero_shot = by_method["zero-shot source model"]["mean"]
     fe = by_method["feature_extraction"]["mean"]
     assert 0.2 < zero_shot < 0.9  # a real, imperfect transfer
     assert fe > zero_shot
     assert os.path.exists(tmp_path / "demo" / "results.md")
-    assert os.path.exists(tmp_path / "demo" / "feature_extraction.keras")
+    assert os.path.exists(tmp_path / "demo" / "fine_tune.keras")
+    assert os.path.exists(tmp_path / "demo" / "curves.png")
+    assert "int8" in (tmp_path / "demo" / "results.md").read_text()
     # The pretrained source model is cached for the next run.
     assert any(p.suffix == ".keras" for p in (tmp_path / "cache").iterdir())

@@ -114,3 +114,15 @@ def test_feature_extraction_under_mirrored_strategy(two_cpu_strategy, digits_tar
     assert isinstance(kernel.value, tf.distribute.DistributedValues)
     assert len(model.history.history["loss"]) == 1
     assert model.predict(xt[:8], verbose=0).shape == (8, 10)
+
+
+def test_extract_keeps_labels_aligned_with_a_reshuffling_dataset(mnist_cnn_small, digits_target):
+    x, _ = digits_target
+    x = x[:40]
+    ids = np.arange(40)  # one label per image: alignment is checkable
+    backbone = _backbone(mnist_cnn_small)
+    ds = (tf.data.Dataset.from_tensor_slices((x, ids))
+          .shuffle(40, reshuffle_each_iteration=True).batch(8))
+    features, labels = extract(backbone, ds)
+    expected = backbone.predict(x[labels], verbose=0)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
