@@ -73,6 +73,8 @@ def _steps_epochs(n, batch_size, steps):
 
 
 def _train_cnn(x, y, seed, width=32, steps=400, batch_size=16, name="scratch_cnn"):
+    import tensorflow as tf
+
     from keras_tl.backbones import build_small_cnn
 
     keras.utils.set_random_seed(seed)
@@ -82,10 +84,14 @@ def _train_cnn(x, y, seed, width=32, steps=400, batch_size=16, name="scratch_cnn
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    model.fit(
-        x, y, batch_size=batch_size, epochs=_steps_epochs(len(x), batch_size, steps),
-        verbose=0,
-    )
+    # A fixed number of optimizer steps, whatever the label budget: with 10
+    # images an "epoch" is one step, so epochs would mostly measure overhead.
+    data = (tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .repeat().batch(batch_size))
+    steps_per_epoch = max(1, steps // 10)
+    model.fit(data, steps_per_epoch=steps_per_epoch, epochs=steps // steps_per_epoch,
+              shuffle=False, verbose=0)
     return model
 
 
