@@ -11,7 +11,11 @@ from keras_tl.recipes import feature_extraction
 
 
 def _backbone(cnn):
-    return keras.Model(cnn.input, cnn.get_layer("avg_pool").output, name="digits_backbone")
+    """The trained CNN up to its pooled features, as a copy: recipes freeze
+    the backbone they get, and the session fixture must stay as it is."""
+    copy = keras.models.clone_model(cnn)
+    copy.set_weights(cnn.get_weights())
+    return keras.Model(copy.input, copy.get_layer("avg_pool").output, name="digits_backbone")
 
 
 def test_fast_path_predicts_as_head_of_backbone_and_reloads(mnist_cnn_small, digits_target, tmp_path):
