@@ -25,11 +25,12 @@ $(STAMP): setup.py Makefile
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/keras-tl demo
 
+# Two workers: much of a test's time is single-threaded Python and tracing.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n 2 -m "not slow" tests
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
