@@ -77,8 +77,8 @@ def main(argv=None):
 
     if candidates:
         ranking = select.rank_backbones(candidates, data, weights=weights, input_shape=shape)
-        if not args.smoke:
-            backbone = ranking.best
+        backbone = ranking.best.candidate
+        print(f"chosen backbone: {ranking.best.name}")
 
     model = recipes.feature_extraction(
         backbone, data, weights=weights, input_shape=shape,
