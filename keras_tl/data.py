@@ -26,6 +26,9 @@ class ImageData:
         validation: the held-out split, or `None`.
         class_names: list of class names (folder names, or `"0"`, `"1"`, ...).
         image_shape: `(height, width, channels)` of one image.
+        train_arrays: `(x, y)` of the training split when the data came as
+            arrays (in training order, unshuffled), else `None`: lets the
+            feature cache run `predict` on arrays directly.
 
     Example:
 
@@ -38,6 +41,7 @@ class ImageData:
     validation: tf.data.Dataset = None
     class_names: list = None
     image_shape: tuple = None
+    train_arrays: tuple = None
 
     @property
     def num_classes(self):
@@ -244,6 +248,7 @@ def as_dataset(
 
         image_shape = (*image_size, channels)
         n = len(paths)
+        x_arrays = False
     elif isinstance(data, tuple) and len(data) == 2:
         x, y, num_classes = _check_arrays(data[0], data[1], num_classes)
         if image_size is not None and tuple(x.shape[1:3]) != image_size:
@@ -254,6 +259,7 @@ def as_dataset(
             return tf.data.Dataset.from_tensor_slices((x[indices], y[indices]))
 
         n = len(x)
+        x_arrays = True
     elif isinstance(data, tf.data.Dataset):
         return _from_tf_dataset(
             data, batch_size, validation_split, validation_data, image_size,
@@ -277,13 +283,14 @@ def as_dataset(
             num_classes=num_classes, shuffle=False, channels=channels,
         ).train
     train_ds = _batch(make(indices), batch_size, shuffle, seed, len(indices))
+    train_arrays = (x[indices], y[indices]) if x_arrays else None
     if class_names is None:
         class_names = [str(i) for i in range(num_classes)]
     elif len(class_names) != num_classes:
         raise ValueError(
             f"{len(class_names)} class_names given for {num_classes} classes."
         )
-    return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape))
+    return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape), train_arrays)
 
 
 def _batch(ds, batch_size, shuffle, seed, buffer=None):

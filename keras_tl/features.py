@@ -9,7 +9,6 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_tl.data import as_dataset
 
@@ -22,7 +21,7 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
             from `keras_tl.build_backbone`).
         data: anything `keras_tl.data.as_dataset` accepts, or a batched
             `tf.data.Dataset` of `(images, labels)`, or a bare array of
-            images.
+            images. `(x, y)` arrays go through one `predict` call.
         batch_size: batch size of the forward pass.
         cache_path: optional `.npy` path. Embeddings are written there in
             batches through a memory map (for data sets larger than memory)
@@ -40,15 +39,23 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     """
     if isinstance(data, np.ndarray):
         return _predict_array(backbone, data, batch_size, verbose), None
+    if cache_path is None and _is_array_pair(data):
+        # Arrays in memory: one `predict` call, the fastest path Keras has.
+        x, y = data
+        return _predict_array(backbone, np.asarray(x), batch_size, verbose), np.asarray(y)
     if not hasattr(data, "element_spec"):
         data = as_dataset(data, batch_size=batch_size, shuffle=False).train
     if cache_path is not None and os.path.exists(cache_path):
         labels_path = _labels_path(cache_path)
         return np.load(cache_path, mmap_mode="r"), np.load(labels_path)
     # One pass that yields images and labels together: a dataset that
-    # reshuffles every iteration would misalign two separate passes.
-    forward = tf.function(lambda images: backbone(images, training=False),
-                          reduce_retracing=True)
+    # reshuffles every iteration would misalign two separate passes. Each
+    # batch goes through `predict`, whose compiled function Keras keeps on
+    # the model (traced once, reused by later calls) and which splits the
+    # batch over the replicas of the model's distribution strategy.
+    def forward(images):
+        return backbone.predict(images, batch_size=int(images.shape[0]), verbose=0)
+
     progress = keras.utils.Progbar(_known_length(data)) if verbose else None
     partial_path = None if cache_path is None else cache_path + ".partial.npy"
     chunks, labels, memmap, offset = [], [], None, 0
@@ -83,6 +90,11 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
         del memmap
         if partial_path is not None and os.path.exists(partial_path):
             os.remove(partial_path)
+
+
+def _is_array_pair(data):
+    return (isinstance(data, tuple) and len(data) == 2
+            and all(isinstance(a, np.ndarray) for a in data))
 
 
 def _known_length(dataset):

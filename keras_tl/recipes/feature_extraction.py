@@ -120,7 +120,8 @@ def feature_extraction(
 
     cache = (lambda name: f"{cache_dir}/{name}.npy") if cache_dir else (lambda name: None)
     augmentation = get_augmentation(augmentation)
-    train_images = data.train
+    # Arrays in memory take one `predict` call; other inputs stream batches.
+    train_images = data.train_arrays if data.train_arrays is not None else data.train
     if augmentation is not None and augmented_copies:
         train_images = make_augmented_copies(data.train, augmentation, augmented_copies)
     train_features, train_labels = extract(extractor, train_images, cache_path=cache("train"))
