@@ -76,6 +76,7 @@ def _export(args):
         check_data=data.validation if data is not None else None,
         io_dtype=args.io_dtype,
         allow_select_tf_ops=args.allow_select_tf_ops,
+        sparse_weights=args.sparse_weights,
     )
     print(report)
     return 0
@@ -121,6 +122,8 @@ def build_parser():
     export.add_argument("--output", help="output .tflite path")
     export.add_argument("--io-dtype", choices=["float32", "int8", "uint8"], default="float32")
     export.add_argument("--allow-select-tf-ops", action="store_true")
+    export.add_argument("--sparse-weights", action="store_true",
+                        help="store pruned kernels in the TFLite sparse format")
     export.set_defaults(func=_export)
     return parser
 
