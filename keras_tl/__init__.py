@@ -66,6 +66,7 @@ from keras_tl.schedules import WarmupDecay
 from keras_tl.select import leep
 from keras_tl.select import log_me
 from keras_tl.select import nce
+from keras_tl.select import normalize_features
 from keras_tl.select import rank_backbones
 from keras_tl.select import recommend_backbone
 from keras_tl.stages import Stage

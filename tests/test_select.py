@@ -37,6 +37,55 @@ def test_log_me_prefers_informative_features():
     assert select.log_me(informative, labels) > select.log_me(noise, labels) + 0.2
 
 
+def test_normalize_features_centers_and_scales_rows():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(50, 8)) + 5.0
+    z = select.normalize_features(features)
+    # Rows have unit norm; before the row scaling the mean was removed.
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-9)
+    centered = features - features.mean(0)
+    np.testing.assert_allclose(z, centered / np.linalg.norm(centered, axis=1, keepdims=True))
+    np.testing.assert_allclose(
+        np.linalg.norm(select.normalize_features(features, "l2"), axis=1), 1.0)
+    np.testing.assert_array_equal(select.normalize_features(features, None), features)
+    with pytest.raises(ValueError, match="Unknown normalization 'zca'"):
+        select.normalize_features(features, "zca")
+
+
+def test_centered_log_me_ignores_shared_offset_and_scale():
+    """Raw LogME changes when every embedding moves by one offset or is
+    rescaled (its linear model has no intercept); the centered, normalized
+    score does not, so backbones with different output scales compare."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=200)
+    features = rng.normal(size=(3, 12))[labels] + rng.normal(size=(200, 12))
+    moved = 40.0 * features + 25.0
+    raw, raw_moved = select.log_me(features, labels), select.log_me(moved, labels)
+    assert abs(raw - raw_moved) > 0.05
+    normalized = select.log_me(select.normalize_features(features), labels)
+    assert select.log_me(select.normalize_features(moved), labels) == pytest.approx(
+        normalized, rel=1e-9)
+
+
+def test_log_me_of_constant_features_is_the_noise_only_evidence():
+    """Features that never vary explain nothing: after centering they are
+    zeros, and the score is that of labels explained by noise alone, below
+    any informative features (not NaN, which would sort anywhere)."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, size=60)
+    flat = select.normalize_features(np.ones((60, 4)))
+    score = select.log_me(flat, labels)
+    # One float target column: the evidence of y ~ N(0, I / beta) at the
+    # best beta = n / ||y||^2, per example.
+    target = np.eye(2)[labels][:, :1]
+    beta = 60 / float(target[:, 0] @ target[:, 0])
+    noise_only = 0.5 * np.log(beta) - 0.5 - 0.5 * np.log(2 * np.pi)
+    assert np.isfinite(score)
+    assert select.log_me(flat, target) == pytest.approx(noise_only)
+    informative = select.normalize_features(labels[:, None] + 0.3 * rng.normal(size=(60, 4)))
+    assert select.log_me(informative, labels) > score + 0.1
+
+
 def test_log_me_rejects_bad_input():
     with pytest.raises(ValueError, match="single class"):
         select.log_me(np.ones((4, 2)), np.zeros(4))
@@ -100,6 +149,15 @@ def test_rank_backbones_orders_candidates_and_prints_table(tmp_path, capsys):
     assert (tmp_path / "pixels_logme.npy").exists()
     again = select.rank_backbones({"pixels": good}, (x, y), cache_dir=tmp_path, verbose=0)
     assert again.best.score == pytest.approx(ranking.best.score)
+    # The score is LogME of the centered, L2-normalized cached embeddings;
+    # normalization=None scores the raw ones.
+    cached = np.load(tmp_path / "pixels_logme.npy")
+    assert again.best.score == pytest.approx(
+        select.log_me(select.normalize_features(cached), y))
+    raw = select.rank_backbones({"pixels": good}, (x, y), normalization=None, verbose=0)
+    assert raw.best.score == pytest.approx(select.log_me(cached, y))
+    with pytest.raises(ValueError, match="Unknown normalization"):
+        select.rank_backbones([good], (x, y), normalization="whiten", verbose=0)
 
 
 def test_rank_backbones_resizes_and_converts_channels():
@@ -147,3 +205,31 @@ def test_recommend_backbone_respects_limits():
         select.recommend_backbone(ranking, max_params=10)
     with pytest.raises(ValueError, match="needs train_data"):
         select.recommend_backbone(["mobilenet_v2"])
+
+
+def test_log_me_ranks_a_transferred_cnn_above_a_random_one(mnist_cnn_small, digits_target):
+    """On real digits, the CNN pretrained on MNIST scores above the same
+    architecture with random weights, in the order their feature-extraction
+    accuracies take."""
+    import keras
+
+    from keras_tl.backbones import build_small_cnn
+    from keras_tl.datasets import few_shot_split
+    from keras_tl.recipes import feature_extraction
+
+    x, y = digits_target
+    (x_train, y_train), (x_test, y_test) = few_shot_split(x, y, 10, seed=0)
+    keras.utils.set_random_seed(0)
+    random_cnn = build_small_cnn((28, 28, 1), 10, width=16, name="random_cnn")
+    candidates = {
+        name: keras.Model(model.input, model.get_layer("avg_pool").output, name=name)
+        for name, model in [("pretrained", mnist_cnn_small), ("random", random_cnn)]
+    }
+    ranking = select.rank_backbones(candidates, (x_train, y_train), verbose=0)
+    accuracy = {}
+    for name, backbone in candidates.items():
+        model = feature_extraction(backbone, (x_train, y_train), verbose=0)
+        probs = model.predict(x_test[:400], verbose=0)
+        accuracy[name] = float((probs.argmax(-1) == y_test[:400]).mean())
+    assert ranking.names() == ["pretrained", "random"]
+    assert accuracy["pretrained"] > accuracy["random"]
