@@ -221,9 +221,13 @@ def test_log_me_ranks_a_transferred_cnn_above_a_random_one(mnist_cnn_small, digi
     (x_train, y_train), (x_test, y_test) = few_shot_split(x, y, 10, seed=0)
     keras.utils.set_random_seed(0)
     random_cnn = build_small_cnn((28, 28, 1), 10, width=16, name="random_cnn")
+    # A copy: feature extraction freezes the layers of the backbone it gets,
+    # and the trained CNN is shared with other tests.
+    pretrained = keras.models.clone_model(mnist_cnn_small)
+    pretrained.set_weights(mnist_cnn_small.get_weights())
     candidates = {
         name: keras.Model(model.input, model.get_layer("avg_pool").output, name=name)
-        for name, model in [("pretrained", mnist_cnn_small), ("random", random_cnn)]
+        for name, model in [("pretrained", pretrained), ("random", random_cnn)]
     }
     ranking = select.rank_backbones(candidates, (x_train, y_train), verbose=0)
     accuracy = {}
