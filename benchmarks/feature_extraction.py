@@ -120,6 +120,8 @@ def main():
     print(f"| keras-tl recipe (cached + closed-form head) | {recipe_seconds:.1f} | "
           f"{in_loop_seconds / recipe_seconds:.1f}x | {recipe_acc:.3f} |")
     print(f"| one forward pass | {forward:.1f} | - | - |")
+    print(f"\ncached path: embeddings {cached_seconds - head_seconds:.1f} s, head training "
+          f"{head_seconds:.2f} s")
     print(f"\nin-loop epoch / forward pass: {in_loop_seconds / args.epochs / forward:.2f}x")
     print(f"cached total / (forward pass + head training): {cached_seconds / limit:.2f}x "
           "(limit 1.2x)")
