@@ -36,6 +36,8 @@ from keras_tl.backbones import get_spec
 from keras_tl.backbones import list_backbones
 from keras_tl.callbacks import LRFinder
 from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.callbacks import SyncBatchNormStatistics
+from keras_tl.callbacks import sync_batchnorm_statistics
 from keras_tl.data import ImageData
 from keras_tl.data import as_dataset
 from keras_tl.datasets_text import load_sentiment_snippets

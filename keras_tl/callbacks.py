@@ -1,4 +1,5 @@
-"""Fine-tuning callbacks: progressive unfreezing and the learning-rate finder.
+"""Training callbacks: progressive unfreezing, the learning-rate finder and
+BatchNorm statistics kept equal across replicas.
 
 `ProgressiveUnfreezing` unfreezes a backbone's stages from the top (next to
 the head) down while one `model.fit` runs: each unfrozen stage takes effect
@@ -291,3 +292,79 @@ def _make_trainable_path(model, stages):
                 visit(layer)
 
     visit(model)
+
+
+class SyncBatchNormStatistics(keras.callbacks.Callback):
+    """Keeps BatchNorm moving statistics equal on every replica.
+
+    Under a multi-replica `tf.distribute` strategy (TensorFlow backend),
+    Keras 3 creates BatchNormalization's moving mean and variance as
+    mirrored variables without an aggregation: each replica updates its own
+    copy from its own share of every batch, and the copies drift apart. A
+    model evaluated under the strategy then normalizes with other statistics
+    on each replica, and a saved model keeps only the first replica's.
+    This callback averages the copies (what Keras 2 did with
+    `aggregation=MEAN`) at the end of every epoch, before validation and at
+    the end of training. With one replica it does nothing.
+
+    Example:
+
+    >>> with strategy.scope():
+    ...     model = build_model()
+    ...     model.compile(...)
+    >>> model.fit(data, epochs=5, callbacks=[SyncBatchNormStatistics()])
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        sync_batchnorm_statistics(self.model)
+
+    def on_test_begin(self, logs=None):
+        sync_batchnorm_statistics(self.model)
+
+    def on_train_end(self, logs=None):
+        sync_batchnorm_statistics(self.model)
+
+
+def sync_batchnorm_statistics(model):
+    """Averages the per-replica copies of a model's BatchNorm statistics.
+
+    Args:
+        model: a `keras.Model` built under a `tf.distribute` strategy
+            (nested models included).
+
+    Returns:
+        The number of variables whose copies were averaged (0 outside a
+        multi-replica strategy).
+
+    Example:
+
+    >>> model.fit(data, epochs=1)
+    >>> sync_batchnorm_statistics(model)
+    4
+    """
+    import tensorflow as tf
+
+    synced = 0
+    for layer in _batchnorm_layers(model):
+        for variable in (layer.moving_mean, layer.moving_variance):
+            copies = getattr(getattr(variable, "value", None), "values", None)
+            if not copies or len(copies) < 2:
+                continue
+            mean = tf.add_n([tf.convert_to_tensor(c) for c in copies]) / len(copies)
+            for copy in copies:
+                copy.assign(mean)
+            synced += 1
+    return synced
+
+
+def _batchnorm_layers(model):
+    seen, stack, found = set(), [model], []
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        stack.extend(getattr(layer, "layers", []) or [])
+    return found

@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from keras_tl.callbacks import LRFinder
 from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.callbacks import SyncBatchNormStatistics
+from keras_tl.callbacks import sync_batchnorm_statistics
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.lr_finder import find_learning_rate
@@ -209,3 +211,51 @@ def test_lr_finder_callback_recovers_each_batch_loss(mnist_cnn_small, target):
     # the loss of its own batch.
     expected = [model.evaluate(x[i:i + 32], y[i:i + 32], verbose=0) for i in (0, 32, 64)]
     np.testing.assert_allclose(finder.result.losses, expected, rtol=1e-3)
+
+
+def _replica_copies(variable):
+    return [c.numpy() for c in variable.value.values]
+
+
+def test_batchnorm_statistics_stay_equal_across_replicas(two_cpu_strategy):
+    """Keras 3 lets each replica update its own copy of BatchNorm's moving
+    statistics; the callback averages the copies, so the model predicts the
+    same under the strategy as on one device."""
+    rng = np.random.default_rng(0)
+    # Two halves of every batch with different statistics: the replicas see
+    # different data, so their copies drift apart without the callback.
+    x = np.concatenate([rng.normal(0, 1, (16, 6)), rng.normal(3, 2, (16, 6))]).astype("float32")
+    x = np.concatenate([x] * 4)
+    y = rng.integers(0, 2, len(x)).astype("int32")
+
+    def build():
+        keras.utils.set_random_seed(0)
+        with two_cpu_strategy.scope():
+            inputs = keras.Input((6,))
+            h = keras.layers.BatchNormalization(momentum=0.5, name="bn")(inputs)
+            outputs = keras.layers.Dense(2, activation="softmax")(h)
+            model = keras.Model(inputs, outputs)
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    drifting = build()
+    drifting.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    mean_copies = _replica_copies(drifting.get_layer("bn").moving_mean)
+    assert np.abs(mean_copies[0] - mean_copies[1]).max() > 0.5
+    # The function alone averages them (mean and variance).
+    assert sync_batchnorm_statistics(drifting) == 2
+    synced = _replica_copies(drifting.get_layer("bn").moving_mean)
+    np.testing.assert_allclose(synced[0], synced[1])
+    np.testing.assert_allclose(synced[0], (mean_copies[0] + mean_copies[1]) / 2, rtol=1e-6)
+
+    model = build()
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0,
+              callbacks=[SyncBatchNormStatistics()])
+    for variable in (model.get_layer("bn").moving_mean, model.get_layer("bn").moving_variance):
+        copies = _replica_copies(variable)
+        np.testing.assert_array_equal(copies[0], copies[1])
+    under_strategy = model.predict(x[:32], batch_size=32, verbose=0)
+    np.testing.assert_allclose(under_strategy, model(x[:32]).numpy(), atol=1e-6)
+    # Outside a strategy there is nothing to average.
+    single = keras.Sequential([keras.Input((6,)), keras.layers.BatchNormalization()])
+    assert sync_batchnorm_statistics(single) == 0

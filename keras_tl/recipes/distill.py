@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_tl.backbones import build_backbone
+from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
 from keras_tl.distill import Distiller
 from keras_tl.heads import attach_head
@@ -142,7 +143,8 @@ def distill(
         validation = distiller.cache_teacher_logits(
             data.validation, batch_size, shuffle=False
         )
-    callbacks = []
+    # Under several replicas, BatchNorm statistics would drift apart per replica.
+    callbacks = [SyncBatchNormStatistics()]
     if validation is not None and restore_best_weights:
         callbacks.append(
             keras.callbacks.EarlyStopping(

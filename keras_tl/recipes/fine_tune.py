@@ -18,6 +18,7 @@ from keras_tl.augment import get as get_augmentation
 from keras_tl.augment import mixes_labels
 from keras_tl.augment import one_hot_labels
 from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
 from keras_tl.optimizers import discriminative_optimizer
 from keras_tl.recipes.feature_extraction import feature_extraction
@@ -211,7 +212,8 @@ def fine_tune(
             metrics=["accuracy"],
         )
     history = model.fit(
-        train, validation_data=validation, epochs=epochs, callbacks=[unfreezing],
+        train, validation_data=validation, epochs=epochs,
+        callbacks=[unfreezing, SyncBatchNormStatistics()],
         shuffle=False, verbose=verbose,
     )
     model.history = _merge_histories(head_history, history, model)
