@@ -12,6 +12,7 @@ recompile. `LRFinder` is the learning-rate range test (see
 import keras
 import numpy as np
 
+from keras_tl.adapt import batchnorm_layers
 from keras_tl.lr_finder import LRFinder  # noqa: F401  (public here too)
 from keras_tl.optimizers import rebuild_optimizer
 from keras_tl.stages import Stage
@@ -345,7 +346,7 @@ def sync_batchnorm_statistics(model):
     import tensorflow as tf
 
     synced = 0
-    for layer in _batchnorm_layers(model):
+    for layer in batchnorm_layers(model):
         for variable in (layer.moving_mean, layer.moving_variance):
             copies = getattr(getattr(variable, "value", None), "values", None)
             if not copies or len(copies) < 2:
@@ -356,15 +357,3 @@ def sync_batchnorm_statistics(model):
             synced += 1
     return synced
 
-
-def _batchnorm_layers(model):
-    seen, stack, found = set(), [model], []
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        stack.extend(getattr(layer, "layers", []) or [])
-    return found

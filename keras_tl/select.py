@@ -112,10 +112,7 @@ def normalize_features(features, normalization="center_l2"):
     >>> log_me(normalize_features(features), labels)
     0.105
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"Unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}."
-        )
+    _check_normalization(normalization)
     features = np.asarray(features, np.float64)
     if normalization is None:
         return features
@@ -123,6 +120,13 @@ def normalize_features(features, normalization="center_l2"):
         features = features - features.mean(axis=0, keepdims=True)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
+
+
+def _check_normalization(normalization):
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"Unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}."
+        )
 
 
 def _check_features(features, labels):
@@ -437,10 +441,7 @@ def rank_backbones(
     """
     if metric not in METRICS:
         raise ValueError(f"Unknown metric {metric!r}; expected one of {METRICS}.")
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"Unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}."
-        )
+    _check_normalization(normalization)
     named = _named_candidates(candidates)
     data = as_dataset(train_data, batch_size=batch_size, shuffle=False)
     rows = []
