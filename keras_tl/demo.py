@@ -72,7 +72,8 @@ def _steps_epochs(n, batch_size, steps):
     return max(1, int(np.ceil(steps / max(1, int(np.ceil(n / batch_size))))))
 
 
-def _train_cnn(x, y, seed, width=32, steps=400, batch_size=16, name="scratch_cnn"):
+def _train_cnn(x, y, seed, width=32, steps=400, batch_size=16, name="scratch_cnn",
+               learning_rate=1e-3):
     import tensorflow as tf
 
     from keras_tl.backbones import build_small_cnn
@@ -80,7 +81,7 @@ def _train_cnn(x, y, seed, width=32, steps=400, batch_size=16, name="scratch_cnn
     keras.utils.set_random_seed(seed)
     model = build_small_cnn(x.shape[1:], 10, width=width, name=name)
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -133,14 +134,21 @@ def train_adabn_feature_extraction(task, split, seed):
 
 
 STUDENT_WIDTH = 4
-# Both students get the same number of optimizer steps.
+# Both students get the same number of optimizer steps and the same
+# learning rates: the distill recipe's default for a student trained from
+# scratch, 5% linear warm-up to 3e-3, then cosine decay to zero.
 STUDENT_STEPS = 1500
+STUDENT_PEAK_RATE = 3e-3
+STUDENT_WARMUP_FRACTION = 0.05
 
 
 def train_student_alone(task, split, seed):
     """The small student (width 4, ~5k parameters) on the labels only."""
+    warmup = int(round(STUDENT_STEPS * STUDENT_WARMUP_FRACTION))
+    rate = keras.optimizers.schedules.CosineDecay(
+        0.0, STUDENT_STEPS - warmup, warmup_target=STUDENT_PEAK_RATE, warmup_steps=warmup)
     return _train_cnn(split.x, split.y, seed, width=STUDENT_WIDTH, steps=STUDENT_STEPS,
-                      name="student")
+                      name="student", learning_rate=rate)
 
 
 def train_student_distilled(task, split, seed, steps=STUDENT_STEPS, batch_size=16):
@@ -157,6 +165,7 @@ def train_student_distilled(task, split, seed, steps=STUDENT_STEPS, batch_size=1
     student = build_small_cnn(split.x.shape[1:], 10, width=STUDENT_WIDTH, name="student")
     epochs = _steps_epochs(len(images), batch_size, steps)
     return distill(teacher, student, (images, labels), epochs=epochs, batch_size=batch_size,
+                   learning_rate=STUDENT_PEAK_RATE, warmup_fraction=STUDENT_WARMUP_FRACTION,
                    seed=seed, verbose=0)
 
 

@@ -871,7 +871,8 @@ def shrink_bert(teacher, num_layers=None, layer_indices=None):
 
     Returns:
         A model of the teacher's type (classifier or backbone) with fewer
-        transformer layers and the same inputs and outputs.
+        transformer layers and the same inputs and outputs, trainable
+        whether or not the teacher is frozen.
 
     Example:
 
@@ -912,6 +913,9 @@ def shrink_bert(teacher, num_layers=None, layer_indices=None):
         )
     config["num_layers"] = len(layer_indices)
     config["name"] = f"{backbone.name}_{len(layer_indices)}_layers"
+    # A student is made to be trained: a frozen teacher (a distiller freezes
+    # its teacher) must not hand its `trainable=False` on through the config.
+    config["trainable"] = True
     student_backbone = type(backbone).from_config(config)
     _copy_layers(backbone, student_backbone, layer_indices)
     if not is_classifier:

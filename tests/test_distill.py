@@ -266,6 +266,28 @@ def test_recipe_with_zoo_student_and_augmentation():
     assert student is small
 
 
+def test_recipe_learning_rate_warms_up_then_decays_to_zero():
+    from keras_tl.recipes.distill import _learning_rate
+
+    train = tf.data.Dataset.range(10).batch(2)  # 5 steps per epoch
+    rate = _learning_rate(3e-3, 0.1, train, epochs=4)  # 20 steps, 2 of warm-up
+    values = [float(rate(step)) for step in range(21)]
+    assert values[0] == 0.0 and values[1] == pytest.approx(1.5e-3)
+    assert values[2] == pytest.approx(3e-3)
+    assert all(a >= b for a, b in zip(values[2:], values[3:]))
+    assert values[20] == pytest.approx(0.0, abs=1e-9)
+    custom = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+    assert _learning_rate(custom, 0.1, train, epochs=4) is custom
+    # No length to plan a schedule over: the peak rate, constant.
+    assert _learning_rate(3e-3, 0.1, train.repeat(), epochs=4) == 3e-3
+
+    teacher = build_small_cnn((8, 8, 1), 2, width=2, name="teacher")
+    x, y = np.zeros((4, 8, 8, 1), "float32"), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        distill(teacher, build_small_cnn((8, 8, 1), 2, width=1), (x, y), warmup_fraction=1.0,
+                verbose=0)
+
+
 def test_shrink_bert_and_distill_text():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(0)
@@ -286,6 +308,10 @@ def test_shrink_bert_and_distill_text():
     np.testing.assert_array_equal(student.get_layer("logits").get_weights()[0],
                                   teacher.get_layer("logits").get_weights()[0])
     assert student.count_params() < teacher.count_params()
+    # A frozen teacher (as a Distiller leaves it) still gives a trainable student.
+    teacher.trainable = False
+    assert len(shrink_bert(teacher).trainable_weights) == len(student.trainable_weights) > 0
+    teacher.trainable = True
     assert shrink_bert(backbone, layer_indices=[1, 3]).num_layers == 2
     with pytest.raises(ValueError, match="layer_indices"):
         shrink_bert(backbone, layer_indices=[0, 7])
