@@ -153,6 +153,21 @@ def test_adapt_domain_recipe(method):
         assert "target_accuracy" in adapted.history.history
 
 
+def test_adapt_domain_keeps_batchnorm_copies_equal_across_replicas(two_cpu_strategy):
+    from keras_tl.recipes import adapt_domain
+
+    source, y, target = _domains()
+    with two_cpu_strategy.scope():
+        classifier = _small_classifier()
+        adapt_domain(classifier, (source, y), target, method="coral", epochs=1, batch_size=8,
+                     recalibrate_batchnorm=False, verbose=0)
+    for variable in (classifier.get_layer("bn").moving_mean,
+                     classifier.get_layer("bn").moving_variance):
+        copies = [c.numpy() for c in variable.value.values]
+        assert len(copies) == 2
+        np.testing.assert_array_equal(copies[0], copies[1])
+
+
 def test_adapt_domain_rejects_unknown_method():
     from keras_tl.recipes import adapt_domain
 

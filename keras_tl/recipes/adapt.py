@@ -8,6 +8,7 @@ from keras_tl.adapt import DannSchedule
 from keras_tl.adapt import DomainAdaptation
 from keras_tl.adapt import adabn
 from keras_tl.adapt import batchnorm_layers
+from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
 
 METHODS = ("adabn", "coral", "dann")
@@ -120,13 +121,15 @@ def adapt_domain(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = []
+    # Under several replicas, BatchNorm statistics would drift apart per replica.
+    callbacks = [SyncBatchNormStatistics()]
     if method == "dann":
         callbacks.append(DannSchedule(epochs * steps, max_factor=alignment_weight))
     if validation_data is not None:
         callbacks.append(_TargetAccuracy(model, validation_data, batch_size, verbose))
     history = trainer.fit(
-        paired, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=verbose
+        paired, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+        verbose=verbose,
     )
     if recalibrate_batchnorm and has_batchnorm:
         adabn(model, target_unlabeled, batch_size=batch_size)

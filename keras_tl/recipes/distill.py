@@ -173,6 +173,8 @@ def distill(
         validation_data=validation,
         epochs=epochs,
         callbacks=callbacks,
+        # The dataset reshuffles itself every epoch.
+        shuffle=False,
         verbose=verbose,
     )
     student = distiller.student

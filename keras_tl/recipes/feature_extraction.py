@@ -166,7 +166,8 @@ def feature_extraction(
                 metrics=["accuracy"],
             )
         history = model.fit(
-            train, validation_data=validation_ds, epochs=epochs, verbose=verbose
+            train, validation_data=validation_ds, epochs=epochs, shuffle=False,
+            verbose=verbose,
         )
     model.history = history
     return model
