@@ -44,6 +44,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_tl.heads import ClassNames
+
 # The training and test steps ask `Distiller.call` for every student tensor
 # the loss needs (logits, hint features) besides the output, so one forward
 # pass serves loss and metrics. Per thread, because `MirroredStrategy` runs
@@ -224,17 +226,43 @@ def _is_softmax(activation):
     return getattr(activation, "__name__", None) == "softmax"
 
 
+# Layers that pass their input through unchanged at inference: a softmax
+# before them is still the model's last real operation.
+_PASS_THROUGH = (ClassNames, keras.layers.Identity, keras.layers.Dropout)
+
+
+def _last_operation(model):
+    """The layer making `model`'s output, pass-through layers skipped.
+
+    Returns `(layer, node_index)`, or `(None, None)` for a model without a
+    graph (subclassed).
+    """
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        return None, None
+    tensor = outputs[0]
+    while True:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return None, None
+        layer, node_index = history.operation, history.node_index
+        if not isinstance(layer, _PASS_THROUGH):
+            return layer, node_index
+        tensor = layer._inbound_nodes[node_index].input_tensors[0]
+
+
 def _ends_in_softmax(model):
-    layer = model.layers[-1] if getattr(model, "layers", None) else None
+    layer, _ = _last_operation(model)
+    if layer is None and getattr(model, "layers", None):
+        layer = model.layers[-1]  # a subclassed model: its last layer
     while layer is not None:
         if isinstance(layer, keras.layers.Softmax) or _is_softmax(
             getattr(layer, "activation", None)
         ):
             return True
-        if isinstance(layer, keras.Model) and layer.layers:
-            layer = layer.layers[-1]
-        else:
+        if not isinstance(layer, keras.Model):
             return False
+        layer, _ = _last_operation(layer)
     return False
 
 
@@ -290,7 +318,9 @@ def _logits_source(model, layer_name, role):
                 return _layer_tensor(model, layer, "input"), "dense_softmax", layer
             return _layer_tensor(model, layer, "output"), "probabilities", layer
         return _layer_tensor(model, layer, "output"), "logits", layer
-    last = model.layers[-1]
+    last, _ = _last_operation(model)
+    if last is None:
+        last = model.layers[-1]
     if isinstance(last, keras.layers.Softmax) or (
         isinstance(last, keras.layers.Activation) and _is_softmax(last.activation)
     ):
@@ -378,11 +408,13 @@ class Distiller(keras.distillation.Distiller):
     keras-tl builds has one); the input of a final `Softmax` layer or
     softmax `Activation`; for a final `Dense(..., activation="softmax")`,
     its pre-activation recomputed from its input and weights. When the
-    softmax is out of reach (inside a nested model), the log of the
-    probabilities is used: it differs from the logits by a per-example
-    constant, which the softmax and the standardization ignore, so the
-    loss is unchanged except where probabilities underflow to 0.
-    Otherwise the output is taken as logits.
+    softmax is out of reach (inside a nested model, such as the head of
+    keras-tl's text classifier), the log of the probabilities is used: it
+    differs from the logits by a per-example constant, which the softmax
+    and the standardization ignore, so the loss is unchanged except where
+    probabilities underflow to 0. Layers after the softmax that pass its
+    output through (keras-tl's `ClassNames`, `Identity`, `Dropout`) are
+    looked past. Otherwise the output is taken as logits.
 
     Teacher logits can be computed once: `cache_teacher_logits(data)`
     returns a dataset whose targets carry them, and `fit` on it runs only

@@ -128,6 +128,31 @@ def test_softmax_outputs_are_traced_back_to_logits():
                                want - want.mean(-1, keepdims=True), rtol=1e-4, atol=1e-4)
 
 
+def test_keras_tl_heads_give_log_probabilities_not_probabilities():
+    """A model ending in a nested keras-tl head (softmax, then the
+    pass-through ClassNames layer), as the text classifier does: its output
+    is probabilities, and the loss must use their logarithm."""
+    from keras_tl.heads import build_head
+
+    def headed(name, seed, hidden):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((5,))
+        features = keras.layers.Dense(hidden, activation="relu")(inputs)
+        return keras.Model(inputs, build_head(hidden, NUM_CLASSES)(features), name=name)
+
+    teacher, student = headed("teacher", 1, 8), headed("student", 2, 3)
+    x, y = _data(16)
+    alpha, temperature = 0.3, 3.0
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", alpha=alpha, temperature=temperature)
+    loss = float(distiller.compute_loss(x, y, training=False))
+    t = np.log(teacher.predict(x, verbose=0))
+    s = np.log(student.predict(x, verbose=0))
+    ce = -_log_softmax(s)[np.arange(len(y)), y].mean()
+    kd = _kd_numpy(t, s, temperature, standardize=True).mean()
+    np.testing.assert_allclose(loss, alpha * ce + (1 - alpha) * kd, rtol=1e-4)
+
+
 def test_fit_keeps_teacher_weights_and_trains_student():
     teacher = _dense_model("teacher", 1, activation="softmax", dropout=0.3)
     student = _dense_model("student", 2, hidden=3, activation="softmax")
