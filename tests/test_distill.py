@@ -357,6 +357,23 @@ def test_shrink_bert_and_distill_text():
     history = distiller.fit(cached, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
+    # keras-tl's own text classifier (mean pooling, nested head ending in
+    # softmax): shrunk the same way, distilled on log-probabilities.
+    from keras_tl.text import PooledTextClassifier
+
+    pooled = PooledTextClassifier(backbone, 2, preprocessor=None)
+    pooled_student = shrink_bert(pooled)
+    assert isinstance(pooled_student, PooledTextClassifier)
+    assert pooled_student.backbone.num_layers == 2
+    distiller = Distiller(student=pooled_student, teacher=pooled)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), alpha=0.5, temperature=2.0)
+    t = np.log(pooled.predict(x, verbose=0))
+    s = np.log(pooled_student.predict(x, verbose=0))
+    ce = -_log_softmax(s)[np.arange(len(y)), y].mean()
+    kd = _kd_numpy(t, s, 2.0, standardize=True).mean()
+    np.testing.assert_allclose(float(distiller.compute_loss(x, y, training=False)),
+                               0.5 * ce + 0.5 * kd, rtol=1e-4)
+
 
 @pytest.mark.slow
 def test_badly_scaled_teacher_does_not_hurt_the_student():
