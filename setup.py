@@ -32,7 +32,19 @@ setup(
     extras_require={
         "optimize": ["tensorflow-model-optimization==0.8.*", "tf-keras==2.21.*"],
         "hub": ["tensorflow-hub>=0.16"],
-        "dev": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel"],
+        # MediaPipe Tasks: the runtime Android, iOS and Web apps use.
+        "mobile": ["mediapipe>=0.10.20"],
+        # Keras 3 on JAX (CPU build; GPU/TPU users install their own jaxlib).
+        "jax": ["jax[cpu]>=0.4.30"],
+        "dev": [
+            "pytest",
+            "pytest-xdist",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+            "mediapipe>=0.10.20",
+            "jax[cpu]>=0.4.30",
+        ],
     },
     entry_points={"console_scripts": ["keras-tl=keras_tl.cli:main"]},
 )

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from keras_tl.backbones import build_small_cnn  # noqa: E402
 from keras_tl.datasets import load_mnist_5k  # noqa: E402
-from keras_tl.distill import Distiller  # noqa: E402
+from keras_tl.distillation import Distiller  # noqa: E402
 
 
 def forward_flops(model):
@@ -143,7 +143,7 @@ def text_rows(layer_counts, sentences, sequence_length, batch_size, epochs):
 
     from keras_tl.datasets_text import DEFAULT_VADER_SDIST
     from keras_tl.datasets_text import load_sentiment_snippets
-    from keras_tl.distill import shrink_bert
+    from keras_tl.distillation import shrink_bert
     from keras_tl.text import PooledTextClassifier
     from keras_tl.text import load_text_preset
 

@@ -10,7 +10,7 @@ from keras_tl import backbones
 from keras_tl import callbacks
 from keras_tl import data
 from keras_tl import datasets
-from keras_tl import distill
+from keras_tl import distillation
 from keras_tl import export
 from keras_tl import features
 from keras_tl import heads
@@ -41,8 +41,8 @@ from keras_tl.callbacks import sync_batchnorm_statistics
 from keras_tl.data import ImageData
 from keras_tl.data import as_dataset
 from keras_tl.datasets_text import load_sentiment_snippets
-from keras_tl.distill import Distiller
-from keras_tl.distill import shrink_bert
+from keras_tl.distillation import Distiller
+from keras_tl.distillation import shrink_bert
 from keras_tl.export import ExportReport
 from keras_tl.export import LiteRTModel
 from keras_tl.export import TFLiteTextClassifier
@@ -83,3 +83,13 @@ from keras_tl.text import list_text_presets
 from keras_tl.text import load_text_preset
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `keras_tl.distill` is the deprecated alias of `keras_tl.distillation`;
+    # imported on first use, so that `import keras_tl` does not warn.
+    if name == "distill":
+        import importlib
+
+        return importlib.import_module("keras_tl.distill")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -260,11 +260,7 @@ def augment_dataset(dataset, augmentation, num_classes=None):
         )
 
     def apply(images, labels):
-        images = tf.cast(images, tf.float32)
-        if isinstance(augmentation, keras.layers.Layer):
-            images = augmentation(images, training=True)
-        else:
-            images = augmentation(images)
+        images = _augment_in_pipeline(augmentation, images)
         if mixing:
             labels = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes)
             images, labels = augmentation.mix(images, labels)
@@ -327,12 +323,31 @@ def augmented_copies(dataset, augmentation, copies):
     if int(copies) < 1:
         raise ValueError(f"copies must be at least 1; got {copies}.")
     def augment(images, labels):
-        images = tf.cast(images, tf.float32)
-        if isinstance(augmentation, keras.layers.Layer):
-            return augmentation(images, training=True), labels
-        return augmentation(images), labels
+        return _augment_in_pipeline(augmentation, images), labels
 
     result = dataset.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
     for _ in range(int(copies)):
         result = result.concatenate(dataset.map(augment))
     return result
+
+
+def _augment_in_pipeline(augmentation, images):
+    """Applies `augmentation` to a batch inside a `tf.data` map.
+
+    Keras' preprocessing layers switch to TensorFlow ops inside `tf.data`
+    whatever the backend, but a container layer (`Augmentation`,
+    `keras.Sequential`) would run its own code with the backend's ops
+    (JAX arrays cannot hold graph tensors), so its layers run one by one.
+    """
+    images = tf.cast(images, tf.float32)
+    if isinstance(augmentation, Augmentation):
+        layers = augmentation.image_layers
+    elif isinstance(augmentation, keras.Sequential):
+        layers = augmentation.layers
+    elif isinstance(augmentation, keras.layers.Layer):
+        layers = [augmentation]
+    else:
+        return augmentation(images)
+    for layer in layers:
+        images = layer(images, training=True)
+    return images

@@ -6,7 +6,7 @@ import sys
 
 
 def _demo(args):
-    from keras_tl.demo import run_demo
+    from keras_tl.examples.demo import run_demo
 
     labels = tuple(int(k) for k in args.labels.split(","))
     seeds = tuple(range(args.seeds))
@@ -16,6 +16,7 @@ def _demo(args):
 
 def _train(args):
     from keras_tl import recipes
+    from keras_tl._utils.io import save_atomic
     from keras_tl.plots import plot_history
 
     if not args.out.endswith(".keras"):
@@ -31,16 +32,12 @@ def _train(args):
         batch_size=args.batch_size,
         verbose=1,
     )
-    if args.strategy == "feature-extraction":
+    if args.method == "feature-extraction":
         model = recipes.feature_extraction(args.backbone, args.data, epochs=args.epochs,
                                            **common)
     else:
         model = recipes.fine_tune(args.backbone, args.data, epochs=args.epochs, **common)
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = args.out[: -len(".keras")] + ".partial.keras"
-    model.save(tmp)
-    os.replace(tmp, args.out)
+    save_atomic(args.out, model.save)
     curves = args.out[: -len(".keras")] + "_curves.png"
     plot_history(model.history, curves, title=f"{args.backbone} on {args.data}")
     print(f"Saved {args.out} and {curves}.")
@@ -50,6 +47,10 @@ def _train(args):
 def _export(args):
     import keras
 
+    if keras.backend.backend() != "tensorflow":
+        # LiteRT conversion runs on TensorFlow graphs; a `.keras` file is
+        # backend-independent, so a model trained on JAX converts there.
+        return _run_on_tensorflow(["export"] + args.argv)
     import keras_tl
 
     if not os.path.exists(args.model):
@@ -82,6 +83,14 @@ def _export(args):
     return 0
 
 
+def _run_on_tensorflow(argv):
+    import subprocess
+
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    command = [sys.executable, "-m", "keras_tl.cli"] + list(argv)
+    return subprocess.run(command, env=env, check=False).returncode
+
+
 def build_parser():
     """The argument parser of the `keras-tl` command.
 
@@ -105,8 +114,12 @@ def build_parser():
     train.add_argument("data", help="folder with one subfolder of images per class")
     train.add_argument("--backbone", default="mobilenet_v2", help="zoo name")
     train.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")
-    train.add_argument("--strategy", choices=["feature-extraction", "fine-tune"],
-                       default="feature-extraction")
+    train.add_argument("--method", choices=["feature-extraction", "fine-tune"],
+                       default="feature-extraction",
+                       help="train only a new head, or also fine-tune the backbone")
+    # The flag's old name, kept so existing scripts run.
+    train.add_argument("--strategy", dest="method", choices=["feature-extraction", "fine-tune"],
+                       help=argparse.SUPPRESS)
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--image-size", type=int, default=None, help="input side in pixels")
@@ -140,7 +153,9 @@ def main(argv=None):
     0
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, TypeError) as error:

@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.validation import check_same_length
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
@@ -51,11 +53,7 @@ class ImageData:
 def _check_arrays(x, y, num_classes):
     x = np.asarray(x)
     y = np.asarray(y)
-    if len(x) != len(y):
-        raise ValueError(
-            f"x and y have different lengths: {len(x)} images but {len(y)} "
-            "labels. Pass one label per image."
-        )
+    check_same_length(len(x), len(y), "image", "x and y have different lengths: ")
     if len(x) == 0:
         raise ValueError("The data is empty: x has no images.")
     if x.ndim == 3:

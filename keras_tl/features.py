@@ -10,6 +10,7 @@ import os
 import keras
 import numpy as np
 
+from keras_tl._utils.io import save_atomic
 from keras_tl.data import as_dataset
 
 
@@ -123,6 +124,4 @@ def _labels_path(cache_path):
 
 
 def _atomic_save(path, array):
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    save_atomic(path, lambda temporary: np.save(temporary, array), suffix=".npy")

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from keras_tl._utils.validation import check_same_length
+
 
 @keras.saving.register_keras_serializable(package="keras_tl")
 class ClassNames(keras.layers.Layer):
@@ -149,8 +151,7 @@ def fit_linear_head(
 
     z = _unit(features)
     labels = np.asarray(labels).astype(np.int64)
-    if len(z) != len(labels):
-        raise ValueError(f"{len(z)} embeddings but {len(labels)} labels.")
+    check_same_length(len(z), len(labels), "embedding")
     present = np.unique(labels)
     if len(present) < 2:
         raise ValueError(

@@ -8,9 +8,12 @@ and optimizer are restored afterwards, so the sweep leaves no trace.
 
 import dataclasses
 import math
-import os
 
 import keras
+
+from keras_tl._utils.distribute import model_scope
+from keras_tl._utils.io import save_atomic
+from keras_tl._utils.validation import is_batched
 import numpy as np
 
 from keras_tl.schedules import ExponentialSweep
@@ -69,10 +72,8 @@ class LRFinderResult:
             ax.set_ylim(low - 0.1 * abs(start - low) - 1e-3, start + 0.5 * abs(start - low) + 1e-3)
         ax.legend()
         fig.tight_layout()
-        tmp = str(path) + ".partial.png"
-        fig.savefig(tmp)
+        save_atomic(path, fig.savefig, suffix=".png")
         plt.close(fig)
-        os.replace(tmp, path)
         return path
 
 
@@ -137,8 +138,7 @@ class LRFinder(keras.callbacks.Callback):
         model = self.model
         if not model.compiled or model.optimizer is None:
             raise ValueError("Compile the model (optimizer and loss) before the sweep.")
-        strategy = model.distribute_strategy
-        with strategy.scope():
+        with model_scope(model):
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
             self._original = model.optimizer
@@ -305,7 +305,7 @@ def find_learning_rate(
 
     from keras_tl.data import as_dataset
 
-    if isinstance(data, tf.data.Dataset) and _is_batched(data):
+    if isinstance(data, tf.data.Dataset) and is_batched(data.element_spec):
         dataset = data
     else:
         dataset = as_dataset(data, batch_size=batch_size, seed=seed).train
@@ -319,16 +319,3 @@ def find_learning_rate(
               callbacks=[finder], shuffle=False, verbose=0)
     model.history = history
     return finder.result
-
-
-def _is_batched(dataset):
-    """Whether `dataset` yields batches: images of rank 4, or labels with a
-    leading batch dimension (e.g. text datasets of `(strings, labels)`)."""
-    spec = dataset.element_spec
-    first = spec[0] if isinstance(spec, tuple) else spec
-    if first.shape.rank is not None and first.shape.rank >= 4:
-        return True
-    if isinstance(spec, tuple) and len(spec) == 2:
-        labels = spec[1]
-        return labels.shape.rank is not None and labels.shape.rank >= 1 and labels.shape[0] is None
-    return False

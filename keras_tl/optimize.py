@@ -21,6 +21,7 @@ import inspect
 import keras
 import numpy as np
 
+from keras_tl._utils.validation import leaf_layers
 from keras_tl.heads import ClassNames
 from keras_tl.preprocessing import ImagePreprocessing
 
@@ -471,7 +472,7 @@ def sparsity(model):
     0.5
     """
     result = {}
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         for name in ("kernel", "depthwise_kernel"):
             variable = getattr(layer, name, None)
             if variable is not None and hasattr(variable, "numpy"):
@@ -479,14 +480,6 @@ def sparsity(model):
                 result[layer.name] = float(np.mean(values == 0))
                 break
     return result
-
-
-def _leaf_layers(model):
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
 
 
 def quantization_aware_training(

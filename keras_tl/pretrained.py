@@ -10,6 +10,7 @@ import os
 import keras
 import numpy as np
 
+from keras_tl._utils.io import save_atomic
 from keras_tl.backbones import build_small_cnn
 from keras_tl.datasets import load_mnist_5k
 
@@ -71,9 +72,7 @@ def mnist_cnn(epochs=10, seed=0, cache=True, verbose=0):
     )
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose)
     if cache:
-        tmp = path[: -len(".keras")] + ".partial.keras"
-        model.save(tmp)
-        os.replace(tmp, path)
+        save_atomic(path, model.save)
     return model
 
 

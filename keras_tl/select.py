@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.validation import check_same_length
 from keras_tl.backbones import build_backbone
 from keras_tl.backbones import get_spec
 from keras_tl.data import as_dataset
@@ -276,10 +277,7 @@ def nce(source_labels, labels):
         source_labels = source_labels.argmax(axis=1)
     source_labels = source_labels.astype(np.int64).reshape(-1)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
-    if len(source_labels) != len(labels):
-        raise ValueError(
-            f"{len(source_labels)} source predictions but {len(labels)} labels."
-        )
+    check_same_length(len(source_labels), len(labels), "source prediction")
     joint = np.zeros((source_labels.max() + 1, labels.max() + 1))
     np.add.at(joint, (source_labels, labels), 1.0)
     joint /= len(labels)
@@ -619,7 +617,8 @@ def _fit_images(dataset, input_shape):
 
 
 def _latency_ms(network, images, repeats=5):
-    one = next(iter(images.take(1)))[0][:1]
+    # NumPy, not a tf.Tensor: JAX's jitted predict step cannot take one.
+    one = np.asarray(next(iter(images.take(1)))[0][:1])
     network.predict_on_batch(one)
     times = []
     for _ in range(repeats):

@@ -10,6 +10,7 @@ import re
 
 import keras
 
+from keras_tl._utils.validation import leaf_layers
 from keras_tl.backbones import find_zoo_network
 
 _NORMALIZATION_LAYERS = (
@@ -68,15 +69,6 @@ class Stage:
         return weights
 
 
-def _leaf_layers(model):
-    """Layers of `model` with nested models expanded, in graph order."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
-
-
 def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     """Splits a backbone (or a model containing one) into stages.
 
@@ -108,7 +100,7 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     """
     excluded = {id(layer) for layer in exclude}
     if prefixes:
-        layers = [l for l in _leaf_layers(model) if id(l) not in excluded]
+        layers = [l for l in leaf_layers(model) if id(l) not in excluded]
         stages = []
         for prefix in prefixes:
             pattern = re.compile(prefix)
@@ -129,7 +121,7 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     # Normalization layers join the layer before them, so a conv and its
     # BatchNorm always land in the same stage.
     units = []
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         if not layer.weights or id(layer) in excluded:
             continue
         if units and isinstance(layer, _NORMALIZATION_LAYERS):

@@ -3,8 +3,16 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Two host devices for JAX, so `keras.distribution.DataParallel` tests run on
+# a real two-device mesh. XLA reads this when JAX starts.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+).strip()
 
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+BACKEND = keras.backend.backend()
 
 # Two logical CPU devices, so tests can run code under a real
 # `tf.distribute.MirroredStrategy`. This must happen before any TF op runs.
@@ -21,6 +29,24 @@ except RuntimeError:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a test that takes more than ~20 s")
+    config.addinivalue_line(
+        "markers",
+        "tensorflow_only: needs the TensorFlow backend (tf.distribute, LiteRT "
+        "conversion, tfmot, notebooks and scripts run once, on TensorFlow)",
+    )
+    config.addinivalue_line("markers", "jax_only: needs the JAX backend")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if BACKEND != "tensorflow" and "tensorflow_only" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"TensorFlow backend only (running {BACKEND})"))
+        if BACKEND != "jax" and "jax_only" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"JAX backend only (running {BACKEND})"))
+        if "two_cpu_strategy" in getattr(item, "fixturenames", ()) and BACKEND != "tensorflow":
+            item.add_marker(pytest.mark.skip(reason="tf.distribute runs on TensorFlow only"))
 
 
 import numpy as np  # noqa: E402
@@ -35,6 +61,7 @@ def mnist_cnn_small():
     """
     import keras
 
+    from keras_tl.adapt import adabn
     from keras_tl.backbones import build_small_cnn
     from keras_tl.datasets import load_mnist_5k
 
@@ -45,6 +72,10 @@ def mnist_cnn_small():
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x[order].astype("float32"), y[order], batch_size=64, epochs=2, verbose=0)
+    # 64 steps leave BatchNorm's moving averages (momentum 0.99) near their
+    # initial values; pooled statistics of the training images make the
+    # network in inference mode the one that was trained, on every backend.
+    adabn(model, x[order].astype("float32"))
     return model
 
 

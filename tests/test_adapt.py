@@ -69,6 +69,7 @@ def test_coral_loss_zero_for_equal_covariances_and_positive_otherwise():
     assert float(adapt.coral_loss(a, b)) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.tensorflow_only
 def test_gradient_reversal_flips_and_scales_the_gradient():
     layer = adapt.GradientReversal(0.5)
     x = tf.Variable([1.0, -2.0, 3.0])
@@ -81,6 +82,18 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
     assert float(restored.factor.numpy()) == 0.5
     with pytest.raises(ValueError, match=">= 0"):
         adapt.GradientReversal(-1.0)
+
+
+@pytest.mark.jax_only
+def test_gradient_reversal_flips_and_scales_the_gradient_on_jax():
+    import jax
+    import jax.numpy as jnp
+
+    layer = adapt.GradientReversal(0.5)
+    x = jnp.array([1.0, -2.0, 3.0])
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(x))
+    gradient = jax.grad(lambda v: jnp.sum(layer(v) * jnp.array([1.0, 2.0, 3.0])))(x)
+    np.testing.assert_allclose(np.asarray(gradient), [-0.5, -1.0, -1.5])
 
 
 def _small_classifier():

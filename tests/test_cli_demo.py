@@ -19,7 +19,9 @@ def _folder(root):
     return root
 
 
-def test_cli_train_writes_model_and_curves(tmp_path, capsys):
+def test_cli_train_writes_model_and_curves(tmp_path, capfd):
+    """On JAX this is also the check that a model trained there exports: the
+    export verb converts the saved file in a TensorFlow subprocess."""
     data = _folder(tmp_path / "leaves")
     out = tmp_path / "out" / "model.keras"
     code = main(["train", str(data), "--backbone", "resnet50", "--weights", "none",
@@ -28,32 +30,32 @@ def test_cli_train_writes_model_and_curves(tmp_path, capsys):
     assert out.exists() and (tmp_path / "out" / "model_curves.png").exists()
     model = keras.models.load_model(str(out), safe_mode=True)
     assert keras_tl.get_class_names(model) == ["healthy", "rust"]
-    assert "Saved" in capsys.readouterr().out
+    assert "Saved" in capfd.readouterr().out
 
     # keras-tl export: int8 needs calibration data, and says so.
     assert main(["export", str(out), "--quantization", "int8"]) == 2
-    assert "--data" in capsys.readouterr().err
+    assert "--data" in capfd.readouterr().err
     assert main(["export", str(out), "--quantization", "int8", "--data", str(data)]) == 0
-    printed = capsys.readouterr().out
+    printed = capfd.readouterr().out
     assert "top-1 agreement" in printed
     assert (tmp_path / "out" / "model_int8.tflite").exists()
     assert (tmp_path / "out" / "labels.txt").read_text().split() == ["healthy", "rust"]
 
 
-def test_cli_bad_backbone_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+def test_cli_bad_backbone_is_a_clear_error_and_writes_nothing(tmp_path, capfd):
     data = _folder(tmp_path / "leaves")
     out = tmp_path / "model.keras"
     code = main(["train", str(data), "--backbone", "resnet5O", "--weights", "none",
                  "--out", str(out)])
     assert code == 2
-    assert "Unknown backbone 'resnet5O'" in capsys.readouterr().err
+    assert "Unknown backbone 'resnet5O'" in capfd.readouterr().err
     assert not out.exists()
 
 
 @pytest.mark.slow
 def test_demo_table_has_honest_rows(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_TL_CACHE", str(tmp_path / "cache"))
-    from keras_tl.demo import run_demo
+    from keras_tl.examples.demo import run_demo
 
     rows = run_demo(labels_per_class=(2,), seeds=(0,), methods=["feature_extraction", "fine_tune"],
                     out_dir=str(tmp_path / "demo"), verbose=0)

@@ -1,4 +1,8 @@
-"""Tests of keras_tl.distill and the distill recipe."""
+"""Tests of keras_tl.distillation and the distill recipe."""
+
+import importlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -6,12 +10,13 @@ import tensorflow as tf
 
 import keras
 
+import keras_tl
 from keras_tl.backbones import build_small_cnn
 from keras_tl.callbacks import SyncBatchNormStatistics
-from keras_tl.distill import Distiller
-from keras_tl.distill import SoftTargetDistillation
-from keras_tl.distill import shrink_bert
-from keras_tl.distill import soft_target_loss
+from keras_tl.distillation import Distiller
+from keras_tl.distillation import SoftTargetDistillation
+from keras_tl.distillation import shrink_bert
+from keras_tl.distillation import soft_target_loss
 from keras_tl.recipes import distill
 
 NUM_CLASSES = 4
@@ -63,23 +68,48 @@ def _logits_of(model, x):
     return keras.Model(model.inputs, model.get_layer("logits").output).predict(x, verbose=0)
 
 
+def test_old_module_path_warns_once_and_gives_the_same_names():
+    sys.modules.pop("keras_tl.distill", None)
+    with pytest.warns(DeprecationWarning, match="keras_tl.distill is renamed keras_tl.distillation"):
+        old = importlib.import_module("keras_tl.distill")
+    assert old.__all__
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(keras_tl.distillation, name)
+    # `import keras_tl` must not load the alias (nor warn); the first use of
+    # `keras_tl.distill` does, with one warning. A fresh interpreter, since
+    # this one has imported it already.
+    code = (
+        "import sys, warnings\n"
+        "import keras_tl\n"
+        "assert 'keras_tl.distill' not in sys.modules\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    alias = keras_tl.distill\n"
+        "messages = [str(w.message) for w in caught if w.category is DeprecationWarning]\n"
+        "assert messages == ['keras_tl.distill is renamed keras_tl.distillation'], messages\n"
+        "assert alias.Distiller is keras_tl.Distiller\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_soft_target_loss_matches_formula_with_t_squared():
     t = np.array([[2.0, 0.5, -1.0], [10.0, -3.0, 1.0]], np.float32)
     s = np.array([[0.1, 0.3, -0.2], [0.0, 1.0, 2.0]], np.float32)
     for temperature in (1.0, 4.0):
         np.testing.assert_allclose(
-            soft_target_loss(t, s, temperature).numpy(), _kd_numpy(t, s, temperature), rtol=1e-5
+            keras.ops.convert_to_numpy(soft_target_loss(t, s, temperature)), _kd_numpy(t, s, temperature), rtol=1e-5
         )
     # T^2 factor: the first pair's KL at T=4 is 0.03875, times 16.
-    np.testing.assert_allclose(soft_target_loss(t[:1], s[:1], 4.0).numpy(), [0.620057], rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(soft_target_loss(t[:1], s[:1], 4.0)), [0.620057], rtol=1e-5)
     np.testing.assert_allclose(
-        soft_target_loss(t, s, 2.0, standardize=True).numpy(),
+        keras.ops.convert_to_numpy(soft_target_loss(t, s, 2.0, standardize=True)),
         _kd_numpy(t, s, 2.0, standardize=True), rtol=1e-4,
     )
     # Standardized loss ignores the teacher's logit scale and offset.
     np.testing.assert_allclose(
-        soft_target_loss(t * 7 + 3, s, 2.0, standardize=True).numpy(),
-        soft_target_loss(t, s, 2.0, standardize=True).numpy(), rtol=1e-4,
+        keras.ops.convert_to_numpy(soft_target_loss(t * 7 + 3, s, 2.0, standardize=True)),
+        keras.ops.convert_to_numpy(soft_target_loss(t, s, 2.0, standardize=True)), rtol=1e-4,
     )
 
 

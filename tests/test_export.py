@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+pytestmark = pytest.mark.tensorflow_only
+
 from keras_tl.export import (
     ExportReport,
     LiteRTModel,

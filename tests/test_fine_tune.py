@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from keras_tl.recipes.fine_tune import fine_tune
-from keras_tl.schedules import WarmupDecay
 
 
 def mnist_backbone(source):
@@ -28,7 +27,8 @@ def test_fine_tune_two_phases_save_and_reload(mnist_cnn_small, digits_target, tm
     assert history["trainable_stages"][1:] == [1, 2, 3, 3]
     assert [e["stage"] for e in model.history.unfreeze_events] == ["group2", "group1"]
     assert isinstance(model.optimizer, keras.optimizers.MultiOptimizer)
-    assert isinstance(model.optimizer.optimizers[-1]._learning_rate, WarmupDecay)
+    assert isinstance(model.optimizer.optimizers[-1]._learning_rate,
+                      keras.optimizers.schedules.CosineDecay)
     for path, value in frozen_bn.items():  # BatchNorm statistics kept
         np.testing.assert_array_equal(
             [v for v in backbone.weights if v.path == path][0].numpy(), value)

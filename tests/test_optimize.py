@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.tensorflow_only
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow_model_optimization") is None
     or importlib.util.find_spec("tf_keras") is None,

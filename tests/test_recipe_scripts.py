@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.tensorflow_only
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

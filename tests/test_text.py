@@ -108,8 +108,8 @@ def test_unknown_preset_lists_bert_family_names():
 def test_unreachable_preset_fails_fast_with_local_folder_advice(monkeypatch):
     import time
 
-    monkeypatch.setattr(text, "_host_reachable", lambda host: (False, "no network"))
-    monkeypatch.setattr(text, "_cached_hf_folder", lambda preset: None)
+    monkeypatch.setattr(text.presets, "_host_reachable", lambda host: (False, "no network"))
+    monkeypatch.setattr(text.presets, "_cached_hf_folder", lambda preset: None)
     start = time.time()
     for preset in ("bert_base_multi", "hf://neuralmind/bert-base-portuguese-cased"):
         with pytest.raises(ConnectionError, match="pass a local preset folder"):

@@ -10,6 +10,8 @@ from keras_tl.adapt import adabn
 from keras_tl.adapt import batchnorm_layers
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
+from keras_tl._utils.validation import count_steps
+from keras_tl.engine import make_schedule
 
 METHODS = ("adabn", "coral", "dann")
 _DEFAULT_ALIGNMENT_WEIGHT = {"coral": 1.0, "dann": 0.1}
@@ -96,7 +98,7 @@ def adapt_domain(
         source_data, batch_size=batch_size, image_size=image_size, shuffle=True, seed=seed
     ).train
     target = _target_dataset(target_unlabeled, batch_size, seed)
-    steps = _steps_per_epoch(source)
+    steps = count_steps(source)
     paired = (
         tf.data.Dataset.zip((source.unbatch().repeat(), target.unbatch().repeat()))
         .batch(batch_size, drop_remainder=True)
@@ -115,7 +117,7 @@ def adapt_domain(
         feature_layer=feature_layer,
         alignment_weight=alignment_weight if method == "coral" else 1.0,
     )
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps)
+    schedule = make_schedule("cosine", learning_rate, epochs * steps, warmup_fraction=0.0)
     trainer.compile(
         optimizer=keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",
@@ -154,13 +156,6 @@ def _target_dataset(target, batch_size, seed):
         .shuffle(len(target), seed=seed)
         .batch(batch_size)
     )
-
-
-def _steps_per_epoch(dataset):
-    steps = int(dataset.cardinality())
-    if steps < 1:
-        steps = sum(1 for _ in dataset)
-    return steps
 
 
 class _TargetAccuracy(keras.callbacks.Callback):

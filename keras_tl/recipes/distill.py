@@ -6,10 +6,12 @@ import tensorflow as tf
 from keras_tl.backbones import build_backbone
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
-from keras_tl.distill import Distiller
+from keras_tl.distillation import Distiller
+from keras_tl.engine import make_schedule
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import get_class_names
+from keras_tl._utils.distribute import distribution_scope
 
 
 def distill(
@@ -84,7 +86,8 @@ def distill(
             `None` or a weights file.
         restore_best_weights: with validation data, return the student of
             the epoch with the best validation accuracy.
-        strategy: a `tf.distribute.Strategy`; defaults to the active one.
+        strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
+            active one. On JAX, set `keras.distribution.DataParallel` instead.
         seed: seed of shuffling and the validation split.
         verbose: 0 silent, 1 progress.
 
@@ -100,7 +103,6 @@ def distill(
     >>> student.count_params() < teacher.count_params() / 10
     True
     """
-    strategy = strategy or tf.distribute.get_strategy()
     if not isinstance(teacher, keras.Model):
         raise TypeError(
             f"teacher must be a trained keras.Model; got {type(teacher).__name__}."
@@ -123,7 +125,7 @@ def distill(
         pretrained = isinstance(student, str) and student_weights is not None
         learning_rate = 1e-3 if pretrained else 3e-3
     rate = _learning_rate(learning_rate, warmup_fraction, data.train, epochs)
-    with strategy.scope():
+    with distribution_scope(strategy):
         if isinstance(student, str):
             student = _zoo_student(
                 student, student_weights, input_shape, num_classes, data.class_names
@@ -192,14 +194,7 @@ def _learning_rate(learning_rate, warmup_fraction, train, epochs):
     if steps_per_epoch <= 0:
         # An infinite or unknown-length dataset: no schedule length to plan.
         return learning_rate
-    total = steps_per_epoch * epochs
-    warmup = int(round(total * warmup_fraction))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else learning_rate,
-        decay_steps=max(1, total - warmup),
-        warmup_target=learning_rate if warmup else None,
-        warmup_steps=warmup,
-    )
+    return make_schedule("cosine", learning_rate, steps_per_epoch * epochs, warmup_fraction)
 
 
 def _augment(augmentation, images):

@@ -15,6 +15,7 @@ from keras_tl.features import extract
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import fit_linear_head
+from keras_tl._utils.distribute import distribution_scope
 
 
 def feature_extraction(
@@ -82,7 +83,8 @@ def feature_extraction(
         C: fix the logistic-regression inverse regularization instead of
             choosing it.
         cache_dir: folder to keep embeddings in on disk (for large data).
-        strategy: a `tf.distribute.Strategy`; defaults to the active one.
+        strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
+            active one. On JAX, set `keras.distribution.DataParallel` instead.
         seed: seed of the validation split, shuffling and fit.
         verbose: 0 silent, 1 progress.
 
@@ -96,7 +98,6 @@ def feature_extraction(
     ...     "resnet50", "leaves/train", "leaves/val", input_shape=(224, 224, 3))
     >>> model.predict(images).argmax(-1)
     """
-    strategy = strategy or tf.distribute.get_strategy()
     image_size = tuple(input_shape[:2]) if input_shape is not None else None
     data = as_dataset(
         train_data,
@@ -110,7 +111,7 @@ def feature_extraction(
         seed=seed,
     )
     num_classes = data.num_classes
-    with strategy.scope():
+    with distribution_scope(strategy):
         if isinstance(backbone, str) and input_shape is None:
             input_shape = data.image_shape
         extractor = build_backbone(backbone, weights=weights, input_shape=input_shape)
@@ -132,7 +133,7 @@ def feature_extraction(
         train_features, train_labels, num_classes, validation=validation, C=C, seed=seed
     )
     head.get_layer("logits").set_weights([kernel, bias])
-    with strategy.scope():
+    with distribution_scope(strategy):
         model = attach_head(extractor, head)
 
     history = keras.callbacks.History()
@@ -159,7 +160,7 @@ def feature_extraction(
             # MixUp/CutMix give soft labels: one-hot the validation labels too.
             validation_ds = one_hot_labels(data.validation, num_classes)
             loss = "categorical_crossentropy"
-        with strategy.scope():
+        with distribution_scope(strategy):
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate),
                 loss=loss,
@@ -177,9 +178,8 @@ def _head_logs(head, features, labels, validation):
     def scores(f, y):
         probs = head.predict(f, batch_size=1024, verbose=0)
         y = np.asarray(y)
-        loss = float(
-            keras.losses.sparse_categorical_crossentropy(y, probs).numpy().mean()
-        )
+        loss = keras.losses.sparse_categorical_crossentropy(y, probs)
+        loss = float(np.mean(keras.ops.convert_to_numpy(loss)))
         return loss, float((probs.argmax(-1) == y).mean())
 
     logs = {}

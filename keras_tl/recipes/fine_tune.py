@@ -7,27 +7,29 @@ stage at its own (discriminative) learning rate, under a warm-up and
 warm-down schedule.
 """
 
-import math
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import get as get_augmentation
 from keras_tl.augment import mixes_labels
 from keras_tl.augment import one_hot_labels
-from keras_tl.callbacks import ProgressiveUnfreezing
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
-from keras_tl.optimizers import discriminative_optimizer
+from keras_tl.engine import SCHEDULES
+from keras_tl.engine import fit_stages
+from keras_tl.engine import unfreeze_rule
 from keras_tl.recipes.feature_extraction import feature_extraction
-from keras_tl.schedules import OneCycle
-from keras_tl.schedules import SlantedTriangular
-from keras_tl.schedules import WarmupDecay
 from keras_tl.stages import get_stages
 
-SCHEDULES = ("cosine", "linear", "slanted_triangular", "one_cycle")
+__all__ = ["fine_tune"]
+
+# ULMFiT's ratio 2.6 between the rates of neighbouring layer groups.
+ULMFIT_LAYER_DECAY = 1 / 2.6
 
 
 def fine_tune(
@@ -45,7 +47,7 @@ def fine_tune(
     input_shape=None,
     augmentation=None,
     learning_rate=1e-3,
-    lr_factor=2.6,
+    layer_decay=None,
     schedule="cosine",
     warmup_fraction=0.1,
     unfreeze_every=None,
@@ -58,8 +60,10 @@ def fine_tune(
     num_groups=4,
     optimizer="adam",
     strategy=None,
+    callbacks=None,
     seed=0,
     verbose=1,
+    lr_factor=None,
 ):
     """Fine-tunes a pretrained backbone: head first, then gradual unfreezing.
 
@@ -75,8 +79,8 @@ def fine_tune(
 
     Defaults and where they come from:
 
-    - `lr_factor=2.6`: ULMFiT's ratio between neighbouring layer groups
-      (Howard & Ruder, 2018).
+    - `layer_decay=1/2.6` for CNN stages: ULMFiT's ratio 2.6 between
+      neighbouring layer groups (Howard & Ruder, 2018).
     - `learning_rate=1e-3` (the head's; Adam): fastai's `fine_tune` base rate
       2e-3, halved for the unfrozen phase.
     - `initially_trainable=1` and one more stage per epoch: ULMFiT's gradual
@@ -109,8 +113,9 @@ def fine_tune(
         augmentation: a `keras_tl.augment` preset name or layer, applied to
             training batches of phase 2 (and phase 1), or `None`.
         learning_rate: the head's peak rate in phase 2.
-        lr_factor: each stage's rate is this many times smaller than the
-            stage above it (1.0: one rate for all).
+        layer_decay: each stage's rate is this factor times the rate of the
+            stage above it, in (0, 1] (1.0: one rate for all). Default
+            `1 / 2.6` (ULMFiT).
         schedule: `"cosine"` or `"linear"` (warm-up then decay to zero,
             `keras_tl.schedules.WarmupDecay`), `"slanted_triangular"`,
             `"one_cycle"`, or any `LearningRateSchedule` of phase-2 steps.
@@ -126,9 +131,12 @@ def fine_tune(
             `keras_tl.get_stages`: zoo stages, else `num_groups` depth groups).
         num_groups: depth groups of a backbone that is not from the zoo.
         optimizer: Keras optimizer name or template instance (`"adam"`).
-        strategy: a `tf.distribute.Strategy`; defaults to the active one.
+        strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
+            active one. On JAX, set `keras.distribution.DataParallel` instead.
         seed: seed of the split, shuffling and head fit.
+        callbacks: more Keras callbacks for the phase-2 `fit`.
         verbose: 0 silent, 1 progress and unfreeze messages.
+        lr_factor: deprecated: `layer_decay = 1 / lr_factor`.
 
     Returns:
         A `keras.Model` from raw images to class probabilities, with
@@ -144,13 +152,13 @@ def fine_tune(
     """
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}.")
+    layer_decay = _layer_decay(layer_decay, lr_factor)
     if not (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
             or schedule in SCHEDULES):
         raise ValueError(
             f"schedule must be one of {SCHEDULES} or a LearningRateSchedule; "
             f"got {schedule!r}."
         )
-    strategy = strategy or tf.distribute.get_strategy()
     data = as_dataset(
         train_data,
         batch_size=batch_size,
@@ -172,13 +180,12 @@ def fine_tune(
     head_history = model.history
     network = _nested_backbone(model)
     stages = stages or get_stages(network, num_groups=num_groups)
-    if not 0 <= initially_trainable <= len(stages):
-        raise ValueError(
-            f"initially_trainable={initially_trainable} but the backbone has "
-            f"{len(stages)} stages."
-        )
+    rule = unfreeze_rule(
+        len(stages), epochs, initially_trainable,
+        every=unfreeze_every, at=unfreeze_at, patience=unfreeze_patience,
+    )
 
-    steps_per_epoch = _steps_per_epoch(data.train)
+    steps_per_epoch = count_steps(data.train)
     train = (
         data.train.unbatch()
         .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
@@ -195,30 +202,34 @@ def fine_tune(
             loss = "categorical_crossentropy"
             if validation is not None:
                 validation = one_hot_labels(validation, data.num_classes)
-    total_steps = epochs * steps_per_epoch
-    rate = _make_schedule(schedule, learning_rate, total_steps, warmup_fraction)
-    rule = _unfreeze_rule(
-        unfreeze_every, unfreeze_at, unfreeze_patience, epochs,
-        len(stages) - initially_trainable,
-    )
-    unfreezing = ProgressiveUnfreezing(
-        stages, initially_trainable=initially_trainable, train_batchnorm=train_batchnorm,
-        rewarm_steps=rewarm_steps, verbose=verbose, **rule,
-    )
-    with strategy.scope():
-        model.compile(
-            optimizer=discriminative_optimizer(stages, rate, lr_factor, optimizer),
-            loss=loss,
-            metrics=["accuracy"],
-        )
-    history = model.fit(
-        train, validation_data=validation, epochs=epochs,
-        callbacks=[unfreezing, SyncBatchNormStatistics()],
-        shuffle=False, verbose=verbose,
+    history, unfreezing = fit_stages(
+        model, stages, train, validation=validation, epochs=epochs,
+        steps_per_epoch=steps_per_epoch, learning_rate=learning_rate,
+        layer_decay=layer_decay, schedule=schedule, warmup_fraction=warmup_fraction,
+        optimizer=optimizer, initially_trainable=initially_trainable, unfreeze=rule,
+        rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
+        callbacks=[SyncBatchNormStatistics()] + list(callbacks or []),
+        strategy=strategy, verbose=verbose,
     )
     model.history = _merge_histories(head_history, history, model)
     model.history.unfreeze_events = list(unfreezing.events)
     return model
+
+
+def _layer_decay(layer_decay, lr_factor):
+    if lr_factor is not None:
+        warnings.warn(
+            "fine_tune(lr_factor=...) is renamed layer_decay (= 1 / lr_factor), "
+            "the name text_classifier uses too.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if layer_decay is not None:
+            raise ValueError("Pass layer_decay or lr_factor, not both.")
+        if not lr_factor >= 1:
+            raise ValueError(f"lr_factor must be >= 1; got {lr_factor!r}.")
+        return 1.0 / lr_factor
+    return ULMFIT_LAYER_DECAY if layer_decay is None else layer_decay
 
 
 def _nested_backbone(model):
@@ -229,41 +240,6 @@ def _nested_backbone(model):
             "nested models."
         )
     return nested[0]
-
-
-def _steps_per_epoch(dataset):
-    steps = int(dataset.cardinality())
-    if steps < 0:
-        steps = sum(1 for _ in dataset)
-    if steps == 0:
-        raise ValueError("The training data is empty.")
-    return steps
-
-
-def _make_schedule(schedule, learning_rate, total_steps, warmup_fraction):
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return schedule
-    warmup = int(round(total_steps * warmup_fraction))
-    if schedule in ("cosine", "linear"):
-        return WarmupDecay(learning_rate, total_steps, warmup, decay=schedule)
-    if schedule == "slanted_triangular":
-        return SlantedTriangular(learning_rate, total_steps, cut_fraction=warmup_fraction)
-    return OneCycle(learning_rate, total_steps, warmup_fraction=warmup_fraction)
-
-
-def _unfreeze_rule(every, at, patience, epochs, remaining):
-    given = {k: v for k, v in (("every", every), ("at_epochs", at),
-                                ("patience", patience)) if v is not None}
-    if len(given) > 1:
-        raise ValueError(
-            "Pass one of unfreeze_every, unfreeze_at or unfreeze_patience."
-        )
-    if given:
-        return given
-    if remaining <= 0:
-        return {"at_epochs": []}
-    # ULMFiT: one stage per epoch; in longer runs, spread over the first half.
-    return {"every": max(1, math.floor(epochs / 2 / remaining))}
 
 
 def _merge_histories(first, second, model):

@@ -22,10 +22,8 @@ import time
 import keras
 import numpy as np
 
-from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
-from keras_tl.optimizers import discriminative_optimizer
-from keras_tl.schedules import WarmupDecay
 from keras_tl.text import DEFAULT_TEXT_PRESET
 from keras_tl.text import as_text_dataset
 from keras_tl.text import build_text_classifier
@@ -56,6 +54,7 @@ def text_classifier(
     layer_decay=0.8,
     unfreeze_phases=3,
     warmup_fraction=0.1,
+    schedule="linear",
     weight_decay=0.01,
     pooling="mean",
     dropout=0.1,
@@ -102,6 +101,8 @@ def text_classifier(
             phases; each unfreezes the next group of stages top-down, the
             last one reaching the embeddings.
         warmup_fraction: fraction of fine-tuning steps of linear warm-up.
+        schedule: the warm-down after the warm-up: `"linear"` (BERT's) or any
+            name or schedule `keras_tl.engine.make_schedule` takes.
         weight_decay: AdamW decoupled weight decay.
         pooling: `"mean"` (masked mean of token vectors) or `"pooled"`
             (BERT's `[CLS]` pooler).
@@ -192,34 +193,18 @@ def text_classifier(
         steps_per_epoch = int(data.train.cardinality())
         phases = max(1, min(int(unfreeze_phases), len(stages)))
         phase_steps = max(int(round(epochs * steps_per_epoch / phases)), 1)
-        total_steps = phase_steps * phases
         counts = [round((p + 1) * len(stages) / phases) for p in range(phases)]
         at_epochs = [p for p in range(1, phases) for _ in range(counts[p] - counts[p - 1])]
-        schedule = WarmupDecay(
-            learning_rate, total_steps=total_steps,
-            warmup_steps=min(int(round(warmup_fraction * total_steps)), total_steps - 1),
-            decay="linear",
-        )
-        model.compile(
-            optimizer=discriminative_optimizer(
-                stages, schedule, factor=1.0 / layer_decay, optimizer="adamw",
-                weight_decay=weight_decay,
-            ),
+        timer = _EpochTimer()
+        fitted, _ = fit_stages(
+            model, stages, data.train.repeat(), validation=data.validation,
+            epochs=phases, steps_per_epoch=phase_steps, learning_rate=learning_rate,
+            layer_decay=layer_decay, schedule=schedule, warmup_fraction=warmup_fraction,
+            optimizer="adamw", optimizer_kwargs={"weight_decay": weight_decay},
+            initially_trainable=counts[0], unfreeze={"at_epochs": at_epochs},
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
-        unfreezing = ProgressiveUnfreezing(
-            stages, at_epochs=at_epochs, initially_trainable=counts[0], verbose=0
-        )
-        timer = _EpochTimer()
-        fitted = model.fit(
-            data.train.repeat(),
-            validation_data=data.validation,
-            epochs=phases,
-            steps_per_epoch=phase_steps,
-            class_weight=class_weight,
-            callbacks=[unfreezing, timer] + list(callbacks or []),
-            shuffle=False,
+            class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
             verbose=0,
         )
         for phase in range(phases):

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from keras_tl.datasets import few_shot_split
+from keras_tl.engine import make_schedule
 from keras_tl.datasets import load_digits_target
 from keras_tl.plots import plot_history
 from keras_tl.pretrained import mnist_cnn
@@ -120,7 +121,7 @@ def train_fine_tune(task, split, seed, **overrides):
 def train_unfreeze_all_high_rate(task, split, seed):
     """The anti-pattern: every block unfrozen at once, one high rate, no
     warm-up: the pretrained features are destroyed (catastrophic forgetting)."""
-    return train_fine_tune(task, split, seed, initially_trainable=3, lr_factor=1.0,
+    return train_fine_tune(task, split, seed, initially_trainable=3, layer_decay=1.0,
                            learning_rate=1e-2, warmup_fraction=0.0)
 
 
@@ -144,9 +145,7 @@ STUDENT_WARMUP_FRACTION = 0.05
 
 def train_student_alone(task, split, seed):
     """The small student (width 4, ~5k parameters) on the labels only."""
-    warmup = int(round(STUDENT_STEPS * STUDENT_WARMUP_FRACTION))
-    rate = keras.optimizers.schedules.CosineDecay(
-        0.0, STUDENT_STEPS - warmup, warmup_target=STUDENT_PEAK_RATE, warmup_steps=warmup)
+    rate = make_schedule("cosine", STUDENT_PEAK_RATE, STUDENT_STEPS, STUDENT_WARMUP_FRACTION)
     return _train_cnn(split.x, split.y, seed, width=STUDENT_WIDTH, steps=STUDENT_STEPS,
                       name="student", learning_rate=rate)
 

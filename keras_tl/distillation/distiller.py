@@ -1,0 +1,569 @@
+"""`Distiller`: trains a student to imitate a frozen teacher.
+
+Built on `keras.distillation.Distiller`, with the soft-target loss on
+logits (`keras_tl.distillation.losses`), logits found behind a softmax
+(`keras_tl.distillation.logits`), one student forward pass per step and
+teacher logits that can be computed once and cached.
+"""
+
+import threading
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_tl._utils.distribute import num_replicas
+from keras_tl._utils.validation import check_same_length
+from keras_tl._utils.validation import dataset_arrays
+from keras_tl.distillation.logits import _layer_tensor
+from keras_tl.distillation.logits import _logits_source
+from keras_tl.distillation.logits import _model_inputs
+from keras_tl.distillation.logits import _to_logits
+from keras_tl.distillation.losses import HintDistillation
+from keras_tl.distillation.losses import SoftTargetDistillation
+from keras_tl.distillation.losses import _as_vectors
+from keras_tl.distillation.losses import _check_alpha
+from keras_tl.distillation.losses import _check_temperature
+from keras_tl.distillation.losses import _standardize
+
+__all__ = ["CACHED_HINT_KEY", "CACHED_LOGITS_KEY", "LABELS_KEY", "Distiller"]
+
+
+# The training and test steps ask `Distiller.call` for every student tensor
+# the loss needs (logits, hint features) besides the output, so one forward
+# pass serves loss and metrics. Per thread, because `MirroredStrategy` runs
+# each replica's step in its own thread.
+_STEP_STATE = threading.local()
+
+CACHED_LOGITS_KEY = "teacher_logits"
+CACHED_HINT_KEY = "teacher_hint"
+LABELS_KEY = "labels"
+
+
+class _ViewsRequested:
+    def __enter__(self):
+        _STEP_STATE.depth = getattr(_STEP_STATE, "depth", 0) + 1
+
+    def __exit__(self, *exc):
+        _STEP_STATE.depth -= 1
+
+
+def _views_requested():
+    return getattr(_STEP_STATE, "depth", 0) > 0
+
+
+def _unpack_targets(y):
+    if isinstance(y, dict) and (LABELS_KEY in y or CACHED_LOGITS_KEY in y):
+        return y.get(LABELS_KEY), y.get(CACHED_LOGITS_KEY), y.get(CACHED_HINT_KEY)
+    return y, None, None
+
+
+def _reduce(values, sample_weight):
+    values = ops.cast(values, "float32")
+    if sample_weight is None:
+        return ops.mean(values)
+    weights = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(values))
+    # Like Keras' "sum_over_batch_size": weighted sum over the batch size.
+    return ops.sum(values * weights) / ops.cast(ops.shape(values)[0], "float32")
+
+
+def _scale_for_replicas(loss):
+    # Gradients are summed over replicas, so each replica's loss is divided
+    # by their number (what Keras' Loss objects do in `__call__`).
+    replicas = num_replicas()
+    return loss / replicas if replicas > 1 else loss
+
+
+def _per_example(loss_fn, y_true, y_pred):
+    # Keras Loss objects reduce and scale for distribution in __call__;
+    # `.call` gives the per-example values, reduced here like the other terms.
+    if isinstance(loss_fn, keras.losses.Loss):
+        return loss_fn.call(y_true, y_pred)
+    return loss_fn(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="keras_tl")
+class Distiller(keras.distillation.Distiller):
+    """Trains a student to imitate a frozen teacher (knowledge distillation).
+
+    A `keras.distillation.Distiller` whose loss is
+
+        alpha * student_loss(y, s) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
+        (+ hint_weight * hint loss, when `hint_layers` is given)
+
+    with `t`, `s` the teacher's and student's logits. The teacher is frozen
+    (`trainable = False`, run in inference mode, so BatchNorm statistics
+    do not move); its weights are unchanged by `fit`. `call`, `predict`
+    and the compiled metrics are the student's. A `.keras` file saves
+    teacher, student, settings and compile state, and reloads with
+    `safe_mode=True`.
+
+    Models that end in softmax: the loss needs logits, never probabilities
+    (softmax of probabilities / T is not a softened teacher). They are
+    found in this order: the layer named by `teacher_logits_layer` /
+    `student_logits_layer`; a layer named `"logits"` (every classifier
+    keras-tl builds has one); the input of a final `Softmax` layer or
+    softmax `Activation`; for a final `Dense(..., activation="softmax")`,
+    its pre-activation recomputed from its input and weights. When the
+    softmax is out of reach (inside a nested model, such as the head of
+    keras-tl's text classifier), the log of the probabilities is used: it
+    differs from the logits by a per-example constant, which the softmax
+    and the standardization ignore, so the loss is unchanged except where
+    probabilities underflow to 0. Layers after the softmax that pass its
+    output through (keras-tl's `ClassNames`, `Identity`, `Dropout`) are
+    looked past. Otherwise the output is taken as logits.
+
+    Teacher logits can be computed once: `cache_teacher_logits(data)`
+    returns a dataset whose targets carry them, and `fit` on it runs only
+    the student. Without it (e.g. with random augmentation, where every
+    epoch sees new images) the teacher runs inside each step.
+
+    Args:
+        student: the `keras.Model` to train.
+        teacher: the trained `keras.Model` to imitate; same inputs and
+            number of classes as the student.
+        temperature: T > 0, softens both distributions.
+        alpha: weight in [0, 1] of the student's loss on the labels.
+        standardize: z-score each example's logits before dividing by T
+            (logit standardization, Sun et al., CVPR 2024), so the student
+            matches the teacher's ranking rather than its logit scale.
+        hint_layers: optional `(student_layer_name, teacher_layer_name)`:
+            also match that student layer, through a learned linear
+            projection, to that teacher layer (see `HintDistillation`).
+        hint_weight: weight of the hint loss.
+        teacher_logits_layer: name of the teacher layer giving logits.
+        student_logits_layer: name of the student layer giving logits.
+        name: model name.
+        **kwargs: standard `keras.Model` arguments.
+
+    Example:
+
+    >>> distiller = Distiller(student=student, teacher=teacher)
+    >>> distiller.compile(optimizer="adam", metrics=["accuracy"],
+    ...                   alpha=0.5, temperature=4.0)
+    >>> distiller.fit(distiller.cache_teacher_logits((x, y)), epochs=10)
+    >>> distiller.student.predict(x_test)
+    """
+
+    def __init__(
+        self,
+        student,
+        teacher,
+        temperature=4.0,
+        alpha=0.5,
+        standardize=True,
+        hint_layers=None,
+        hint_weight=1.0,
+        teacher_logits_layer=None,
+        student_logits_layer=None,
+        name="distiller",
+        **kwargs,
+    ):
+        alpha = _check_alpha(alpha)
+        temperature = _check_temperature(temperature)
+        for role, model in (("student", student), ("teacher", teacher)):
+            if not isinstance(model, keras.Model):
+                raise ValueError(
+                    f"{role} must be a keras.Model; got {type(model).__name__}."
+                )
+        if hint_layers is not None:
+            if isinstance(hint_layers, str) or len(hint_layers) != 2:
+                raise ValueError(
+                    "hint_layers must be a pair (student_layer_name, "
+                    f"teacher_layer_name); got {hint_layers!r}."
+                )
+            hint_layers = tuple(hint_layers)
+        self._teacher_logits_layer = teacher_logits_layer
+        self._student_logits_layer = student_logits_layer
+        self._hint_layers = hint_layers
+        losses = [SoftTargetDistillation(temperature, standardize)]
+        weights = [1.0]
+        if hint_layers is not None:
+            losses.append(HintDistillation(*hint_layers))
+            weights.append(float(hint_weight))
+        super().__init__(
+            teacher=teacher,
+            student=student,
+            distillation_losses=losses,
+            distillation_loss_weights=weights,
+            student_loss_weight=alpha,
+            name=name,
+            **kwargs,
+        )
+        self._student_loss_fn = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True
+        )
+        self._distillation_loss_fn = None
+        self.hint_loss_tracker = (
+            keras.metrics.Mean(name="hint_loss") if hint_layers else None
+        )
+
+    # Called by the parent's __init__ after it validated the models: builds
+    # one model per network that returns every tensor the loss needs.
+    def _create_multi_feature_extractors(self):
+        teacher, student = self.teacher, self.student
+        for role, model in (("teacher", teacher), ("student", student)):
+            if getattr(model, "inputs", None) is None and (
+                self._hint_layers or getattr(self, f"_{role}_logits_layer")
+            ):
+                raise ValueError(
+                    f"The {role} is a subclassed model without symbolic inputs; "
+                    "hint_layers and *_logits_layer need a functional or "
+                    "Sequential model."
+                )
+        self._sources = {}
+        teacher_outputs, student_outputs = {}, {"output": None}
+        for role, model, outputs in (
+            ("teacher", teacher, teacher_outputs),
+            ("student", student, student_outputs),
+        ):
+            if getattr(model, "inputs", None) is None:
+                self._sources[role] = (None, "logits", None)
+                continue
+            tensor, kind, layer = _logits_source(
+                model, getattr(self, f"_{role}_logits_layer"), role
+            )
+            self._sources[role] = (tensor, kind, layer)
+            outputs["logits"] = tensor
+        if self._hint_layers:
+            student_name, teacher_name = self._hint_layers
+            teacher_outputs["hint"] = _layer_tensor(
+                teacher, teacher.get_layer(teacher_name), "output"
+            )
+            student_outputs["hint"] = _layer_tensor(
+                student, student.get_layer(student_name), "output"
+            )
+        self._check_logits_shapes()
+        if getattr(teacher, "inputs", None) is not None:
+            self._teacher_feature_extractor = keras.Model(
+                _model_inputs(teacher), teacher_outputs, name=f"{teacher.name}_distill_view"
+            )
+        else:
+            self._teacher_feature_extractor = None
+        if getattr(student, "inputs", None) is not None:
+            student_outputs["output"] = student.outputs[0] if len(
+                student.outputs
+            ) == 1 else student.outputs
+            self._student_feature_extractor = keras.Model(
+                _model_inputs(student), student_outputs, name=f"{student.name}_distill_view"
+            )
+        else:
+            self._student_feature_extractor = None
+        self.hint_projection = None
+        if self._hint_layers:
+            teacher_dim = int(teacher_outputs["hint"].shape[-1])
+            student_dim = int(student_outputs["hint"].shape[-1])
+            self.hint_projection = keras.layers.Dense(
+                teacher_dim, use_bias=False, name="hint_projection"
+            )
+            self.hint_projection.build((None, student_dim))
+
+    def _check_logits_shapes(self):
+        shapes = {}
+        for role in ("teacher", "student"):
+            tensor, kind, layer = self._sources[role]
+            if tensor is None:
+                continue
+            if kind == "dense_softmax":
+                shapes[role] = layer.units
+            else:
+                shapes[role] = tensor.shape[-1]
+        if len(shapes) == 2 and None not in shapes.values():
+            if shapes["teacher"] != shapes["student"]:
+                raise ValueError(
+                    f"The teacher has {shapes['teacher']} output classes but the "
+                    f"student has {shapes['student']}. Build the student's head "
+                    f"for the teacher's {shapes['teacher']} classes."
+                )
+
+    # -- settings --------------------------------------------------------
+
+    @property
+    def soft_target_loss(self):
+        return self.distillation_losses[0]
+
+    @property
+    def temperature(self):
+        return self.soft_target_loss.temperature
+
+    @property
+    def alpha(self):
+        return self.student_loss_weight
+
+    @property
+    def standardize(self):
+        return self.soft_target_loss.standardize
+
+    def compile(
+        self,
+        optimizer="adam",
+        metrics=None,
+        student_loss_fn=None,
+        distillation_loss_fn=None,
+        alpha=None,
+        temperature=None,
+        loss=None,
+        **kwargs,
+    ):
+        """Configures training, like the Keras distillation example.
+
+        Args:
+            optimizer: optimizer of the student.
+            metrics: list of metrics of the student's output and labels.
+            student_loss_fn: loss on `(labels, student logits)`; defaults to
+                `SparseCategoricalCrossentropy(from_logits=True)`.
+            distillation_loss_fn: optional loss on `(softmax(t/T),
+                softmax(s/T))` (e.g. `keras.losses.KLDivergence()`), then
+                multiplied by T^2; by default the exact log-softmax KL.
+            alpha: overrides the constructor's `alpha`.
+            temperature: overrides the constructor's `temperature`.
+            loss: another name for `student_loss_fn` (`keras.Model.compile`'s).
+            **kwargs: other `keras.Model.compile` arguments.
+
+        Example:
+
+        >>> distiller.compile(keras.optimizers.Adam(1e-3), ["accuracy"],
+        ...                   alpha=0.1, temperature=10)
+        """
+        if loss is not None and student_loss_fn is not None:
+            raise ValueError("Pass the student's loss as student_loss_fn or loss, not both.")
+        student_loss_fn = student_loss_fn if student_loss_fn is not None else loss
+        if student_loss_fn is None:
+            student_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        elif isinstance(student_loss_fn, (str, dict)):
+            student_loss_fn = keras.losses.get(student_loss_fn)
+        if isinstance(distillation_loss_fn, (str, dict)):
+            distillation_loss_fn = keras.losses.get(distillation_loss_fn)
+        if alpha is not None:
+            self.student_loss_weight = _check_alpha(alpha)
+        if temperature is not None:
+            self.soft_target_loss.temperature = _check_temperature(temperature)
+        self._student_loss_fn = student_loss_fn
+        self._distillation_loss_fn = distillation_loss_fn
+        super().compile(optimizer=optimizer, loss=student_loss_fn, metrics=metrics, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            ser = keras.saving.serialize_keras_object
+            config.pop("loss", None)
+            config["student_loss_fn"] = ser(self._student_loss_fn)
+            config["distillation_loss_fn"] = ser(self._distillation_loss_fn)
+            config["alpha"] = self.alpha
+            config["temperature"] = self.temperature
+        return config
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        ser = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "student": ser(self.student),
+            "teacher": ser(self.teacher),
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "standardize": self.standardize,
+            "hint_layers": list(self._hint_layers) if self._hint_layers else None,
+            "hint_weight": float(self.distillation_loss_weights[1])
+            if self._hint_layers
+            else 1.0,
+            "teacher_logits_layer": self._teacher_logits_layer,
+            "student_logits_layer": self._student_logits_layer,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("student", "teacher"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    # -- forward and loss -----------------------------------------------
+
+    def call(self, inputs, training=None):
+        if _views_requested() and self._student_feature_extractor is not None:
+            return self._student_feature_extractor(inputs, training=training)
+        return self.student(inputs, training=training)
+
+    # TensorFlow and PyTorch call `train_step(data)`, JAX calls the stateless
+    # `train_step(state, data)`: the arguments pass through as they come.
+    def train_step(self, *args):
+        with _ViewsRequested():
+            return super().train_step(*args)
+
+    def test_step(self, *args):
+        with _ViewsRequested():
+            return super().test_step(*args)
+
+    def _student_views(self, x, y_pred, training):
+        if isinstance(y_pred, dict) and "output" in y_pred:
+            return y_pred
+        if self._student_feature_extractor is not None:
+            return self._student_feature_extractor(x, training=training)
+        output = y_pred if y_pred is not None else self.student(x, training=training)
+        return {"output": output, "logits": output}
+
+    def _teacher_views(self, x):
+        if self._teacher_feature_extractor is not None:
+            return self._teacher_feature_extractor(x, training=False)
+        return {"logits": self.teacher(x, training=False)}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels, teacher_logits, teacher_hint = _unpack_targets(y)
+        student = self._student_views(x, y_pred, training)
+        needs_hint = self._hint_layers is not None
+        if teacher_logits is None or (needs_hint and teacher_hint is None):
+            teacher = self._teacher_views(x)
+            teacher_logits = _to_logits(teacher["logits"], *self._sources["teacher"][1:])
+            teacher_hint = teacher.get("hint")
+        student_logits = _to_logits(student["logits"], *self._sources["student"][1:])
+
+        student_loss = ops.zeros(())
+        if labels is not None and self.alpha > 0:
+            student_loss = _reduce(
+                _per_example(self._student_loss_fn, labels, student_logits),
+                sample_weight,
+            )
+        if self._distillation_loss_fn is None:
+            kd_values = self.soft_target_loss.per_example_loss(
+                teacher_logits, student_logits
+            )
+        else:
+            kd_values = self._custom_soft_target(teacher_logits, student_logits)
+        distillation_loss = _reduce(kd_values, sample_weight)
+        total = self.alpha * student_loss + (1.0 - self.alpha) * distillation_loss
+        if needs_hint:
+            projected = self.hint_projection(_as_vectors(student["hint"]))
+            hint_loss = _reduce(
+                self.distillation_losses[1].per_example_loss(teacher_hint, projected),
+                sample_weight,
+            )
+            total = total + self.distillation_loss_weights[1] * hint_loss
+            self.hint_loss_tracker.update_state(hint_loss)
+        # Regularization losses of the student's layers.
+        if self.student.losses:
+            total = total + ops.sum(ops.stack(self.student.losses))
+        self.student_loss_tracker.update_state(student_loss)
+        self.distillation_loss_tracker.update_state(distillation_loss)
+        self.total_loss_tracker.update_state(total)
+        return _scale_for_replicas(total)
+
+    def _custom_soft_target(self, teacher_logits, student_logits):
+        loss = self.soft_target_loss
+        t = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
+        s = ops.cast(student_logits, "float32")
+        if loss.standardize:
+            t, s = _standardize(t), _standardize(s)
+        T = loss.temperature
+        values = _per_example(
+            self._distillation_loss_fn,
+            ops.softmax(t / T, axis=-1),
+            ops.softmax(s / T, axis=-1),
+        )
+        return values * (T**2)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels, _, _ = _unpack_targets(y)
+        if isinstance(y_pred, dict) and "output" in y_pred:
+            y_pred = y_pred["output"]
+        return super().compute_metrics(x, labels, y_pred, sample_weight=sample_weight)
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        if self.hint_loss_tracker is not None:
+            self.hint_loss_tracker.reset_state()
+
+    # -- cached teacher outputs -----------------------------------------
+
+    def teacher_logits(self, x, batch_size=64):
+        """Returns the teacher's logits on `x` (and hint features).
+
+        Args:
+            x: inputs (array, dict of arrays) or a batched `tf.data.Dataset`
+                of inputs.
+            batch_size: batch size for arrays.
+
+        Returns:
+            A dict with `"logits"` (float32 numpy) and, with hints,
+            `"hint"`.
+
+        Example:
+
+        >>> distiller.teacher_logits(x_train)["logits"].shape
+        (5000, 10)
+        """
+        if self._teacher_feature_extractor is not None:
+            views = self._teacher_feature_extractor.predict(x, batch_size=batch_size, verbose=0)
+        else:
+            views = {"logits": self.teacher.predict(x, batch_size=batch_size, verbose=0)}
+        logits = _to_logits(views["logits"], *self._sources["teacher"][1:])
+        result = {"logits": np.asarray(ops.convert_to_numpy(logits), np.float32)}
+        if "hint" in views:
+            result["hint"] = np.asarray(
+                ops.convert_to_numpy(_as_vectors(views["hint"])), np.float32
+            )
+        return result
+
+    def cache_teacher_logits(self, data, batch_size=32, shuffle=True, seed=None):
+        """Runs the teacher once over `data` and returns it with the logits.
+
+        The result is a batched `tf.data.Dataset` of `(x, {"labels": y,
+        "teacher_logits": t})` (plus `"teacher_hint"` with hints); `fit` and
+        `evaluate` on it run only the student, so an epoch costs the
+        student's forward and backward passes alone. The inputs are held
+        in memory next to the logits. Only for data without random
+        augmentation: cached logits belong to the unaugmented images.
+
+        Args:
+            data: `(x, y)` arrays (x may be a dict of arrays) or a batched
+                `tf.data.Dataset` of `(x, y)`.
+            batch_size: batch size of the returned dataset.
+            shuffle: reshuffle the examples every epoch.
+            seed: shuffling seed.
+
+        Returns:
+            A `tf.data.Dataset`.
+
+        Example:
+
+        >>> train = distiller.cache_teacher_logits((x, y))
+        >>> distiller.fit(train, epochs=10)
+        """
+        x, y = _materialize(data)
+        teacher = self.teacher_logits(x, batch_size=max(batch_size, 64))
+        targets = {LABELS_KEY: y, CACHED_LOGITS_KEY: teacher["logits"]}
+        if "hint" in teacher:
+            targets[CACHED_HINT_KEY] = teacher["hint"]
+        dataset = tf.data.Dataset.from_tensor_slices((x, targets))
+        if shuffle:
+            n = len(y)
+            dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _materialize(data):
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not (isinstance(spec, tuple) and len(spec) == 2):
+            raise ValueError(
+                "cache_teacher_logits needs a dataset of (x, y) batches; got "
+                f"element spec {spec}."
+            )
+        return dataset_arrays(data, batched=True)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        x = keras.tree.map_structure(np.asarray, x)
+        y = np.asarray(y)
+        check_same_length(len(keras.tree.flatten(x)[0]), len(y), "example")
+        return x, y
+    raise TypeError(
+        "data must be (x, y) arrays or a batched tf.data.Dataset of (x, y); "
+        f"got {type(data).__name__}."
+    )

@@ -1,0 +1,232 @@
+"""The two-phase engine every fine-tuning recipe runs on.
+
+Phase 1 (the recipes' own: a head fitted on cached embeddings) leaves a model
+whose backbone is split into `keras_tl.Stage`s. Phase 2 is `fit_stages`: one
+`fit` in which the stages unfreeze from the top down
+(`keras_tl.callbacks.ProgressiveUnfreezing`), each at its own learning rate
+(`keras_tl.discriminative_optimizer`, a factor `layer_decay` per stage away
+from the head), under one schedule from `make_schedule`. The image recipe
+(`fine_tune`) and the text recipe (`text_classifier`) share it, with the same
+knob names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import keras
+
+from keras_tl._utils.distribute import distribution_scope
+from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.optimizers import discriminative_optimizer
+from keras_tl.schedules import OneCycle
+from keras_tl.schedules import SlantedTriangular
+from keras_tl.schedules import WarmupDecay
+
+__all__ = ["SCHEDULES", "fit_stages", "make_schedule", "unfreeze_rule"]
+
+SCHEDULES = ("cosine", "linear", "slanted_triangular", "one_cycle", "constant")
+
+
+def make_schedule(
+    schedule: str | keras.optimizers.schedules.LearningRateSchedule,
+    learning_rate: float,
+    total_steps: int,
+    warmup_fraction: float = 0.1,
+) -> keras.optimizers.schedules.LearningRateSchedule | float:
+    """The learning-rate schedule of a training run, from its name.
+
+    - `"cosine"`: linear warm-up from 0 to `learning_rate` over
+      `warmup_fraction` of the steps, then cosine decay to zero: Keras'
+      `CosineDecay(warmup_target=..., warmup_steps=...)`.
+    - `"linear"`: the same warm-up, then linear decay to zero (BERT's
+      schedule; `keras_tl.schedules.WarmupDecay`).
+    - `"slanted_triangular"` (ULMFiT) and `"one_cycle"` (fastai), with
+      `warmup_fraction` as their rising part.
+    - `"constant"`: `learning_rate` throughout.
+
+    Args:
+        schedule: one of `SCHEDULES`, or a `LearningRateSchedule` (returned
+            as is).
+        learning_rate: the peak rate.
+        total_steps: optimizer steps of the run.
+        warmup_fraction: fraction of the steps spent warming up, in [0, 1).
+
+    Returns:
+        A `LearningRateSchedule` (or the float rate for `"constant"`).
+
+    Example:
+
+    >>> rate = make_schedule("cosine", 1e-3, total_steps=100)
+    >>> round(float(rate(10)), 6), round(float(rate(100)), 6)
+    (0.001, 0.0)
+    """
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"schedule must be one of {SCHEDULES} or a LearningRateSchedule; "
+            f"got {schedule!r}."
+        )
+    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate)
+            and learning_rate > 0):
+        raise ValueError(f"learning_rate must be a positive number; got {learning_rate!r}.")
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ValueError(f"warmup_fraction must be in [0, 1); got {warmup_fraction!r}.")
+    total_steps = int(total_steps)
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be at least 1; got {total_steps}.")
+    if schedule == "constant":
+        return float(learning_rate)
+    warmup = min(int(round(total_steps * warmup_fraction)), total_steps - 1)
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else float(learning_rate),
+            decay_steps=max(1, total_steps - warmup),
+            warmup_target=float(learning_rate) if warmup else None,
+            warmup_steps=warmup,
+        )
+    if schedule == "linear":
+        return WarmupDecay(learning_rate, total_steps, warmup, decay="linear")
+    if schedule == "slanted_triangular":
+        return SlantedTriangular(learning_rate, total_steps, cut_fraction=warmup_fraction)
+    return OneCycle(learning_rate, total_steps, warmup_fraction=warmup_fraction)
+
+
+def unfreeze_rule(
+    num_stages: int,
+    epochs: int,
+    initially_trainable: int = 1,
+    every: int | None = None,
+    at: Sequence[int] | None = None,
+    patience: int | None = None,
+) -> dict:
+    """When the frozen stages unfreeze, as `ProgressiveUnfreezing` keywords.
+
+    Pass at most one of `every`, `at`, `patience`. With none, ULMFiT's
+    rule: one more stage per epoch, spread over the first half of the epochs
+    in runs longer than twice the stages still frozen.
+
+    Args:
+        num_stages: stages of the backbone.
+        epochs: epochs of the run.
+        initially_trainable: top stages trainable from the start.
+        every: unfreeze one more stage every this many epochs.
+        at: epochs at which the next stage unfreezes (an epoch repeated
+            unfreezes several).
+        patience: unfreeze when `val_loss` has stalled this many epochs.
+
+    Returns:
+        A dict with one of the keys `every`, `at_epochs`, `patience`.
+
+    Example:
+
+    >>> unfreeze_rule(num_stages=4, epochs=12)
+    {'every': 2}
+    """
+    if not 0 <= initially_trainable <= num_stages:
+        raise ValueError(
+            f"initially_trainable={initially_trainable} but the backbone has "
+            f"{num_stages} stages."
+        )
+    given = {k: v for k, v in (("every", every), ("at_epochs", at),
+                                ("patience", patience)) if v is not None}
+    if len(given) > 1:
+        raise ValueError("Pass one of unfreeze_every, unfreeze_at or unfreeze_patience.")
+    if given:
+        return {k: list(v) if k == "at_epochs" else v for k, v in given.items()}
+    remaining = num_stages - initially_trainable
+    if remaining <= 0:
+        return {"at_epochs": []}
+    return {"every": max(1, math.floor(epochs / 2 / remaining))}
+
+
+def fit_stages(
+    model: keras.Model,
+    stages: Sequence,
+    train,
+    *,
+    validation=None,
+    epochs: int,
+    steps_per_epoch: int,
+    learning_rate: float,
+    layer_decay: float,
+    schedule="cosine",
+    warmup_fraction: float = 0.1,
+    optimizer="adam",
+    optimizer_kwargs: dict | None = None,
+    initially_trainable: int = 1,
+    unfreeze: dict | None = None,
+    rewarm_steps: int = 0,
+    train_batchnorm: bool = False,
+    loss="sparse_categorical_crossentropy",
+    metrics=("accuracy",),
+    class_weight=None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    strategy=None,
+    verbose: int = 1,
+):
+    """Phase 2: unfreezes `stages` top-down inside one `fit`.
+
+    Args:
+        model: the model with its head already trained; its backbone's
+            layers are in `stages`.
+        stages: `keras_tl.Stage`s of the backbone, bottom to top.
+        train: training data for `model.fit` (a `tf.data.Dataset` or what
+            `fit` takes), `steps_per_epoch` batches an epoch.
+        validation: validation data for `fit`, or `None`.
+        epochs: epochs of the run.
+        steps_per_epoch: batches per epoch (also sizes the schedule).
+        learning_rate: the head's peak rate.
+        layer_decay: rate factor per stage away from the head, in (0, 1]
+            (1: one rate for all).
+        schedule: a name from `make_schedule` or a `LearningRateSchedule`.
+        warmup_fraction: fraction of the steps spent warming up.
+        optimizer: Keras optimizer name or template instance.
+        optimizer_kwargs: extra arguments of the optimizer (e.g.
+            `weight_decay`).
+        initially_trainable: top stages trainable from the start.
+        unfreeze: `unfreeze_rule`'s dict (default: `unfreeze_rule`'s own).
+        rewarm_steps: re-warm-up steps of each newly unfrozen stage.
+        train_batchnorm: let BatchNorm layers of unfrozen stages train.
+        loss: the loss of `compile`.
+        metrics: the metrics of `compile`.
+        class_weight: `fit`'s class weights.
+        callbacks: more callbacks for `fit`.
+        strategy: a `tf.distribute.Strategy` (TensorFlow), or `None`.
+        verbose: 0 silent, 1 progress.
+
+    Returns:
+        `(history, unfreezing)`: `fit`'s `History` and the
+        `ProgressiveUnfreezing` callback (its `events`).
+
+    Example:
+
+    >>> history, unfreezing = fit_stages(
+    ...     model, stages, train, epochs=4, steps_per_epoch=10,
+    ...     learning_rate=1e-3, layer_decay=0.5)  # doctest: +SKIP
+    """
+    if not 0 < layer_decay <= 1:
+        raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay!r}.")
+    rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, warmup_fraction)
+    if unfreeze is None:
+        unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable)
+    unfreezing = ProgressiveUnfreezing(
+        stages, initially_trainable=initially_trainable, train_batchnorm=train_batchnorm,
+        rewarm_steps=rewarm_steps, verbose=verbose, **unfreeze,
+    )
+    with distribution_scope(strategy):
+        model.compile(
+            optimizer=discriminative_optimizer(
+                stages, rate, 1.0 / layer_decay, optimizer, **(optimizer_kwargs or {})
+            ),
+            loss=loss,
+            metrics=list(metrics),
+        )
+    history = model.fit(
+        train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        class_weight=class_weight, callbacks=[unfreezing] + list(callbacks),
+        shuffle=False, verbose=verbose,
+    )
+    return history, unfreezing

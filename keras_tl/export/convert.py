@@ -1,0 +1,124 @@
+"""Conversion of a Keras model to `.tflite` bytes.
+
+The converter options for each quantization, the checks of those options,
+and the translation of converter errors about non-builtin ops into
+`UnsupportedOpsError`.
+"""
+
+import os
+import re
+import tempfile
+
+from keras_tl.export.errors import UnsupportedOpsError
+
+__all__ = ["DEFAULT_CALIBRATION_SAMPLES", "IO_DTYPES", "QUANTIZATIONS"]
+
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+IO_DTYPES = ("float32", "int8", "uint8")
+DEFAULT_CALIBRATION_SAMPLES = 300
+
+
+def _is_keras3(model):
+    import keras
+
+    return isinstance(model, keras.Model)
+
+
+def _converter_options(quantization, representative, io_dtype, allow_select_tf_ops,
+                       sparse_weights=False):
+    import tensorflow as tf
+
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    options = {}
+    if quantization in ("float16", "dynamic", "int8"):
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if sparse_weights:
+        # Pruned kernels are stored in TFLite's sparse tensor format (values
+        # plus indices); the runtime densifies them when it loads the file.
+        options.setdefault("optimizations", []).append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if quantization == "float16":
+        options["target_spec"] = {"supported_types": [tf.float16]}
+    if quantization == "int8":
+        options["representative_dataset"] = representative
+        # Full integer: every op int8, or the conversion fails (rather than
+        # silently leaving float ops in the file).
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_dtype != "float32":
+            options["inference_input_type"] = getattr(tf, io_dtype)
+            options["inference_output_type"] = getattr(tf, io_dtype)
+    if allow_select_tf_ops:
+        ops = ops + [tf.lite.OpsSet.SELECT_TF_OPS]
+    options.setdefault("target_spec", {})["supported_ops"] = ops
+    return options
+
+
+def _convert(model, quantization=None, representative=None, io_dtype="float32",
+             allow_select_tf_ops=False, input_signature=None, sparse_weights=False):
+    """The `.tflite` bytes of `model`; raises `UnsupportedOpsError` on flex ops."""
+    import tensorflow as tf
+
+    options = _converter_options(quantization, representative, io_dtype, allow_select_tf_ops,
+                                 sparse_weights)
+    try:
+        if _is_keras3(model):
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, "model.tflite")
+                model.export(path, format="litert", verbose=False,
+                             input_signature=input_signature, **options)
+                with open(path, "rb") as f:
+                    return f.read()
+        # A tf_keras model (e.g. a quantization-aware training copy).
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        target_spec = options.pop("target_spec")
+        for key, value in target_spec.items():
+            setattr(converter.target_spec, key, value)
+        for key, value in options.items():
+            setattr(converter, key, value)
+        return converter.convert()
+    except Exception as error:  # the converter raises ConverterError
+        message = str(error)
+        if "neither a custom op nor a flex op" in message or "TF Select ops" in message:
+            raise UnsupportedOpsError(*_unsupported_ops(message)) from error
+        raise
+
+
+def _unsupported_ops(message):
+    ops = re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message)
+    listed = re.search(r"TF Select ops: ([\w, ]+)", message)
+    if listed:
+        ops += [op.strip() for op in listed.group(1).split(",")]
+    # Locations read like "functional_1/det_1/MatrixDeterminant@...": the
+    # part before the op is the layer path.
+    layers = []
+    for op in dict.fromkeys(ops):
+        for match in re.findall(r'"([\w/.-]+)/' + op + r'@', message):
+            layers.append(match.split("/")[-1])
+    return list(dict.fromkeys(ops)), list(dict.fromkeys(layers))
+
+
+def _check_path(path):
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"The export path must end with '.tflite'; got {path!r}.")
+    return path
+
+
+def _check_options(quantization, representative_data, io_dtype):
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantization must be one of {QUANTIZATIONS}; got {quantization!r}."
+        )
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"io_dtype must be one of {IO_DTYPES}; got {io_dtype!r}.")
+    if io_dtype != "float32" and quantization != "int8":
+        raise ValueError(
+            f"io_dtype={io_dtype!r} needs quantization='int8'; other files take "
+            "float inputs."
+        )
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "quantization='int8' needs representative_data: a few hundred "
+            "training samples (array, (x, y), tf.data.Dataset or folder) to "
+            "calibrate the activation ranges. Use quantization='dynamic' to "
+            "quantize the weights only, without data."
+        )

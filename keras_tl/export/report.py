@@ -1,0 +1,222 @@
+"""`ExportReport` and how it is filled: parity with Keras and latency.
+
+`compare_outputs` scores LiteRT outputs against the Keras model's on the
+same inputs; `measure_latency` times several files side by side.
+"""
+
+import dataclasses
+import statistics
+
+import numpy as np
+
+from keras_tl.export.data import _take
+from keras_tl.export.interpreter import LiteRTModel
+
+__all__ = [
+    "DEFAULT_CHECK_SAMPLES",
+    "LATENCY_REPEATS",
+    "ExportReport",
+    "compare_outputs",
+    "measure_latency",
+]
+
+DEFAULT_CHECK_SAMPLES = 1000
+LATENCY_REPEATS = 100
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `to_tflite` wrote, and how the file behaves in LiteRT.
+
+    Sizes are of the files; the parity fields come from running the `.tflite`
+    in `ai_edge_litert.interpreter.Interpreter` on the check data and compare
+    with the Keras model on the same inputs. Fields that need check data (or
+    labels) are `None` without it.
+
+    Args:
+        path: the `.tflite` file.
+        quantization: `None` (float32), `"float16"`, `"dynamic"` or `"int8"`.
+        size_bytes: size of the file.
+        float32_size_bytes: size of the float32 conversion of the same model.
+        labels_path: the `labels.txt` written beside the file.
+        num_checked: number of check samples run.
+        max_abs_diff: largest absolute difference between the LiteRT and
+            Keras outputs.
+        top1_agreement: fraction of samples where both pick the same class.
+        accuracy: LiteRT accuracy on the check labels.
+        keras_accuracy: Keras accuracy on the same samples.
+        latency_ms: median single-sample latency of the file on this CPU.
+        float32_latency_ms: the same for the float32 file, measured in the
+            same rounds.
+        num_threads: interpreter threads used for the latency.
+
+    Example:
+
+    >>> report = to_tflite(model, "out/model.tflite", quantization="int8",
+    ...                    representative_data=x_train, check_data=(x_val, y_val))
+    >>> report.size_ratio, report.top1_agreement
+    (0.27, 0.995)
+    """
+
+    path: str
+    quantization: str = None
+    size_bytes: int = 0
+    float32_size_bytes: int = 0
+    labels_path: str = None
+    num_checked: int = 0
+    max_abs_diff: float = None
+    top1_agreement: float = None
+    accuracy: float = None
+    keras_accuracy: float = None
+    latency_ms: float = None
+    float32_latency_ms: float = None
+    num_threads: int = 1
+
+    @property
+    def size_ratio(self):
+        """Size of the file over the float32 file's."""
+        if not self.float32_size_bytes:
+            return None
+        return self.size_bytes / self.float32_size_bytes
+
+    @property
+    def latency_ratio(self):
+        """Median latency over the float32 file's (same run, same sample)."""
+        if not self.latency_ms or not self.float32_latency_ms:
+            return None
+        return self.latency_ms / self.float32_latency_ms
+
+    @property
+    def accuracy_drop(self):
+        """Keras accuracy minus LiteRT accuracy, in points (percent)."""
+        if self.accuracy is None or self.keras_accuracy is None:
+            return None
+        return 100.0 * (self.keras_accuracy - self.accuracy)
+
+    def to_dict(self):
+        """The fields and derived ratios as a plain dict (for JSON)."""
+        result = dataclasses.asdict(self)
+        result.update(
+            size_ratio=self.size_ratio,
+            latency_ratio=self.latency_ratio,
+            accuracy_drop=self.accuracy_drop,
+        )
+        return result
+
+    def __str__(self):
+        def fmt(value, spec):
+            return "-" if value is None else format(value, spec)
+
+        lines = [
+            f"LiteRT export: {self.path}",
+            f"  quantization      {self.quantization or 'float32'}",
+            f"  size              {self.size_bytes:,} bytes "
+            f"({fmt(self.size_ratio, '.3f')}x float32)",
+            f"  labels            {self.labels_path}",
+        ]
+        if self.num_checked:
+            lines += [
+                f"  checked on        {self.num_checked} samples in the LiteRT interpreter",
+                f"  max |diff|        {fmt(self.max_abs_diff, '.3g')}",
+                f"  top-1 agreement   {fmt(self.top1_agreement, '.4f')}",
+                f"  accuracy          {fmt(self.accuracy, '.4f')} "
+                f"(Keras {fmt(self.keras_accuracy, '.4f')})",
+                f"  latency (median)  {fmt(self.latency_ms, '.3f')} ms "
+                f"({fmt(self.latency_ratio, '.2f')}x float32, "
+                f"{self.num_threads} thread(s))",
+            ]
+        return "\n".join(lines)
+
+
+def _keras_predict(model, inputs, batch_size=64):
+    outputs = model.predict(inputs, batch_size=batch_size, verbose=0)
+    if isinstance(outputs, dict) and len(outputs) == 1:
+        outputs = next(iter(outputs.values()))
+    return np.asarray(outputs, np.float32)
+
+
+def _fill_parity(report, content, float32_content, inputs, targets, reference,
+                 num_threads, latency_inputs=None):
+    litert = LiteRTModel(content, num_threads=num_threads)
+    outputs = litert.predict(inputs)
+    parity = compare_outputs(outputs, reference, targets)
+    report.num_checked = parity["num_checked"]
+    report.max_abs_diff = parity["max_abs_diff"]
+    report.top1_agreement = parity["top1_agreement"]
+    report.accuracy = parity["accuracy"]
+    report.keras_accuracy = parity["keras_accuracy"]
+    sample = _take(latency_inputs if latency_inputs is not None else inputs, slice(0, 1))
+    float32 = litert if float32_content is content else LiteRTModel(
+        float32_content, num_threads=num_threads
+    )
+    latencies = measure_latency([litert, float32], sample)
+    report.latency_ms, report.float32_latency_ms = latencies
+
+
+def compare_outputs(outputs, reference, labels=None):
+    """Parity of LiteRT outputs with Keras outputs on the same inputs.
+
+    Args:
+        outputs: LiteRT outputs `(n, num_classes)`.
+        reference: Keras outputs for the same samples.
+        labels: optional int labels `(n,)`.
+
+    Returns:
+        A dict: `num_checked`, `max_abs_diff`, `top1_agreement`, and
+        `accuracy` / `keras_accuracy` (`None` without labels).
+
+    Example:
+
+    >>> compare_outputs(litert.predict(x), model.predict(x), y)["top1_agreement"]
+    0.998
+    """
+    outputs = np.asarray(outputs, np.float32)
+    reference = np.asarray(reference, np.float32)
+    if outputs.shape != reference.shape:
+        raise ValueError(
+            f"LiteRT outputs have shape {outputs.shape} but Keras outputs "
+            f"{reference.shape}; the file and the model do not match."
+        )
+    predicted, expected = outputs.argmax(-1), reference.argmax(-1)
+    result = {
+        "num_checked": int(len(outputs)),
+        "max_abs_diff": float(np.max(np.abs(outputs - reference))),
+        "top1_agreement": float(np.mean(predicted == expected)),
+        "accuracy": None,
+        "keras_accuracy": None,
+    }
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        result["accuracy"] = float(np.mean(predicted == labels))
+        result["keras_accuracy"] = float(np.mean(expected == labels))
+    return result
+
+
+def measure_latency(models, sample, repeats=LATENCY_REPEATS, warmup=5):
+    """Median single-sample latency of LiteRT models, measured side by side.
+
+    The models run in alternation, `repeats` rounds, so load on a shared
+    machine affects them alike and their ratio is meaningful.
+
+    Args:
+        models: list of `LiteRTModel`.
+        sample: one sample with its batch dimension (array or dict).
+        repeats: timed calls per model.
+        warmup: untimed calls per model first.
+
+    Returns:
+        A list of median latencies in milliseconds, one per model.
+
+    Example:
+
+    >>> int8_ms, float32_ms = measure_latency([int8, float32], x[:1])
+    """
+    feeds = [model.prepare(sample) for model in models]
+    for model, feed in zip(models, feeds):
+        for _ in range(warmup):
+            model.timed_call(feed)
+    times = [[] for _ in models]
+    for _ in range(repeats):
+        for i, (model, feed) in enumerate(zip(models, feeds)):
+            times[i].append(model.timed_call(feed))
+    return [1000.0 * statistics.median(t) for t in times]

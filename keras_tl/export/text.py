@@ -1,0 +1,258 @@
+"""Text classifiers on phones: `text_to_tflite` and `TFLiteTextClassifier`.
+
+The tokenizer cannot run inside TFLite, so the file holds the encoder and
+head on token ids; the tokenizer is saved beside it and runs in Python.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from keras_tl._utils.io import save_directory_atomic
+from keras_tl._utils.io import write_atomic
+from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
+from keras_tl.export.convert import _check_options
+from keras_tl.export.convert import _check_path
+from keras_tl.export.convert import _convert
+from keras_tl.export.data import _representative_dataset
+from keras_tl.export.interpreter import LiteRTModel
+from keras_tl.export.labels import LABELS_FILE
+from keras_tl.export.labels import _labels_for
+from keras_tl.export.labels import read_labels
+from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
+from keras_tl.export.report import ExportReport
+from keras_tl.export.report import _fill_parity
+from keras_tl.export.report import _keras_predict
+
+__all__ = ["TOKENIZER_DIR", "VOCABULARY_FILE", "TFLiteTextClassifier", "text_to_tflite"]
+
+VOCABULARY_FILE = "vocab.txt"
+TOKENIZER_DIR = "tokenizer"
+
+
+def _text_parts(model, preprocessor):
+    preprocessor = preprocessor or getattr(model, "preprocessor", None)
+    if preprocessor is None:
+        raise ValueError(
+            "The text model has no preprocessor; pass preprocessor= (the "
+            "KerasHub TextClassifierPreprocessor that tokenizes its input)."
+        )
+    sequence_length = getattr(preprocessor, "sequence_length", None)
+    if not sequence_length:
+        raise ValueError(
+            f"{type(preprocessor).__name__} has no sequence_length; the file "
+            "needs fixed-length token inputs."
+        )
+    return preprocessor, int(sequence_length)
+
+
+def _token_inputs(preprocessor, texts):
+    features = preprocessor(list(texts))
+    if isinstance(features, tuple):
+        features = features[0]
+    return {k: np.asarray(v).astype(np.int32) for k, v in features.items()}
+
+
+def _text_signature(model, sequence_length):
+    import tensorflow as tf
+
+    names = list(model.input.keys()) if isinstance(model.input, dict) else None
+    if not names:
+        raise ValueError(
+            "The text model must take a dict of token inputs (token_ids, "
+            "segment_ids, padding_mask), as KerasHub BERT-family models do."
+        )
+    return [{name: tf.TensorSpec((None, sequence_length), tf.int32, name=name) for name in names}]
+
+
+def _texts_and_labels(data):
+    if isinstance(data, tuple) and len(data) == 2:
+        return [str(t) for t in data[0]], np.asarray(data[1]).reshape(-1)
+    if isinstance(data, (list, np.ndarray)):
+        return [str(t) for t in data], None
+    raise TypeError(
+        "Text data must be a list of strings or a tuple (texts, labels); got "
+        f"{type(data).__name__}."
+    )
+
+
+def text_to_tflite(
+    model,
+    path,
+    *,
+    quantization=None,
+    representative_data=None,
+    check_data=None,
+    preprocessor=None,
+    class_names=None,
+    allow_select_tf_ops=False,
+    num_calibration_samples=DEFAULT_CALIBRATION_SAMPLES,
+    num_check_samples=DEFAULT_CHECK_SAMPLES,
+    num_threads=1,
+):
+    """Exports a KerasHub text classifier (encoder + head) to `.tflite`.
+
+    The tokenizer cannot run in TFLite (`FastWordpieceTokenizeWithOffsets`
+    is neither a builtin nor a flex op), so the file takes `token_ids`,
+    `segment_ids` and `padding_mask` (int32, `(batch, sequence_length)`).
+    Beside it go `labels.txt`, `vocab.txt` and a `tokenizer/` folder (the
+    preprocessor saved as a KerasHub preset) that `TFLiteTextClassifier`
+    loads to classify raw strings. Parity is checked from raw strings:
+    Keras `model.predict(texts)` against the tokenizer plus the file.
+
+    Args:
+        model: a KerasHub `TextClassifier` (e.g. `BertTextClassifier`, a
+            keras-tl `PooledTextClassifier`).
+        path: output path ending in `.tflite`.
+        quantization: as for `to_tflite`.
+        representative_data: texts (or `(texts, labels)`) for int8.
+        check_data: held-out texts, or `(texts, labels)`.
+        preprocessor: the tokenizing preprocessor; default
+            `model.preprocessor`.
+        class_names: names for `labels.txt`; default from the model.
+        allow_select_tf_ops: as for `to_tflite`.
+        num_calibration_samples: texts drawn for int8 calibration.
+        num_check_samples: texts checked.
+        num_threads: interpreter threads.
+
+    Returns:
+        An `ExportReport`.
+
+    Example:
+
+    >>> report = text_to_tflite(classifier, "phone/sentiment.tflite",
+    ...                         check_data=(texts, labels))
+    >>> TFLiteTextClassifier.load("phone/sentiment.tflite").predict(["Great!"])
+    """
+    path = _check_path(path)
+    _check_options(quantization, representative_data, "float32")
+    preprocessor, sequence_length = _text_parts(model, preprocessor)
+    signature = _text_signature(model, sequence_length)
+    representative = None
+    if quantization == "int8":
+        texts, _ = _texts_and_labels(representative_data)
+        rng = np.random.default_rng(0)
+        if len(texts) > num_calibration_samples:
+            texts = [texts[i] for i in rng.choice(len(texts), num_calibration_samples, replace=False)]
+        representative = _representative_dataset(_token_inputs(preprocessor, texts))
+    content = _convert(model, quantization, representative, "float32",
+                       allow_select_tf_ops, signature)
+    float32_content = content if quantization is None else _convert(
+        model, None, None, "float32", allow_select_tf_ops, signature
+    )
+    folder = os.path.dirname(os.path.abspath(path))
+    _write_tokenizer(preprocessor, folder)
+    write_atomic(path, content)
+    num_outputs = int(model.output_shape[-1])
+    labels = _labels_for(model, class_names or getattr(model, "class_names", None), num_outputs)
+    labels_path = os.path.join(folder, LABELS_FILE)
+    write_atomic(labels_path, "\n".join(labels) + "\n")
+    report = ExportReport(
+        path=path, quantization=quantization, size_bytes=len(content),
+        float32_size_bytes=len(float32_content), labels_path=labels_path,
+        num_threads=num_threads,
+    )
+    if check_data is not None:
+        texts, targets = _texts_and_labels(check_data)
+        texts = texts[:num_check_samples]
+        targets = None if targets is None else targets[:num_check_samples]
+        reference = _keras_predict(model, texts)
+        classifier = TFLiteTextClassifier(content, preprocessor, labels, num_threads)
+        tokens = classifier.tokenize(texts)
+        _fill_parity(report, content, float32_content, tokens, targets,
+                     reference, num_threads)
+    return report
+
+
+def _write_tokenizer(preprocessor, folder):
+    """Saves the preprocessor as a KerasHub preset in `folder/tokenizer`."""
+
+    def save(staging):
+        preprocessor.save_to_preset(staging)
+        vocabulary = preprocessor.tokenizer.get_vocabulary()
+        write_atomic(os.path.join(folder, VOCABULARY_FILE), "\n".join(vocabulary) + "\n")
+        config = {"sequence_length": int(preprocessor.sequence_length)}
+        with open(os.path.join(staging, "tflite_text.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+
+    save_directory_atomic(os.path.join(folder, TOKENIZER_DIR), save)
+
+
+class TFLiteTextClassifier:
+    """Classifies raw strings with a `.tflite` text model and its tokenizer.
+
+    Tokenizes in Python with the model's KerasHub preprocessor, then runs the
+    encoder + head in the LiteRT interpreter: the same steps a phone app
+    takes with `vocab.txt` and the file.
+
+    Args:
+        model: a `.tflite` path or its bytes (from `text_to_tflite`).
+        preprocessor: the KerasHub `TextClassifierPreprocessor` that
+            tokenized the training data.
+        class_names: list of class names (default: `0 .. N-1`).
+        num_threads: interpreter threads.
+
+    Example:
+
+    >>> classifier = TFLiteTextClassifier.load("phone/sentiment.tflite")
+    >>> classifier.predict_labels(["What a wonderful film"])
+    ['positive']
+    """
+
+    def __init__(self, model, preprocessor, class_names=None, num_threads=1):
+        self.litert = LiteRTModel(model, num_threads=num_threads)
+        self.preprocessor = preprocessor
+        self.class_names = list(class_names) if class_names else None
+        expected = {"token_ids", "segment_ids", "padding_mask"}
+        if not set(self.litert.input_names) <= expected | {"token_type_ids"}:
+            raise ValueError(
+                f"The file takes inputs {self.litert.input_names}; expected "
+                f"token inputs {sorted(expected)} (export with text_to_tflite)."
+            )
+
+    @classmethod
+    def load(cls, path, num_threads=1):
+        """Loads the file and the `tokenizer/` and `labels.txt` beside it.
+
+        Args:
+            path: the `.tflite` written by `text_to_tflite`.
+            num_threads: interpreter threads.
+        """
+        import keras
+
+        folder = os.path.dirname(os.path.abspath(path))
+        preset = os.path.join(folder, TOKENIZER_DIR)
+        if not os.path.isdir(preset):
+            raise FileNotFoundError(
+                f"No {TOKENIZER_DIR}/ folder beside {path}; export with "
+                "text_to_tflite, which writes it."
+            )
+        with open(os.path.join(preset, "tflite_text.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        # The preprocessor's own config plus its tokenizer's vocabulary
+        # assets: the parts of a KerasHub preset that concern tokenization.
+        with open(os.path.join(preset, "preprocessor.json"), encoding="utf-8") as f:
+            preprocessor = keras.saving.deserialize_keras_object(json.load(f))
+        preprocessor.load_preset_assets(preset)
+        preprocessor.sequence_length = config["sequence_length"]
+        labels_path = os.path.join(folder, LABELS_FILE)
+        names = read_labels(labels_path) if os.path.exists(labels_path) else None
+        return cls(path, preprocessor, names, num_threads)
+
+    def tokenize(self, texts):
+        """The int32 token inputs of the file for a list of strings."""
+        if isinstance(texts, str):
+            texts = [texts]
+        tokens = _token_inputs(self.preprocessor, texts)
+        return {name: tokens[name] for name in self.litert.input_names}
+
+    def predict(self, texts, batch_size=32):
+        """Model outputs `(n, num_classes)` for a list of strings."""
+        return self.litert.predict(self.tokenize(texts), batch_size=batch_size)
+
+    def predict_labels(self, texts):
+        """The predicted class name of each string."""
+        indices = self.predict(texts).argmax(-1)
+        names = self.class_names or [str(i) for i in range(int(indices.max()) + 1)]
+        return [names[i] for i in indices]
