@@ -25,6 +25,17 @@ import keras
 import numpy as np
 from keras import ops
 
+__all__ = [
+    "ALIGNMENT_METHODS",
+    "DannSchedule",
+    "DomainAdaptation",
+    "GradientReversal",
+    "adabn",
+    "batches_of_images",
+    "batchnorm_layers",
+    "coral_loss",
+]
+
 ALIGNMENT_METHODS = ("coral", "dann")
 
 
@@ -36,8 +47,10 @@ def batchnorm_layers(model):
 
     Example:
 
-    >>> [layer.name for layer in batchnorm_layers(model)]
-    ['block1_bn', 'block2_bn', 'block3_bn']
+    ```python
+    [layer.name for layer in batchnorm_layers(model)]
+    # -> ['block1_bn', 'block2_bn', 'block3_bn']
+    ```
     """
     found, seen = [], set()
 
@@ -82,9 +95,11 @@ def adabn(model, target_images, batch_size=64):
 
     Example:
 
-    >>> source_model.evaluate(x_target, y_target)  # before
-    >>> adabn(source_model, x_target)
-    >>> source_model.evaluate(x_target, y_target)  # after: usually better
+    ```python
+    source_model.evaluate(x_target, y_target)  # before
+    adabn(source_model, x_target)
+    source_model.evaluate(x_target, y_target)  # after: usually better
+    ```
     """
     layers = batchnorm_layers(model)
     if not layers:
@@ -146,8 +161,10 @@ def batches_of_images(images, batch_size=64):
 
     Example:
 
-    >>> for batch in batches_of_images(x_target, 128):
-    ...     model(batch)
+    ```python
+    for batch in batches_of_images(x_target, 128):
+        model(batch)
+    ```
     """
     if isinstance(images, tuple) and len(images) == 2:
         images = images[0]
@@ -176,7 +193,9 @@ def coral_loss(source_features, target_features):
 
     Example:
 
-    >>> loss = cross_entropy + 1.0 * coral_loss(f_source, f_target)
+    ```python
+    loss = cross_entropy + 1.0 * coral_loss(f_source, f_target)
+    ```
     """
     dim = ops.shape(source_features)[-1]
     difference = _covariance(source_features) - _covariance(target_features)
@@ -206,8 +225,10 @@ class GradientReversal(keras.layers.Layer):
 
     Example:
 
-    >>> reversed_features = GradientReversal(1.0)(features)
-    >>> domain_logit = keras.layers.Dense(1)(reversed_features)
+    ```python
+    reversed_features = GradientReversal(1.0)(features)
+    domain_logit = keras.layers.Dense(1)(reversed_features)
+    ```
     """
 
     def __init__(self, factor=1.0, **kwargs):
@@ -270,9 +291,11 @@ class DomainAdaptation(keras.Model):
 
     Example:
 
-    >>> trainer = DomainAdaptation(model, "coral")
-    >>> trainer.compile("adam", "sparse_categorical_crossentropy")
-    >>> trainer.fit(paired_dataset)  # ({"source": xs, "target": xt}, ys)
+    ```python
+    trainer = DomainAdaptation(model, "coral")
+    trainer.compile("adam", "sparse_categorical_crossentropy")
+    trainer.fit(paired_dataset)  # ({"source": xs, "target": xt}, ys)
+    ```
     """
 
     def __init__(
@@ -389,7 +412,9 @@ class DannSchedule(keras.callbacks.Callback):
 
     Example:
 
-    >>> trainer.fit(data, epochs=10, callbacks=[DannSchedule(10 * steps)])
+    ```python
+    trainer.fit(data, epochs=10, callbacks=[DannSchedule(10 * steps)])
+    ```
     """
 
     def __init__(self, total_steps, max_factor=1.0):

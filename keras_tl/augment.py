@@ -25,6 +25,18 @@ or map it over a `tf.data` pipeline on the CPU with `augment_dataset`
 import keras
 import tensorflow as tf
 
+__all__ = [
+    "FLIPS",
+    "MIXING",
+    "PRESETS",
+    "Augmentation",
+    "augment_dataset",
+    "augmented_copies",
+    "get",
+    "mixes_labels",
+    "one_hot_labels",
+]
+
 PRESETS = ("light", "medium", "heavy")
 MIXING = ("mixup", "cutmix", "mixup_or_cutmix")
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
@@ -63,9 +75,11 @@ class Augmentation(keras.layers.Layer):
 
     Example:
 
-    >>> augment = Augmentation("medium", flip=None)
-    >>> inputs = keras.Input((28, 28, 1))
-    >>> model = keras.Model(inputs, classifier(augment(inputs)))
+    ```python
+    augment = Augmentation("medium", flip=None)
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, classifier(augment(inputs)))
+    ```
     """
 
     def __init__(
@@ -204,8 +218,9 @@ def get(augmentation, flip="horizontal"):
 
     Example:
 
-    >>> get("light")
-    <Augmentation name=augment_light, ...>
+    ```python
+    get("light")  # -> <Augmentation name=augment_light, ...>
+    ```
     """
     if augmentation is None or not isinstance(augmentation, str):
         return augmentation
@@ -246,8 +261,10 @@ def augment_dataset(dataset, augmentation, num_classes=None):
 
     Example:
 
-    >>> train = augment_dataset(data.train, "heavy", num_classes=10)
-    >>> model.compile(loss="categorical_crossentropy", ...)
+    ```python
+    train = augment_dataset(data.train, "heavy", num_classes=10)
+    model.compile(loss="categorical_crossentropy", ...)
+    ```
     """
     augmentation = get(augmentation)
     if augmentation is None:
@@ -282,7 +299,9 @@ def one_hot_labels(dataset, num_classes):
 
     Example:
 
-    >>> validation = one_hot_labels(data.validation, data.num_classes)
+    ```python
+    validation = one_hot_labels(data.validation, data.num_classes)
+    ```
     """
     if dataset is None:
         return None
@@ -314,8 +333,10 @@ def augmented_copies(dataset, augmentation, copies):
 
     Example:
 
-    >>> features, labels = keras_tl.features.extract(
-    ...     backbone, augmented_copies(data.train, "medium", copies=4))
+    ```python
+    features, labels = keras_tl.features.extract(
+        backbone, augmented_copies(data.train, "medium", copies=4))
+    ```
     """
     augmentation = get(augmentation)
     if augmentation is None:

@@ -14,6 +14,16 @@ import keras
 
 from keras_tl.preprocessing import ImagePreprocessing
 
+__all__ = [
+    "ZOO",
+    "BackboneSpec",
+    "build_backbone",
+    "build_small_cnn",
+    "find_zoo_network",
+    "get_spec",
+    "list_backbones",
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:

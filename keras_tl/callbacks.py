@@ -18,6 +18,13 @@ from keras_tl.optimizers import rebuild_optimizer
 from keras_tl.stages import Stage
 from keras_tl.stages import get_stages
 
+__all__ = [
+    "LRFinder",
+    "ProgressiveUnfreezing",
+    "SyncBatchNormStatistics",
+    "sync_batchnorm_statistics",
+]
+
 
 class ProgressiveUnfreezing(keras.callbacks.Callback):
     """Unfreezes backbone stages from the top down during one `fit`.
@@ -65,13 +72,14 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
 
     Example:
 
-    >>> stages = keras_tl.get_stages(backbone)
-    >>> model.compile(keras_tl.discriminative_optimizer(stages, 1e-3),
-    ...               "sparse_categorical_crossentropy")
-    >>> model.fit(train, epochs=8,
-    ...           callbacks=[ProgressiveUnfreezing(stages, every=2)])
-    >>> model.history.history["trainable_stages"]
-    [0, 0, 1, 1, 2, 2, 3, 3]
+    ```python
+    stages = keras_tl.get_stages(backbone)
+    model.compile(keras_tl.discriminative_optimizer(stages, 1e-3),
+                  "sparse_categorical_crossentropy")
+    model.fit(train, epochs=8,
+              callbacks=[ProgressiveUnfreezing(stages, every=2)])
+    model.history.history["trainable_stages"]  # -> [0, 0, 1, 1, 2, 2, 3, 3]
+    ```
     """
 
     def __init__(
@@ -310,10 +318,12 @@ class SyncBatchNormStatistics(keras.callbacks.Callback):
 
     Example:
 
-    >>> with strategy.scope():
-    ...     model = build_model()
-    ...     model.compile(...)
-    >>> model.fit(data, epochs=5, callbacks=[SyncBatchNormStatistics()])
+    ```python
+    with strategy.scope():
+        model = build_model()
+        model.compile(...)
+    model.fit(data, epochs=5, callbacks=[SyncBatchNormStatistics()])
+    ```
     """
 
     def on_epoch_end(self, epoch, logs=None):
@@ -339,9 +349,10 @@ def sync_batchnorm_statistics(model):
 
     Example:
 
-    >>> model.fit(data, epochs=1)
-    >>> sync_batchnorm_statistics(model)
-    4
+    ```python
+    model.fit(data, epochs=1)
+    sync_batchnorm_statistics(model)  # -> 4
+    ```
     """
     import tensorflow as tf
 

@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 
+__all__ = ["build_parser", "main"]
+
 
 def _demo(args):
     from keras_tl.examples.demo import run_demo
@@ -149,8 +151,9 @@ def main(argv=None):
 
     Example:
 
-    >>> main(["demo", "--labels", "5", "--seeds", "1"])
-    0
+    ```python
+    main(["demo", "--labels", "5", "--seeds", "1"])  # -> 0
+    ```
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)

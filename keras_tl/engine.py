@@ -203,9 +203,11 @@ def fit_stages(
 
     Example:
 
-    >>> history, unfreezing = fit_stages(
-    ...     model, stages, train, epochs=4, steps_per_epoch=10,
-    ...     learning_rate=1e-3, layer_decay=0.5)  # doctest: +SKIP
+    ```python
+    history, unfreezing = fit_stages(
+        model, stages, train, epochs=4, steps_per_epoch=10,
+        learning_rate=1e-3, layer_decay=0.5)
+    ```
     """
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay!r}.")

@@ -13,6 +13,8 @@ import numpy as np
 from keras_tl._utils.io import save_atomic
 from keras_tl.data import as_dataset
 
+__all__ = ["extract"]
+
 
 def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     """Runs `backbone` once over `data` and returns the embeddings.
@@ -35,8 +37,10 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
 
     Example:
 
-    >>> features, labels = extract(backbone, (x, y))
-    >>> LogisticRegression().fit(features, labels)
+    ```python
+    features, labels = extract(backbone, (x, y))
+    LogisticRegression().fit(features, labels)
+    ```
     """
     if isinstance(data, np.ndarray):
         return _predict_array(backbone, data, batch_size, verbose), None

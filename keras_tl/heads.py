@@ -5,6 +5,16 @@ import numpy as np
 
 from keras_tl._utils.validation import check_same_length
 
+__all__ = [
+    "DEFAULT_LOGISTIC_C",
+    "LOGISTIC_C_GRID",
+    "ClassNames",
+    "attach_head",
+    "build_head",
+    "fit_linear_head",
+    "get_class_names",
+]
+
 
 @keras.saving.register_keras_serializable(package="keras_tl")
 class ClassNames(keras.layers.Layer):
@@ -21,9 +31,10 @@ class ClassNames(keras.layers.Layer):
 
     Example:
 
-    >>> outputs = ClassNames(["cat", "dog"])(keras.layers.Dense(2)(x))
-    >>> get_class_names(keras.Model(inputs, outputs))
-    ['cat', 'dog']
+    ```python
+    outputs = ClassNames(["cat", "dog"])(keras.layers.Dense(2)(x))
+    get_class_names(keras.Model(inputs, outputs))  # -> ['cat', 'dog']
+    ```
     """
 
     def __init__(self, class_names, **kwargs):
@@ -52,8 +63,9 @@ def get_class_names(model):
 
     Example:
 
-    >>> get_class_names(model)
-    ['angular_leaf_spot', 'bean_rust', 'healthy']
+    ```python
+    get_class_names(model)  # -> ['angular_leaf_spot', 'bean_rust', 'healthy']
+    ```
     """
     for layer in getattr(model, "layers", []):
         if isinstance(layer, ClassNames):
@@ -143,8 +155,10 @@ def fit_linear_head(
 
     Example:
 
-    >>> kernel, bias, C = fit_linear_head(features, labels, num_classes=10)
-    >>> head.get_layer("logits").set_weights([kernel, bias])
+    ```python
+    kernel, bias, C = fit_linear_head(features, labels, num_classes=10)
+    head.get_layer("logits").set_weights([kernel, bias])
+    ```
     """
     import tensorflow as tf
     from sklearn.model_selection import StratifiedKFold
@@ -292,7 +306,9 @@ def attach_head(backbone, head, name=None):
 
     Example:
 
-    >>> model = attach_head(backbone, head)
+    ```python
+    model = attach_head(backbone, head)
+    ```
     """
     inputs = keras.Input(shape=backbone.input_shape[1:], name="image")
     x = backbone(inputs)

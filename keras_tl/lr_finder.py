@@ -19,6 +19,8 @@ import numpy as np
 from keras_tl.schedules import ExponentialSweep
 from keras_tl.schedules import StageLearningRate
 
+__all__ = ["LRFinder", "LRFinderResult", "find_learning_rate"]
+
 MultiOptimizer = keras.optimizers.MultiOptimizer
 OptimizerMap = keras.optimizers.OptimizerMap
 
@@ -38,10 +40,11 @@ class LRFinderResult:
 
     Example:
 
-    >>> result = find_learning_rate(model, (x, y))
-    >>> result.suggestion
-    0.0012
-    >>> result.plot("lr_find.png")
+    ```python
+    result = find_learning_rate(model, (x, y))
+    result.suggestion  # -> 0.0012
+    result.plot("lr_find.png")
+    ```
     """
 
     learning_rates: list
@@ -105,10 +108,12 @@ class LRFinder(keras.callbacks.Callback):
 
     Example:
 
-    >>> finder = LRFinder(num_steps=100)
-    >>> model.fit(train.repeat(), steps_per_epoch=1, epochs=100,
-    ...           callbacks=[finder], verbose=0)
-    >>> finder.result.suggestion
+    ```python
+    finder = LRFinder(num_steps=100)
+    model.fit(train.repeat(), steps_per_epoch=1, epochs=100,
+              callbacks=[finder], verbose=0)
+    finder.result.suggestion
+    ```
     """
 
     def __init__(
@@ -298,8 +303,10 @@ def find_learning_rate(
 
     Example:
 
-    >>> result = keras_tl.find_learning_rate(model, (x, y), plot_path="lr.png")
-    >>> model.compile(keras.optimizers.Adam(result.suggestion), loss=...)
+    ```python
+    result = keras_tl.find_learning_rate(model, (x, y), plot_path="lr.png")
+    model.compile(keras.optimizers.Adam(result.suggestion), loss=...)
+    ```
     """
     import tensorflow as tf
 

@@ -25,6 +25,8 @@ from keras_tl._utils.validation import leaf_layers
 from keras_tl.heads import ClassNames
 from keras_tl.preprocessing import ImagePreprocessing
 
+__all__ = ["prune", "quantization_aware_training", "sparsity", "to_tf_keras"]
+
 _BASE_LAYER_KWARGS = {"name", "trainable", "dtype", "input_shape", "batch_input_shape",
                       "batch_size", "autocast", "input_dim"}
 
@@ -293,9 +295,10 @@ def to_tf_keras(model):
 
     Example:
 
-    >>> twin, pairs = to_tf_keras(model)
-    >>> np.allclose(twin.predict(x), model.predict(x), atol=1e-5)
-    True
+    ```python
+    twin, pairs = to_tf_keras(model)
+    np.allclose(twin.predict(x), model.predict(x), atol=1e-5)  # -> True
+    ```
     """
     if not isinstance(model, keras.Model) or not hasattr(model, "get_config"):
         raise TypeError(f"Expected a Keras 3 functional model; got {type(model).__name__}.")
@@ -423,9 +426,10 @@ def prune(
 
     Example:
 
-    >>> prune(model, (x_train, y_train), target_sparsity=0.5, epochs=2)
-    >>> sparsity(model)["block3_conv"]
-    0.5
+    ```python
+    prune(model, (x_train, y_train), target_sparsity=0.5, epochs=2)
+    sparsity(model)["block3_conv"]  # -> 0.5
+    ```
     """
     if not 0.0 < target_sparsity < 1.0:
         raise ValueError(f"target_sparsity must be in (0, 1); got {target_sparsity}.")
@@ -468,8 +472,9 @@ def sparsity(model):
 
     Example:
 
-    >>> sparsity(pruned)["features"]
-    0.5
+    ```python
+    sparsity(pruned)["features"]  # -> 0.5
+    ```
     """
     result = {}
     for layer in leaf_layers(model):
@@ -519,9 +524,11 @@ def quantization_aware_training(
 
     Example:
 
-    >>> qat = quantization_aware_training(model, (x_train, y_train))
-    >>> to_tflite(qat, "qat.tflite", quantization="int8",
-    ...           representative_data=x_train, check_data=(x_val, y_val))
+    ```python
+    qat = quantization_aware_training(model, (x_train, y_train))
+    to_tflite(qat, "qat.tflite", quantization="int8",
+              representative_data=x_train, check_data=(x_val, y_val))
+    ```
     """
     tfmot = _tfmot()
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (

@@ -19,6 +19,13 @@ import re
 
 import keras
 
+__all__ = [
+    "discriminative_optimizer",
+    "learning_rates",
+    "rebuild_optimizer",
+    "stage_pattern",
+]
+
 MultiOptimizer = keras.optimizers.MultiOptimizer
 OptimizerMap = keras.optimizers.OptimizerMap
 
@@ -36,8 +43,10 @@ def stage_pattern(stage):
 
     Example:
 
-    >>> re.fullmatch(stage_pattern(stages[-1]), stages[-1].weights[0].path)
-    <re.Match ...>
+    ```python
+    re.fullmatch(stage_pattern(stages[-1]), stages[-1].weights[0].path)
+    # -> <re.Match ...>
+    ```
     """
     paths = [variable.path for variable in stage.weights]
     if not paths:
@@ -88,11 +97,13 @@ def discriminative_optimizer(
 
     Example:
 
-    >>> stages = keras_tl.get_stages(backbone)
-    >>> model.compile(optimizer=discriminative_optimizer(stages, 1e-3),
-    ...               loss="sparse_categorical_crossentropy")
-    >>> learning_rates(model.optimizer)
-    {'head_adam': 0.001, 'conv5_adam': 0.000385, ...}
+    ```python
+    stages = keras_tl.get_stages(backbone)
+    model.compile(optimizer=discriminative_optimizer(stages, 1e-3),
+                  loss="sparse_categorical_crossentropy")
+    learning_rates(model.optimizer)
+    # -> {'head_adam': 0.001, 'conv5_adam': 0.000385, ...}
+    ```
     """
     from keras_tl.schedules import StageLearningRate
 
@@ -154,8 +165,10 @@ def learning_rates(optimizer):
 
     Example:
 
-    >>> learning_rates(model.optimizer)
-    {'group3_adam': 0.000385, 'group2_adam': 0.000148, 'head_adam': 0.001}
+    ```python
+    learning_rates(model.optimizer)
+    # -> {'group3_adam': 0.000385, 'group2_adam': 0.000148, 'head_adam': 0.001}
+    ```
     """
     if not isinstance(optimizer, MultiOptimizer):
         return {optimizer.name: _to_float(optimizer.learning_rate)}
@@ -210,9 +223,11 @@ def rebuild_optimizer(optimizer, variables, rewarm_steps=0):
 
     Example:
 
-    >>> stages[-1].set_trainable(True)
-    >>> model.optimizer = rebuild_optimizer(model.optimizer, model.trainable_variables)
-    >>> model.make_train_function(force=True)
+    ```python
+    stages[-1].set_trainable(True)
+    model.optimizer = rebuild_optimizer(model.optimizer, model.trainable_variables)
+    model.make_train_function(force=True)
+    ```
     """
     variables = list(variables)
     if rewarm_steps and not isinstance(optimizer, MultiOptimizer):

@@ -2,6 +2,8 @@
 
 import os
 
+__all__ = ["plot_confusion_matrix", "plot_history"]
+
 
 def plot_history(history, path, title=None):
     """Saves the loss and accuracy curves of one or more trainings as a PNG.
@@ -17,8 +19,9 @@ def plot_history(history, path, title=None):
 
     Example:
 
-    >>> plot_history(model.history, "artifacts/curves.png")
-    'artifacts/curves.png'
+    ```python
+    plot_history(model.history, "artifacts/curves.png")  # -> 'artifacts/curves.png'
+    ```
     """
     import matplotlib
 
@@ -74,8 +77,10 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path, title=None):
 
     Example:
 
-    >>> plot_confusion_matrix(y, model.predict(x).argmax(-1), names, "cm.png")
-    'cm.png'
+    ```python
+    plot_confusion_matrix(y, model.predict(x).argmax(-1), names, "cm.png")
+    # -> 'cm.png'
+    ```
     """
     import matplotlib
     import numpy as np

@@ -9,6 +9,8 @@ in [0, 255] (what a phone camera gives) and reload with `safe_mode=True`.
 import keras
 from keras import ops
 
+__all__ = ["PREPROCESSING_MODES", "ImagePreprocessing"]
+
 # `keras.applications.imagenet_utils` constants.
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -34,9 +36,10 @@ class ImagePreprocessing(keras.layers.Layer):
 
     Example:
 
-    >>> layer = ImagePreprocessing("tf")
-    >>> layer(np.full((1, 2, 2, 3), 255.0)).numpy().max()
-    1.0
+    ```python
+    layer = ImagePreprocessing("tf")
+    layer(np.full((1, 2, 2, 3), 255.0)).numpy().max()  # -> 1.0
+    ```
     """
 
     def __init__(self, mode="tf", **kwargs):

@@ -14,6 +14,14 @@ from keras_tl._utils.io import save_atomic
 from keras_tl.backbones import build_small_cnn
 from keras_tl.datasets import load_mnist_5k
 
+__all__ = [
+    "cache_dir",
+    "dog_breed_mobilenet_v2",
+    "edge_detection_vgg16",
+    "facial_expression_mini_xception",
+    "mnist_cnn",
+]
+
 
 def cache_dir():
     """The folder keras-tl caches pretrained models in.
@@ -51,8 +59,10 @@ def mnist_cnn(epochs=10, seed=0, cache=True, verbose=0):
 
     Example:
 
-    >>> source = mnist_cnn()
-    >>> backbone = keras.Model(source.input, source.get_layer("avg_pool").output)
+    ```python
+    source = mnist_cnn()
+    backbone = keras.Model(source.input, source.get_layer("avg_pool").output)
+    ```
     """
     path = os.path.join(cache_dir(), f"mnist5k_cnn_e{epochs}_s{seed}.keras")
     if cache and os.path.exists(path):
@@ -109,9 +119,10 @@ def dog_breed_mobilenet_v2(input_shape=(160, 160, 3)):
 
     Example:
 
-    >>> backbone = dog_breed_mobilenet_v2((96, 96, 3))
-    >>> backbone.output.shape
-    (None, 1280)
+    ```python
+    backbone = dog_breed_mobilenet_v2((96, 96, 3))
+    backbone.output.shape  # -> (None, 1280)
+    ```
     """
     import h5py
 
@@ -149,9 +160,10 @@ def edge_detection_vgg16(input_shape=(224, 224, 3)):
 
     Example:
 
-    >>> backbone = edge_detection_vgg16((64, 64, 3))
-    >>> backbone.output.shape
-    (None, 512)
+    ```python
+    backbone = edge_detection_vgg16((64, 64, 3))
+    backbone.output.shape  # -> (None, 512)
+    ```
     """
     import h5py
 
@@ -193,9 +205,10 @@ def facial_expression_mini_xception():
 
     Example:
 
-    >>> backbone = facial_expression_mini_xception()
-    >>> backbone.output.shape
-    (None, 128)
+    ```python
+    backbone = facial_expression_mini_xception()
+    backbone.output.shape  # -> (None, 128)
+    ```
     """
     from keras_tl.preprocessing import ImagePreprocessing
 

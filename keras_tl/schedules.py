@@ -19,6 +19,14 @@ import math
 import keras
 from keras import ops
 
+__all__ = [
+    "ExponentialSweep",
+    "OneCycle",
+    "SlantedTriangular",
+    "StageLearningRate",
+    "WarmupDecay",
+]
+
 LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
 
@@ -76,10 +84,11 @@ class WarmupDecay(LearningRateSchedule):
 
     Example:
 
-    >>> schedule = WarmupDecay(1e-3, total_steps=1000, warmup_steps=100)
-    >>> float(schedule(100))
-    0.001
-    >>> optimizer = keras.optimizers.Adam(schedule)
+    ```python
+    schedule = WarmupDecay(1e-3, total_steps=1000, warmup_steps=100)
+    float(schedule(100))  # -> 0.001
+    optimizer = keras.optimizers.Adam(schedule)
+    ```
     """
 
     def __init__(
@@ -155,9 +164,10 @@ class SlantedTriangular(LearningRateSchedule):
 
     Example:
 
-    >>> schedule = SlantedTriangular(0.01, total_steps=1000)
-    >>> float(schedule(100))
-    0.01
+    ```python
+    schedule = SlantedTriangular(0.01, total_steps=1000)
+    float(schedule(100))  # -> 0.01
+    ```
     """
 
     def __init__(
@@ -355,9 +365,10 @@ class ExponentialSweep(LearningRateSchedule):
 
     Example:
 
-    >>> sweep = ExponentialSweep(1e-7, 1.0, num_steps=100)
-    >>> float(sweep(100))
-    1.0
+    ```python
+    sweep = ExponentialSweep(1e-7, 1.0, num_steps=100)
+    float(sweep(100))  # -> 1.0
+    ```
     """
 
     def __init__(self, min_learning_rate, max_learning_rate, num_steps, begin=0,

@@ -46,6 +46,19 @@ from keras_tl.data import as_dataset
 from keras_tl.features import extract
 from keras_tl.preprocessing import ImagePreprocessing
 
+__all__ = [
+    "METRICS",
+    "NORMALIZATIONS",
+    "BackboneRanking",
+    "BackboneScore",
+    "leep",
+    "log_me",
+    "nce",
+    "normalize_features",
+    "rank_backbones",
+    "recommend_backbone",
+]
+
 METRICS = ("logme", "leep", "nce")
 NORMALIZATIONS = ("center_l2", "l2", None)
 
@@ -80,9 +93,10 @@ def log_me(features, labels):
 
     Example:
 
-    >>> features, labels = keras_tl.features.extract(backbone, (x, y))
-    >>> log_me(features, labels)
-    0.731
+    ```python
+    features, labels = keras_tl.features.extract(backbone, (x, y))
+    log_me(features, labels)  # -> 0.731
+    ```
     """
     features = _check_features(features, labels)
     targets = _targets(labels)
@@ -109,9 +123,10 @@ def normalize_features(features, normalization="center_l2"):
 
     Example:
 
-    >>> features, labels = keras_tl.features.extract(backbone, (x, y))
-    >>> log_me(normalize_features(features), labels)
-    0.105
+    ```python
+    features, labels = keras_tl.features.extract(backbone, (x, y))
+    log_me(normalize_features(features), labels)  # -> 0.105
+    ```
     """
     _check_normalization(normalization)
     features = np.asarray(features, np.float64)
@@ -238,9 +253,10 @@ def leep(source_probabilities, labels):
 
     Example:
 
-    >>> probs = source_classifier.predict(x)
-    >>> leep(probs, y)
-    -0.84
+    ```python
+    probs = source_classifier.predict(x)
+    leep(probs, y)  # -> -0.84
+    ```
     """
     probs, labels = _check_probabilities(source_probabilities, labels)
     num_target = int(labels.max()) + 1
@@ -269,8 +285,9 @@ def nce(source_labels, labels):
 
     Example:
 
-    >>> nce(source_classifier.predict(x), y)
-    -0.51
+    ```python
+    nce(source_classifier.predict(x), y)  # -> -0.51
+    ```
     """
     source_labels = np.asarray(source_labels)
     if source_labels.ndim == 2:
@@ -321,8 +338,9 @@ class BackboneScore:
 
     Example:
 
-    >>> ranking.best.name, ranking.best.score
-    ('mnist_cnn', 1.02)
+    ```python
+    ranking.best.name, ranking.best.score  # -> ('mnist_cnn', 1.02)
+    ```
     """
 
     name: str
@@ -343,10 +361,11 @@ class BackboneRanking(list):
 
     Example:
 
-    >>> ranking = rank_backbones(["mobilenet_v2", "resnet50"], (x, y))
-    >>> ranking.best.candidate
-    'mobilenet_v2'
-    >>> print(ranking)
+    ```python
+    ranking = rank_backbones(["mobilenet_v2", "resnet50"], (x, y))
+    ranking.best.candidate  # -> 'mobilenet_v2'
+    print(ranking)
+    ```
     """
 
     def __init__(self, rows=()):
@@ -433,9 +452,11 @@ def rank_backbones(
 
     Example:
 
-    >>> ranking = rank_backbones(
-    ...     ["mobilenet_v3_small", "efficientnet_b0", "resnet50"], "leaves/train")
-    >>> model = keras_tl.recipes.feature_extraction(ranking.best.candidate, ...)
+    ```python
+    ranking = rank_backbones(
+        ["mobilenet_v3_small", "efficientnet_b0", "resnet50"], "leaves/train")
+    model = keras_tl.recipes.feature_extraction(ranking.best.candidate, ...)
+    ```
     """
     if metric not in METRICS:
         raise ValueError(f"Unknown metric {metric!r}; expected one of {METRICS}.")
@@ -507,9 +528,11 @@ def recommend_backbone(
 
     Example:
 
-    >>> choice = recommend_backbone(
-    ...     ["mobilenet_v3_small", "resnet50"], (x, y), max_params=5_000_000)
-    >>> model = keras_tl.recipes.feature_extraction(choice.candidate, (x, y))
+    ```python
+    choice = recommend_backbone(
+        ["mobilenet_v3_small", "resnet50"], (x, y), max_params=5_000_000)
+    model = keras_tl.recipes.feature_extraction(choice.candidate, (x, y))
+    ```
     """
     if isinstance(candidates, BackboneRanking):
         ranking = candidates

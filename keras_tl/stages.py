@@ -13,6 +13,8 @@ import keras
 from keras_tl._utils.validation import leaf_layers
 from keras_tl.backbones import find_zoo_network
 
+__all__ = ["Stage", "freeze", "get_stages"]
+
 _NORMALIZATION_LAYERS = (
     keras.layers.BatchNormalization,
     keras.layers.LayerNormalization,
@@ -30,9 +32,10 @@ class Stage:
 
     Example:
 
-    >>> stages = get_stages(backbone)
-    >>> stages[-1].name, stages[-1].count_params() > 0
-    ('conv5', True)
+    ```python
+    stages = get_stages(backbone)
+    stages[-1].name, stages[-1].count_params() > 0  # -> ('conv5', True)
+    ```
     """
 
     name: str
@@ -93,6 +96,7 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
 
     Example:
 
+    >>> import keras_tl
     >>> backbone = keras_tl.build_backbone("resnet50", weights=None,
     ...                                    input_shape=(64, 64, 3))
     >>> [s.name for s in keras_tl.get_stages(backbone)]
@@ -168,9 +172,10 @@ def freeze(model):
 
     Example:
 
-    >>> freeze(backbone)
-    >>> backbone.trainable_weights
-    []
+    ```python
+    freeze(backbone)
+    backbone.trainable_weights  # -> []
+    ```
     """
     model.trainable = False
     return model

@@ -32,9 +32,11 @@ def shrink_bert(teacher, num_layers=None, layer_indices=None):
 
     Example:
 
-    >>> teacher = keras_hub.models.BertTextClassifier.from_preset(
-    ...     "bert_base_en_uncased", num_classes=2)
-    >>> student = shrink_bert(teacher)  # 6 layers, from layers 0, 2, ..., 10
+    ```python
+    teacher = keras_hub.models.BertTextClassifier.from_preset(
+        "bert_base_en_uncased", num_classes=2)
+    student = shrink_bert(teacher)  # 6 layers, from layers 0, 2, ..., 10
+    ```
     """
     is_classifier = hasattr(teacher, "backbone") and isinstance(
         teacher.backbone, keras.Model

@@ -139,11 +139,13 @@ class Distiller(keras.distillation.Distiller):
 
     Example:
 
-    >>> distiller = Distiller(student=student, teacher=teacher)
-    >>> distiller.compile(optimizer="adam", metrics=["accuracy"],
-    ...                   alpha=0.5, temperature=4.0)
-    >>> distiller.fit(distiller.cache_teacher_logits((x, y)), epochs=10)
-    >>> distiller.student.predict(x_test)
+    ```python
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", metrics=["accuracy"],
+                      alpha=0.5, temperature=4.0)
+    distiller.fit(distiller.cache_teacher_logits((x, y)), epochs=10)
+    distiller.student.predict(x_test)
+    ```
     """
 
     def __init__(
@@ -323,8 +325,10 @@ class Distiller(keras.distillation.Distiller):
 
         Example:
 
-        >>> distiller.compile(keras.optimizers.Adam(1e-3), ["accuracy"],
-        ...                   alpha=0.1, temperature=10)
+        ```python
+        distiller.compile(keras.optimizers.Adam(1e-3), ["accuracy"],
+                          alpha=0.1, temperature=10)
+        ```
         """
         if loss is not None and student_loss_fn is not None:
             raise ValueError("Pass the student's loss as student_loss_fn or loss, not both.")
@@ -496,8 +500,9 @@ class Distiller(keras.distillation.Distiller):
 
         Example:
 
-        >>> distiller.teacher_logits(x_train)["logits"].shape
-        (5000, 10)
+        ```python
+        distiller.teacher_logits(x_train)["logits"].shape  # -> (5000, 10)
+        ```
         """
         if self._teacher_feature_extractor is not None:
             views = self._teacher_feature_extractor.predict(x, batch_size=batch_size, verbose=0)
@@ -533,8 +538,10 @@ class Distiller(keras.distillation.Distiller):
 
         Example:
 
-        >>> train = distiller.cache_teacher_logits((x, y))
-        >>> distiller.fit(train, epochs=10)
+        ```python
+        train = distiller.cache_teacher_logits((x, y))
+        distiller.fit(train, epochs=10)
+        ```
         """
         x, y = _materialize(data)
         teacher = self.teacher_logits(x, batch_size=max(batch_size, 64))

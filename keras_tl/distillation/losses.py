@@ -64,8 +64,10 @@ def soft_target_loss(teacher_logits, student_logits, temperature, standardize=Fa
 
     Example:
 
-    >>> soft_target_loss([[2.0, 0.5, -1.0]], [[0.1, 0.3, -0.2]], 4.0)
-    <tf.Tensor: shape=(1,), dtype=float32, numpy=array([0.620057], dtype=float32)>
+    ```python
+    soft_target_loss([[2.0, 0.5, -1.0]], [[0.1, 0.3, -0.2]], 4.0)
+    # -> a float32 tensor [0.620055]: one loss per sample
+    ```
     """
     teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
     student_logits = ops.cast(student_logits, "float32")
@@ -93,8 +95,10 @@ class SoftTargetDistillation(keras.distillation.LogitsDistillation):
 
     Example:
 
-    >>> loss = SoftTargetDistillation(temperature=4.0, standardize=True)
-    >>> keras.distillation.Distiller(teacher, student, loss)
+    ```python
+    loss = SoftTargetDistillation(temperature=4.0, standardize=True)
+    keras.distillation.Distiller(teacher, student, loss)
+    ```
     """
 
     def __init__(self, temperature=4.0, standardize=False):
@@ -144,8 +148,10 @@ class HintDistillation(keras.distillation.FeatureDistillation):
 
     Example:
 
-    >>> HintDistillation(student_layer_name="features",
-    ...                  teacher_layer_name="features")
+    ```python
+    HintDistillation(student_layer_name="features",
+                     teacher_layer_name="features")
+    ```
     """
 
     def __init__(self, student_layer_name, teacher_layer_name):

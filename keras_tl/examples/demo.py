@@ -27,6 +27,27 @@ from keras_tl.recipes import distill
 from keras_tl.recipes import feature_extraction
 from keras_tl.recipes import fine_tune
 
+__all__ = [
+    "METHODS",
+    "STUDENT_PEAK_RATE",
+    "STUDENT_STEPS",
+    "STUDENT_WARMUP_FRACTION",
+    "STUDENT_WIDTH",
+    "DemoTask",
+    "Split",
+    "export_table",
+    "format_table",
+    "make_split",
+    "run_demo",
+    "train_adabn_feature_extraction",
+    "train_feature_extraction",
+    "train_fine_tune",
+    "train_scratch",
+    "train_student_alone",
+    "train_student_distilled",
+    "train_unfreeze_all_high_rate",
+]
+
 
 @dataclasses.dataclass
 class DemoTask:
@@ -205,7 +226,9 @@ def run_demo(
 
     Example:
 
-    >>> rows = run_demo(labels_per_class=(5,), seeds=(0,))
+    ```python
+    rows = run_demo(labels_per_class=(5,), seeds=(0,))
+    ```
     """
     os.makedirs(out_dir, exist_ok=True)
     methods = list(methods or METHODS)
@@ -253,8 +276,14 @@ def run_demo(
     )
     if saved is not None:
         saved.save(os.path.join(out_dir, "fine_tune.keras"))
-        if export_rows:
+        if export_rows and keras.backend.backend() == "tensorflow":
             table += "\n\n" + export_table(saved, saved_split, out_dir)
+        elif export_rows:
+            # LiteRT conversion runs on TensorFlow; the saved file converts there.
+            table += (
+                "\n\nLiteRT export rows: run `keras-tl export "
+                f"{out_dir}/fine_tune.keras` (it converts on TensorFlow)."
+            )
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(table + "\n")
     if verbose:
@@ -273,7 +302,9 @@ def format_table(rows, seeds):
 
     Example:
 
-    >>> print(format_table(rows, seeds=(0, 1, 2)))
+    ```python
+    print(format_table(rows, seeds=(0, 1, 2)))
+    ```
     """
     budgets = sorted({r["labels_per_class"] for r in rows if r["labels_per_class"]})
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -307,7 +338,9 @@ def export_table(model, split, out_dir):
 
     Example:
 
-    >>> print(export_table(model, split, "artifacts/demo"))
+    ```python
+    print(export_table(model, split, "artifacts/demo"))
+    ```
     """
     from keras_tl.export import to_tflite
 

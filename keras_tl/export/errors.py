@@ -12,11 +12,12 @@ class UnsupportedOpsError(ValueError):
 
     Example:
 
-    >>> try:
-    ...     to_tflite(model, "model.tflite")
-    ... except UnsupportedOpsError as error:
-    ...     print(error.ops)
-    ['MatrixDeterminant']
+    ```python
+    try:
+        to_tflite(model, "model.tflite")
+    except UnsupportedOpsError as error:
+        print(error.ops)  # -> ['MatrixDeterminant']
+    ```
     """
 
     def __init__(self, ops, layers=()):

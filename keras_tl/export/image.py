@@ -97,10 +97,12 @@ def to_tflite(
 
     Example:
 
-    >>> report = to_tflite(model, "phone/digits.tflite", quantization="int8",
-    ...                    representative_data=(x_train, y_train),
-    ...                    check_data=(x_val, y_val))
-    >>> print(report)
+    ```python
+    report = to_tflite(model, "phone/digits.tflite", quantization="int8",
+                       representative_data=(x_train, y_train),
+                       check_data=(x_val, y_val))
+    print(report)
+    ```
     """
     path = _check_path(path)
     _check_tensorflow_backend()

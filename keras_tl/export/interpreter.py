@@ -22,9 +22,10 @@ class LiteRTModel:
 
     Example:
 
-    >>> litert = LiteRTModel("model.tflite")
-    >>> litert.predict(x_val).argmax(-1)[:5]
-    array([7, 2, 1, 0, 4])
+    ```python
+    litert = LiteRTModel("model.tflite")
+    litert.predict(x_val).argmax(-1)[:5]  # -> array([7, 2, 1, 0, 4])
+    ```
     """
 
     def __init__(self, model, num_threads=1):

@@ -27,8 +27,9 @@ def read_labels(path):
 
     Example:
 
-    >>> read_labels("phone/digits.tflite")[:3]
-    ['0', '1', '2']
+    ```python
+    read_labels("phone/digits.tflite")[:3]  # -> ['0', '1', '2']
+    ```
     """
     path = os.fspath(path)
     if path.endswith(".tflite"):

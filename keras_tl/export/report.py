@@ -52,10 +52,11 @@ class ExportReport:
 
     Example:
 
-    >>> report = to_tflite(model, "out/model.tflite", quantization="int8",
-    ...                    representative_data=x_train, check_data=(x_val, y_val))
-    >>> report.size_ratio, report.top1_agreement
-    (0.27, 0.995)
+    ```python
+    report = to_tflite(model, "out/model.tflite", quantization="int8",
+                       representative_data=x_train, check_data=(x_val, y_val))
+    report.size_ratio, report.top1_agreement  # -> (0.27, 0.995)
+    ```
     """
 
     path: str
@@ -167,8 +168,10 @@ def compare_outputs(outputs, reference, labels=None):
 
     Example:
 
-    >>> compare_outputs(litert.predict(x), model.predict(x), y)["top1_agreement"]
-    0.998
+    ```python
+    compare_outputs(litert.predict(x), model.predict(x), y)["top1_agreement"]
+    # -> 0.998
+    ```
     """
     outputs = np.asarray(outputs, np.float32)
     reference = np.asarray(reference, np.float32)
@@ -209,7 +212,9 @@ def measure_latency(models, sample, repeats=LATENCY_REPEATS, warmup=5):
 
     Example:
 
-    >>> int8_ms, float32_ms = measure_latency([int8, float32], x[:1])
+    ```python
+    int8_ms, float32_ms = measure_latency([int8, float32], x[:1])
+    ```
     """
     feeds = [model.prepare(sample) for model in models]
     for model, feed in zip(models, feeds):

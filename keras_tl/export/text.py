@@ -121,9 +121,11 @@ def text_to_tflite(
 
     Example:
 
-    >>> report = text_to_tflite(classifier, "phone/sentiment.tflite",
-    ...                         check_data=(texts, labels))
-    >>> TFLiteTextClassifier.load("phone/sentiment.tflite").predict(["Great!"])
+    ```python
+    report = text_to_tflite(classifier, "phone/sentiment.tflite",
+                            check_data=(texts, labels))
+    TFLiteTextClassifier.load("phone/sentiment.tflite").predict(["Great!"])
+    ```
     """
     path = _check_path(path)
     _check_options(quantization, representative_data, "float32")
@@ -195,9 +197,10 @@ class TFLiteTextClassifier:
 
     Example:
 
-    >>> classifier = TFLiteTextClassifier.load("phone/sentiment.tflite")
-    >>> classifier.predict_labels(["What a wonderful film"])
-    ['positive']
+    ```python
+    classifier = TFLiteTextClassifier.load("phone/sentiment.tflite")
+    classifier.predict_labels(["What a wonderful film"])  # -> ['positive']
+    ```
     """
 
     def __init__(self, model, preprocessor, class_names=None, num_threads=1):

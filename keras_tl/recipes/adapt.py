@@ -13,6 +13,8 @@ from keras_tl.data import as_dataset
 from keras_tl._utils.validation import count_steps
 from keras_tl.engine import make_schedule
 
+__all__ = ["METHODS", "adapt_domain"]
+
 METHODS = ("adabn", "coral", "dann")
 _DEFAULT_ALIGNMENT_WEIGHT = {"coral": 1.0, "dann": 0.1}
 
@@ -76,10 +78,12 @@ def adapt_domain(
 
     Example:
 
-    >>> source_model = keras_tl.pretrained.mnist_cnn()
-    >>> x_target, _ = keras_tl.datasets.load_digits_target()
-    >>> adapted = adapt_domain(source_model, load_mnist_5k(), x_target,
-    ...                        method="coral", epochs=5)
+    ```python
+    source_model = keras_tl.pretrained.mnist_cnn()
+    x_target, _ = keras_tl.datasets.load_digits_target()
+    adapted = adapt_domain(source_model, load_mnist_5k(), x_target,
+                           method="coral", epochs=5)
+    ```
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")

@@ -13,6 +13,8 @@ from keras_tl.heads import build_head
 from keras_tl.heads import get_class_names
 from keras_tl._utils.distribute import distribution_scope
 
+__all__ = ["distill"]
+
 
 def distill(
     teacher,
@@ -97,11 +99,12 @@ def distill(
 
     Example:
 
-    >>> student = keras_tl.recipes.distill(
-    ...     teacher, "mobilenet_v3_small", "leaves/train", "leaves/val",
-    ...     epochs=10)
-    >>> student.count_params() < teacher.count_params() / 10
-    True
+    ```python
+    student = keras_tl.recipes.distill(
+        teacher, "mobilenet_v3_small", "leaves/train", "leaves/val",
+        epochs=10)
+    student.count_params() < teacher.count_params() / 10  # -> True
+    ```
     """
     if not isinstance(teacher, keras.Model):
         raise TypeError(

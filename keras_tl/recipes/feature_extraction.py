@@ -17,6 +17,8 @@ from keras_tl.heads import build_head
 from keras_tl.heads import fit_linear_head
 from keras_tl._utils.distribute import distribution_scope
 
+__all__ = ["feature_extraction"]
+
 
 def feature_extraction(
     backbone,
@@ -94,9 +96,11 @@ def feature_extraction(
 
     Example:
 
-    >>> model = keras_tl.recipes.feature_extraction(
-    ...     "resnet50", "leaves/train", "leaves/val", input_shape=(224, 224, 3))
-    >>> model.predict(images).argmax(-1)
+    ```python
+    model = keras_tl.recipes.feature_extraction(
+        "resnet50", "leaves/train", "leaves/val", input_shape=(224, 224, 3))
+    model.predict(images).argmax(-1)
+    ```
     """
     image_size = tuple(input_shape[:2]) if input_shape is not None else None
     data = as_dataset(

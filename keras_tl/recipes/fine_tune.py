@@ -26,7 +26,7 @@ from keras_tl.engine import unfreeze_rule
 from keras_tl.recipes.feature_extraction import feature_extraction
 from keras_tl.stages import get_stages
 
-__all__ = ["fine_tune"]
+__all__ = ["ULMFIT_LAYER_DECAY", "fine_tune"]
 
 # ULMFiT's ratio 2.6 between the rates of neighbouring layer groups.
 ULMFIT_LAYER_DECAY = 1 / 2.6
@@ -145,10 +145,12 @@ def fine_tune(
 
     Example:
 
-    >>> model = keras_tl.recipes.fine_tune(
-    ...     "resnet50", "leaves/train", "leaves/val", input_shape=(224, 224, 3),
-    ...     epochs=8)
-    >>> model.save("leaves.keras")
+    ```python
+    model = keras_tl.recipes.fine_tune(
+        "resnet50", "leaves/train", "leaves/val", input_shape=(224, 224, 3),
+        epochs=8)
+    model.save("leaves.keras")
+    ```
     """
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}.")

@@ -30,6 +30,8 @@ from keras_tl.text import build_text_classifier
 from keras_tl.text import extract_text_features
 from keras_tl.text import get_text_stages
 
+__all__ = ["MODES", "text_classifier"]
+
 MODES = ("fine_tune", "feature_extraction")
 
 
@@ -131,11 +133,13 @@ def text_classifier(
 
     Example:
 
-    >>> model = keras_tl.recipes.text_classifier(
-    ...     "reviews_pt.csv", preset="hf://neuralmind/bert-base-portuguese-cased",
-    ...     text_column="review_text", label_column="sentiment",
-    ...     validation_split=0.1)
-    >>> model.predict(["Adorei o produto!"]).argmax(-1)
+    ```python
+    model = keras_tl.recipes.text_classifier(
+        "reviews_pt.csv", preset="hf://neuralmind/bert-base-portuguese-cased",
+        text_column="review_text", label_column="sentiment",
+        validation_split=0.1)
+    model.predict(["Adorei o produto!"]).argmax(-1)
+    ```
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")

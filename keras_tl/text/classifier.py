@@ -42,11 +42,12 @@ class PooledTextClassifier(_text_classifier_base()):
 
     Example:
 
-    >>> backbone, preprocessor = load_text_preset("bert_base_multi", 128)
-    >>> model = PooledTextClassifier(backbone, 2, preprocessor,
-    ...                              class_names=["neg", "pos"])
-    >>> model.predict(["Que filme maravilhoso!"]).shape
-    (1, 2)
+    ```python
+    backbone, preprocessor = load_text_preset("bert_base_multi", 128)
+    model = PooledTextClassifier(backbone, 2, preprocessor,
+                                 class_names=["neg", "pos"])
+    model.predict(["Que filme maravilhoso!"]).shape  # -> (1, 2)
+    ```
     """
 
     def __init__(
@@ -125,7 +126,9 @@ def text_encoder(model):
 
     Example:
 
-    >>> embeddings = text_encoder(model).predict(model.preprocessor(texts))
+    ```python
+    embeddings = text_encoder(model).predict(model.preprocessor(texts))
+    ```
     """
     if model.pooling == "mean":
         pooled = model.get_layer("mean_pooling").output
@@ -161,8 +164,10 @@ def build_text_classifier(
 
     Example:
 
-    >>> model = build_text_classifier("hf://neuralmind/bert-base-portuguese-cased",
-    ...                               2, sequence_length=128)
+    ```python
+    model = build_text_classifier("hf://neuralmind/bert-base-portuguese-cased",
+                                  2, sequence_length=128)
+    ```
     """
     import keras_hub
 

@@ -65,7 +65,9 @@ def read_text_csv(path, text_column="text", label_column="label"):
 
     Example:
 
-    >>> texts, labels = read_text_csv("reviews.csv", "review_text", "rating")
+    ```python
+    texts, labels = read_text_csv("reviews.csv", "review_text", "rating")
+    ```
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -229,10 +231,11 @@ def as_text_dataset(
 
     Example:
 
-    >>> data = as_text_dataset("reviews.csv", text_column="review",
-    ...                        label_column="sentiment", validation_split=0.1)
-    >>> data.class_names
-    ['negative', 'positive']
+    ```python
+    data = as_text_dataset("reviews.csv", text_column="review",
+                           label_column="sentiment", validation_split=0.1)
+    data.class_names  # -> ['negative', 'positive']
+    ```
     """
     if isinstance(data, TextData):
         return data

@@ -141,8 +141,9 @@ def resolve_text_preset(preset):
 
     Example:
 
-    >>> resolve_text_preset("/models/bertimbau")
-    '/models/bertimbau'
+    ```python
+    resolve_text_preset("/models/bertimbau")  # -> '/models/bertimbau'
+    ```
     """
     preset = os.fspath(preset)
     if os.path.isdir(preset):
@@ -203,7 +204,9 @@ def load_text_preset(preset=DEFAULT_TEXT_PRESET, sequence_length=128):
 
     Example:
 
-    >>> backbone, preprocessor = load_text_preset("bert_base_multi", 128)
+    ```python
+    backbone, preprocessor = load_text_preset("bert_base_multi", 128)
+    ```
     """
     import keras_hub
 

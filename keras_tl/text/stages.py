@@ -38,8 +38,10 @@ def get_text_stages(model):
 
     Example:
 
-    >>> [s.name for s in get_text_stages(model)][:2], len(get_text_stages(model))
-    (['embeddings', 'transformer_layer_0'], 7)
+    ```python
+    [s.name for s in get_text_stages(model)][:2], len(get_text_stages(model))
+    # -> (['embeddings', 'transformer_layer_0'], 7)
+    ```
     """
     backbone = getattr(model, "backbone", None) or model
     pooling = getattr(model, "pooling", "pooled")
@@ -80,7 +82,9 @@ def extract_text_features(model, data, batch_size=64, verbose=0):
 
     Example:
 
-    >>> features, labels = extract_text_features(model, (texts, labels))
+    ```python
+    features, labels = extract_text_features(model, (texts, labels))
+    ```
     """
     labels = None
     if isinstance(data, TextData):
