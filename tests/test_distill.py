@@ -445,3 +445,21 @@ def test_badly_scaled_teacher_does_not_hurt_the_student():
     assert scores["defaults"] >= scores["alone"] - 0.01, scores
     # The failure the defaults avoid: plain KD on this teacher hurts.
     assert scores["plain_kd"] < scores["defaults"], scores
+
+
+def test_standardized_loss_has_finite_gradients_for_equal_student_logits():
+    """A student whose logits are all equal for an example (all-zero ReLU
+    features) must not turn the standardized loss's gradient into NaN."""
+    teacher = np.array([[2.0, 0.5, -1.0], [1.0, -3.0, 1.0]], np.float32)
+    student = keras.Variable(np.array([[0.0, 0.0, 0.0], [0.2, -0.1, 0.4]], np.float32))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        gradient = jax.grad(
+            lambda s: keras.ops.sum(soft_target_loss(teacher, s, 4.0, standardize=True))
+        )(student.value)
+    else:
+        with tf.GradientTape() as tape:
+            loss = keras.ops.sum(soft_target_loss(teacher, student, 4.0, standardize=True))
+        gradient = tape.gradient(loss, student.value)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(gradient)))

@@ -61,8 +61,13 @@ def test_distiller_loss_under_data_parallel_equals_single_device(data_parallel):
     distiller.compile(optimizer="adam", metrics=["accuracy"])
     distributed = distiller.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
     assert _devices_of(distiller.student.get_layer("logits").kernel) == {0, 1}
+    trained = distiller.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     keras.distribution.set_distribution(None)
     single = Distiller(student=dense("student", 2), teacher=dense("teacher", 1))
     single.compile(optimizer="adam", metrics=["accuracy"])
     expected = single.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
     assert distributed["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    # Training on two devices follows the single-device run step for step.
+    reference = single.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert np.all(np.isfinite(trained.history["loss"]))
+    np.testing.assert_allclose(trained.history["loss"], reference.history["loss"], rtol=1e-4)

@@ -36,8 +36,11 @@ def _check_temperature(temperature):
 
 def _standardize(logits, epsilon=1e-6):
     mean = ops.mean(logits, axis=-1, keepdims=True)
-    std = ops.std(logits, axis=-1, keepdims=True)
-    return (logits - mean) / (std + epsilon)
+    # sqrt(var + eps^2), not std + eps: the same value, but a finite gradient
+    # where the logits are all equal (std's gradient there is 0 * inf = NaN,
+    # e.g. a student whose ReLU features are all zero for one example).
+    variance = ops.var(logits, axis=-1, keepdims=True)
+    return (logits - mean) / ops.sqrt(variance + epsilon**2)
 
 
 def soft_target_loss(teacher_logits, student_logits, temperature, standardize=False):
