@@ -12,6 +12,7 @@ recompile. `LRFinder` is the learning-rate range test (see
 import keras
 import numpy as np
 
+from keras_tl._utils.distribute import model_scope
 from keras_tl.adapt import batchnorm_layers
 from keras_tl.lr_finder import LRFinder  # noqa: F401  (public here too)
 from keras_tl.optimizers import rebuild_optimizer
@@ -229,10 +230,8 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
 
     def _apply(self, rewarm):
         model = self.model
-        strategy = getattr(model, "distribute_strategy", None)
-        scope = strategy.scope() if strategy is not None else _null_scope()
         trainable = model.trainable_variables
-        with scope:
+        with model_scope(model):
             optimizer = rebuild_optimizer(
                 model.optimizer, trainable,
                 rewarm_steps=self.rewarm_steps if rewarm else 0,
@@ -253,14 +252,6 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
 
 def _count(variables):
     return int(sum(np.prod(v.shape) for v in variables))
-
-
-class _null_scope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _make_trainable_path(model, stages):
@@ -354,6 +345,10 @@ def sync_batchnorm_statistics(model):
     sync_batchnorm_statistics(model)  # -> 4
     ```
     """
+    if keras.backend.backend() != "tensorflow":
+        # `keras.distribution` keeps one (replicated) variable per statistic:
+        # there are no per-replica copies to drift apart.
+        return 0
     import tensorflow as tf
 
     synced = 0

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.validation import check_same_length
+from keras_tl._utils.validation import pair_spec
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -327,12 +328,7 @@ def _from_tf_dataset(
     data, batch_size, validation_split, validation_data, image_size,
     num_classes, class_names, shuffle, seed,
 ):
-    spec = data.element_spec
-    if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise ValueError(
-            "A tf.data.Dataset must yield (image, label) pairs; got element "
-            f"spec {spec}."
-        )
+    spec = pair_spec(data, "(image, label)")
     if len(spec[0].shape) == 4:
         data = data.unbatch()
         spec = data.element_spec

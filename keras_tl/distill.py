@@ -6,25 +6,10 @@ import from `keras_tl.distillation` instead.
 
 import warnings
 
-from keras_tl.distillation import CACHED_HINT_KEY
-from keras_tl.distillation import CACHED_LOGITS_KEY
-from keras_tl.distillation import LABELS_KEY
-from keras_tl.distillation import Distiller
-from keras_tl.distillation import HintDistillation
-from keras_tl.distillation import SoftTargetDistillation
-from keras_tl.distillation import shrink_bert
-from keras_tl.distillation import soft_target_loss
+from keras_tl import distillation
+from keras_tl.distillation import *  # noqa: F401,F403 (the old module's names)
 
-__all__ = [
-    "CACHED_HINT_KEY",
-    "CACHED_LOGITS_KEY",
-    "LABELS_KEY",
-    "Distiller",
-    "HintDistillation",
-    "SoftTargetDistillation",
-    "shrink_bert",
-    "soft_target_loss",
-]
+__all__ = list(distillation.__all__)
 
 warnings.warn(
     "keras_tl.distill is renamed keras_tl.distillation",

@@ -7,6 +7,7 @@ counts as a batch, an empty data set, a leaf layer or a label mismatch.
 import numpy as np
 
 __all__ = [
+    "pair_spec",
     "check_same_length",
     "count_steps",
     "dataset_arrays",
@@ -136,3 +137,21 @@ def leaf_layers(model):
             yield from leaf_layers(layer)
         else:
             yield layer
+
+
+def pair_spec(dataset, what="(input, label)"):
+    """The element spec of a `tf.data.Dataset` that must yield pairs.
+
+    Args:
+        dataset: the dataset.
+        what: the pair's description in the error, e.g. `"(image, label)"`.
+
+    Raises:
+        ValueError: the dataset yields something other than 2-tuples.
+    """
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(
+            f"A tf.data.Dataset must yield {what} pairs; got element spec {spec}."
+        )
+    return spec

@@ -16,6 +16,7 @@ from keras import ops
 from keras_tl._utils.distribute import num_replicas
 from keras_tl._utils.validation import check_same_length
 from keras_tl._utils.validation import dataset_arrays
+from keras_tl._utils.validation import pair_spec
 from keras_tl.distillation.logits import _layer_tensor
 from keras_tl.distillation.logits import _logits_source
 from keras_tl.distillation.logits import _model_inputs
@@ -557,12 +558,7 @@ class Distiller(keras.distillation.Distiller):
 
 def _materialize(data):
     if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        if not (isinstance(spec, tuple) and len(spec) == 2):
-            raise ValueError(
-                "cache_teacher_logits needs a dataset of (x, y) batches; got "
-                f"element spec {spec}."
-            )
+        pair_spec(data, "(x, y) batch")
         return dataset_arrays(data, batched=True)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data

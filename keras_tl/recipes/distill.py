@@ -191,8 +191,6 @@ def _learning_rate(learning_rate, warmup_fraction, train, epochs):
     """Linear warm-up, then cosine decay to zero over the whole training."""
     if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         return learning_rate
-    if not 0.0 <= warmup_fraction < 1.0:
-        raise ValueError(f"warmup_fraction must be in [0, 1); got {warmup_fraction}.")
     steps_per_epoch = int(train.cardinality())
     if steps_per_epoch <= 0:
         # An infinite or unknown-length dataset: no schedule length to plan.

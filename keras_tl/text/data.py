@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.validation import check_same_length
+from keras_tl._utils.validation import pair_spec
 
 __all__ = ["TextData", "as_text_dataset", "read_text_csv"]
 
@@ -161,12 +162,7 @@ def _read_texts(data, text_column, label_column):
     if isinstance(data, (str, os.PathLike)):
         return read_text_csv(data, text_column, label_column)
     if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        if not (isinstance(spec, tuple) and len(spec) == 2):
-            raise ValueError(
-                "A tf.data.Dataset must yield (text, label) pairs; got element spec "
-                f"{spec}."
-            )
+        spec = pair_spec(data, "(text, label)")
         if len(spec[0].shape) == 1:
             data = data.unbatch()
         texts, labels = [], []
