@@ -11,8 +11,10 @@ from keras_tl import callbacks
 from keras_tl import data
 from keras_tl import datasets
 from keras_tl import distillation
+from keras_tl import engine
 from keras_tl import export
 from keras_tl import features
+from keras_tl import finite
 from keras_tl import heads
 from keras_tl import lr_finder
 from keras_tl import optimize
@@ -41,6 +43,8 @@ from keras_tl.callbacks import sync_batchnorm_statistics
 from keras_tl.data import ImageData
 from keras_tl.data import as_dataset
 from keras_tl.datasets_text import load_sentiment_snippets
+from keras_tl.engine import fit_stages
+from keras_tl.engine import make_schedule
 from keras_tl.distillation import Distiller
 from keras_tl.distillation import shrink_bert
 from keras_tl.export import ExportReport
@@ -50,6 +54,8 @@ from keras_tl.export import UnsupportedOpsError
 from keras_tl.export import text_to_tflite
 from keras_tl.export import to_tflite
 from keras_tl.features import extract
+from keras_tl.finite import NonFiniteLossError
+from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.heads import ClassNames
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
@@ -83,6 +89,12 @@ from keras_tl.text import list_text_presets
 from keras_tl.text import load_text_preset
 
 __all__ = [
+    "engine",
+    "finite",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
+    "fit_stages",
+    "make_schedule",
     "__version__",
     "adapt",
     "augment",

@@ -14,7 +14,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.validation import check_finite
+from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import check_same_length
+from keras_tl._utils.validation import labels_to_indices
 from keras_tl._utils.validation import pair_spec
 
 __all__ = [
@@ -60,28 +63,26 @@ class ImageData:
         return len(self.class_names)
 
 
-def _check_arrays(x, y, num_classes):
+def _check_arrays(x, y, num_classes, class_names=None):
     x = np.asarray(x)
     y = np.asarray(y)
     check_same_length(len(x), len(y), "image", "x and y have different lengths: ")
     if len(x) == 0:
         raise ValueError("The data is empty: x has no images.")
+    if x.dtype.kind not in "uif":
+        raise ValueError(
+            f"Images must be numbers (uint8 or float pixels); got dtype {x.dtype}."
+        )
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
         raise ValueError(
             f"Images must have shape (n, height, width, channels); got {x.shape}."
         )
-    if y.ndim != 1:
-        raise ValueError(
-            f"Labels must be integer class indices of shape (n,); got shape "
-            f"{y.shape}. Convert one-hot labels with y.argmax(-1)."
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.all(np.mod(y, 1) == 0):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"Labels must be integers; got dtype {y.dtype}.")
+    check_finite(x, "x", "image")
+    y, class_names = labels_to_indices(y, class_names, "labels y")
+    if num_classes is None and class_names is not None:
+        num_classes = len(class_names)
     if num_classes is None:
         num_classes = int(y.max()) + 1
     bad = (y < 0) | (y >= num_classes)
@@ -93,7 +94,7 @@ def _check_arrays(x, y, num_classes):
         )
     if num_classes < 2:
         raise ValueError("Classification needs at least two classes; y has one.")
-    return x, y.astype(np.int32), num_classes
+    return x, y.astype(np.int32), num_classes, class_names
 
 
 def scan_image_folder(directory):
@@ -148,6 +149,13 @@ def scan_image_folder(directory):
                 try:
                     with Image.open(path) as image:
                         image.verify()
+                    # verify() misses truncated JPEGs: decoding does not. A
+                    # reduced-scale draft reads every byte at a fraction of
+                    # the cost of a full decode.
+                    with Image.open(path) as image:
+                        image.draft(image.mode, (max(1, image.width // 8),
+                                                 max(1, image.height // 8)))
+                        image.load()
                 except Exception:
                     skipped.append(path)
                     continue
@@ -236,6 +244,7 @@ def as_dataset(
         raise ValueError("Pass either validation_split or validation_data, not both.")
     if validation_split is not None and not 0.0 < validation_split < 1.0:
         raise ValueError(f"validation_split must be in (0, 1); got {validation_split}.")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if image_size is not None:
         image_size = tuple(int(s) for s in image_size)
 
@@ -245,7 +254,13 @@ def as_dataset(
         paths, y, names = scan_image_folder(data)
         if image_size is None:
             image_size = _common_size(paths)
-        class_names = class_names or names
+        if class_names is not None and list(class_names) != names:
+            raise ValueError(
+                f"class_names {list(class_names)} do not match the class folders of "
+                f"{os.fspath(data)!r}, {names} (sorted). Leave class_names out to use "
+                "the folder names, or rename the folders."
+            )
+        class_names = names
         num_classes = len(class_names)
         x_source = np.asarray(paths)
 
@@ -260,7 +275,9 @@ def as_dataset(
         n = len(paths)
         x_arrays = False
     elif isinstance(data, tuple) and len(data) == 2:
-        x, y, num_classes = _check_arrays(data[0], data[1], num_classes)
+        x, y, num_classes, class_names = _check_arrays(
+            data[0], data[1], num_classes, class_names
+        )
         if image_size is not None and tuple(x.shape[1:3]) != image_size:
             x = tf.image.resize(x.astype(np.float32), image_size).numpy()
         image_shape = tuple(x.shape[1:])
@@ -285,6 +302,13 @@ def as_dataset(
     val_ds = None
     if validation_split:
         mask = _split_mask(n, validation_split, seed)
+        if not 0 < mask.sum() < n:
+            raise ValueError(
+                f"validation_split={validation_split} of {n} examples leaves "
+                f"{int(mask.sum())} for validation and {n - int(mask.sum())} for "
+                "training; both need at least one. Choose a split between "
+                f"{1 / n:.3g} and {1 - 1 / n:.3g}, or pass validation_data."
+            )
         val_ds = _batch(make(indices[mask]), batch_size, False, seed)
         indices = indices[~mask]
     elif validation_data is not None:

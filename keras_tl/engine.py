@@ -19,6 +19,7 @@ import keras
 
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.optimizers import discriminative_optimizer
 from keras_tl.schedules import OneCycle
 from keras_tl.schedules import SlantedTriangular
@@ -169,10 +170,15 @@ def fit_stages(
 ):
     """Phase 2: unfreezes `stages` top-down inside one `fit`.
 
+    With no stages (e.g. LoRA: `keras_tl.lora.enable_lora` already chose
+    what trains), the model's current trainable set trains in one `fit` at
+    `learning_rate` under the same schedule, with one optimizer.
+
     Args:
         model: the model with its head already trained; its backbone's
             layers are in `stages`.
-        stages: `keras_tl.Stage`s of the backbone, bottom to top.
+        stages: `keras_tl.Stage`s of the backbone, bottom to top, or an
+            empty sequence to train what is trainable now.
         train: training data for `model.fit` (a `tf.data.Dataset` or what
             `fit` takes), `steps_per_epoch` batches an epoch.
         validation: validation data for `fit`, or `None`.
@@ -198,8 +204,9 @@ def fit_stages(
         verbose: 0 silent, 1 progress.
 
     Returns:
-        `(history, unfreezing)`: `fit`'s `History` and the
-        `ProgressiveUnfreezing` callback (its `events`).
+        `(history, unfreezing)`: `fit`'s `History` (with `trainable_params`
+        per epoch) and the `ProgressiveUnfreezing` callback (its `events`;
+        `None` without stages).
 
     Example:
 
@@ -212,6 +219,14 @@ def fit_stages(
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay!r}.")
     rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, warmup_fraction)
+    if not stages:
+        return _fit_trainable(
+            model, train, validation=validation, epochs=epochs,
+            steps_per_epoch=steps_per_epoch, rate=rate, optimizer=optimizer,
+            optimizer_kwargs=optimizer_kwargs, loss=loss, metrics=metrics,
+            class_weight=class_weight, callbacks=callbacks, strategy=strategy,
+            verbose=verbose,
+        ), None
     if unfreeze is None:
         unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable)
     unfreezing = ProgressiveUnfreezing(
@@ -228,7 +243,40 @@ def fit_stages(
         )
     history = model.fit(
         train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        class_weight=class_weight, callbacks=[unfreezing] + list(callbacks),
+        class_weight=class_weight,
+        callbacks=[unfreezing, StopOnNonFiniteLoss()] + list(callbacks),
         shuffle=False, verbose=verbose,
     )
     return history, unfreezing
+
+
+class _TrainableParams(keras.callbacks.Callback):
+    """Logs the number of trainable parameters each epoch, as
+    `ProgressiveUnfreezing` does, so histories compare across runs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["trainable_params"] = int(
+                sum(math.prod(v.shape) for v in self.model.trainable_variables)
+            )
+
+
+def _fit_trainable(model, train, *, validation, epochs, steps_per_epoch, rate, optimizer,
+                   optimizer_kwargs, loss, metrics, class_weight, callbacks, strategy,
+                   verbose):
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(
+            {"class_name": optimizer,
+             "config": {"learning_rate": rate, **(optimizer_kwargs or {})}}
+        )
+    else:
+        config = dict(optimizer.get_config(), learning_rate=rate, **(optimizer_kwargs or {}))
+        optimizer = optimizer.__class__.from_config(config)
+    with distribution_scope(strategy):
+        model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
+    return model.fit(
+        train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        class_weight=class_weight,
+        callbacks=[_TrainableParams(), StopOnNonFiniteLoss()] + list(callbacks),
+        shuffle=False, verbose=verbose,
+    )

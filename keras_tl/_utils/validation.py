@@ -4,9 +4,16 @@ Each helper exists once here so that the modules using it agree on what
 counts as a batch, an empty data set, a leaf layer or a label mismatch.
 """
 
+import math
+import re
+
 import numpy as np
 
 __all__ = [
+    "check_finite",
+    "check_fit_arguments",
+    "check_positive_int",
+    "labels_to_indices",
     "pair_spec",
     "check_same_length",
     "count_steps",
@@ -155,3 +162,171 @@ def pair_spec(dataset, what="(input, label)"):
             f"A tf.data.Dataset must yield {what} pairs; got element spec {spec}."
         )
     return spec
+
+
+def _rows(indices, limit=5):
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    return f"[{shown}{', ...' if len(indices) > limit else ''}]"
+
+
+def labels_to_indices(labels, class_names=None, what="data"):
+    """Class indices from labels of any dtype, or an error naming bad rows.
+
+    Integers pass; integer-valued floats (`1.0`) and numeric strings (`"1"`,
+    `"1.0"`) become the same integer; other strings are class names (mapped
+    through `class_names` when given, else sorted). Missing labels (`None`,
+    NaN, blank strings) are an error, never an extra class.
+
+    Args:
+        labels: a sequence or array of labels, one per example.
+        class_names: known class names, for string labels.
+        what: the data's name in error messages.
+
+    Returns:
+        `(indices, class_names)`: int64 indices, and the class names when
+        the labels were names (else `class_names` unchanged).
+
+    Example:
+
+    >>> labels_to_indices(["cat", "dog", "cat"])
+    (array([0, 1, 0]), ['cat', 'dog'])
+    """
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise ValueError(
+            f"Labels must be one class per example, shape (n,); got shape "
+            f"{array.shape} in the {what}. Convert one-hot labels with y.argmax(-1)."
+        )
+    if array.dtype.kind in "iub":
+        return array.astype(np.int64), class_names
+    if array.dtype.kind == "f":
+        missing = np.flatnonzero(~np.isfinite(array))
+        if missing.size:
+            raise ValueError(
+                f"The {what} has {missing.size} missing (NaN or inf) label(s) at rows "
+                f"{_rows(missing)}. Drop those examples or fill in their labels."
+            )
+        fractional = np.flatnonzero(np.mod(array, 1) != 0)
+        if fractional.size:
+            raise ValueError(
+                f"Labels must be class indices or names; the {what} has "
+                f"{fractional.size} fractional label(s) at rows {_rows(fractional)} "
+                f"(e.g. {array[fractional[:3]].tolist()})."
+            )
+        return array.astype(np.int64), class_names
+    values = []
+    missing = []
+    for row, label in enumerate(array.tolist()):
+        if isinstance(label, bytes):
+            try:
+                label = label.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(
+                    f"The label at row {row} of the {what} is not UTF-8 text: {label[:40]!r}."
+                ) from None
+        if label is None or (isinstance(label, float) and math.isnan(label)):
+            missing.append(row)
+            label = ""
+        label = str(label).strip()
+        if not label:
+            missing.append(row)
+        values.append(label)
+    if missing:
+        missing = sorted(set(missing))
+        raise ValueError(
+            f"The {what} has {len(missing)} missing or blank label(s) at rows "
+            f"{_rows(missing)}. Drop those examples or fill in their labels."
+        )
+    if all(re.fullmatch(r"[-+]?\d+(\.0*)?", value) for value in values):
+        return np.asarray([int(float(value)) for value in values], np.int64), class_names
+    names = [str(n) for n in class_names] if class_names is not None else sorted(set(values))
+    index = {name: i for i, name in enumerate(names)}
+    unknown = [row for row, value in enumerate(values) if value not in index]
+    if unknown:
+        raise ValueError(
+            f"The {what} has {len(unknown)} label(s) that are not among class_names "
+            f"{names} at rows {_rows(unknown)} (e.g. {values[unknown[0]]!r})."
+        )
+    return np.asarray([index[value] for value in values], np.int64), names
+
+
+def check_finite(x, what="x", item="image"):
+    """Raises `ValueError` when numeric inputs hold NaN or infinity.
+
+    Args:
+        x: a numeric array, examples along the first axis.
+        what: the array's name in the message.
+        item: singular noun for one example.
+
+    Example:
+
+    >>> check_finite(np.array([[0.0, 1.0], [np.nan, 2.0]]))
+    Traceback (most recent call last):
+    ValueError: x has 1 non-finite value(s) (NaN or inf); the first is in image 1. Fix or drop those images: one NaN input makes every prediction NaN.
+    """
+    if x.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))[0])
+        raise ValueError(
+            f"{what} has {int(bad.sum())} non-finite value(s) (NaN or inf); the first "
+            f"is in {item} {first}. Fix or drop those {item}s: one NaN input makes "
+            "every prediction NaN."
+        )
+
+
+def check_positive_int(value, name):
+    """Raises `ValueError` unless `value` is an integer >= 1.
+
+    Args:
+        value: the value to check.
+        name: the argument's name in the message.
+
+    Example:
+
+    >>> check_positive_int(0, "epochs")
+    Traceback (most recent call last):
+    ValueError: epochs must be an integer >= 1; got 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not (isinstance(value, float) and value.is_integer() and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    return int(value)
+
+
+
+def check_fit_arguments(epochs=None, batch_size=None, learning_rate=None):
+    """Checks a recipe's training arguments before any work starts.
+
+    Args:
+        epochs: an integer >= 1, or `None` to skip.
+        batch_size: an integer >= 1, or `None` to skip.
+        learning_rate: a positive finite number, a `LearningRateSchedule`,
+            or `None` to skip.
+
+    Example:
+
+    >>> check_fit_arguments(epochs=3, batch_size=32, learning_rate=-1e-3)
+    Traceback (most recent call last):
+    ValueError: learning_rate must be a positive finite number or a LearningRateSchedule; got -0.001.
+    """
+    import keras
+
+    if epochs is not None:
+        check_positive_int(epochs, "epochs")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
+    if learning_rate is not None and not isinstance(
+        learning_rate, keras.optimizers.schedules.LearningRateSchedule
+    ):
+        if (
+            isinstance(learning_rate, bool)
+            or not isinstance(learning_rate, (int, float, np.floating, np.integer))
+            or not math.isfinite(learning_rate)
+            or learning_rate <= 0
+        ):
+            raise ValueError(
+                "learning_rate must be a positive finite number or a "
+                f"LearningRateSchedule; got {learning_rate!r}."
+            )

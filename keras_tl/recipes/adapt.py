@@ -4,14 +4,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.validation import check_fit_arguments
+from keras_tl._utils.validation import count_steps
 from keras_tl.adapt import DannSchedule
 from keras_tl.adapt import DomainAdaptation
 from keras_tl.adapt import adabn
 from keras_tl.adapt import batchnorm_layers
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
-from keras_tl._utils.validation import count_steps
 from keras_tl.engine import make_schedule
+from keras_tl.finite import StopOnNonFiniteLoss
 
 __all__ = ["METHODS", "adapt_domain"]
 
@@ -32,6 +34,7 @@ def adapt_domain(
     feature_layer=None,
     recalibrate_batchnorm=True,
     validation_data=None,
+    callbacks=None,
     seed=0,
     verbose=1,
 ):
@@ -69,6 +72,7 @@ def adapt_domain(
             when the model has BatchNorm layers.
         validation_data: optional labelled target `(x, y)` to report target
             accuracy after each epoch (never used for training).
+        callbacks: more Keras callbacks for the training `fit`.
         seed: seed of shuffling and the target pairing.
         verbose: 0 silent, 1 progress.
 
@@ -87,6 +91,7 @@ def adapt_domain(
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+    check_fit_arguments(epochs, batch_size, learning_rate)
     has_batchnorm = bool(batchnorm_layers(model))
     if method == "adabn":
         adabn(model, target_unlabeled, batch_size=batch_size)
@@ -128,7 +133,7 @@ def adapt_domain(
         metrics=["accuracy"],
     )
     # Under several replicas, BatchNorm statistics would drift apart per replica.
-    callbacks = [SyncBatchNormStatistics()]
+    callbacks = [SyncBatchNormStatistics(), StopOnNonFiniteLoss()] + list(callbacks or [])
     if method == "dann":
         callbacks.append(DannSchedule(epochs * steps, max_factor=alignment_weight))
     if validation_data is not None:

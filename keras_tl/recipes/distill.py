@@ -3,15 +3,17 @@
 import keras
 import tensorflow as tf
 
+from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.backbones import build_backbone
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
 from keras_tl.distillation import Distiller
 from keras_tl.engine import make_schedule
+from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import get_class_names
-from keras_tl._utils.distribute import distribution_scope
 
 __all__ = ["distill"]
 
@@ -35,6 +37,7 @@ def distill(
     student_weights="imagenet",
     restore_best_weights=True,
     strategy=None,
+    callbacks=None,
     seed=0,
     verbose=1,
 ):
@@ -90,6 +93,7 @@ def distill(
             the epoch with the best validation accuracy.
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
+        callbacks: more Keras callbacks for the training `fit`.
         seed: seed of shuffling and the validation split.
         verbose: 0 silent, 1 progress.
 
@@ -106,6 +110,7 @@ def distill(
     student.count_params() < teacher.count_params() / 10  # -> True
     ```
     """
+    check_fit_arguments(epochs, batch_size, learning_rate)
     if not isinstance(teacher, keras.Model):
         raise TypeError(
             f"teacher must be a trained keras.Model; got {type(teacher).__name__}."
@@ -163,7 +168,7 @@ def distill(
             data.validation, batch_size, shuffle=False
         )
     # Under several replicas, BatchNorm statistics would drift apart per replica.
-    callbacks = [SyncBatchNormStatistics()]
+    callbacks = [SyncBatchNormStatistics(), StopOnNonFiniteLoss()] + list(callbacks or [])
     if validation is not None and restore_best_weights:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import augmented_copies as make_augmented_copies
 from keras_tl.augment import get as get_augmentation
@@ -12,10 +14,10 @@ from keras_tl.augment import one_hot_labels
 from keras_tl.backbones import build_backbone
 from keras_tl.data import as_dataset
 from keras_tl.features import extract
+from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import fit_linear_head
-from keras_tl._utils.distribute import distribution_scope
 
 __all__ = ["feature_extraction"]
 
@@ -38,6 +40,7 @@ def feature_extraction(
     C=None,
     cache_dir=None,
     strategy=None,
+    callbacks=None,
     seed=0,
     verbose=1,
 ):
@@ -87,6 +90,7 @@ def feature_extraction(
         cache_dir: folder to keep embeddings in on disk (for large data).
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
+        callbacks: more Keras callbacks for the in-loop `fit`.
         seed: seed of the validation split, shuffling and fit.
         verbose: 0 silent, 1 progress.
 
@@ -102,6 +106,7 @@ def feature_extraction(
     model.predict(images).argmax(-1)
     ```
     """
+    check_fit_arguments(epochs, batch_size, learning_rate)
     image_size = tuple(input_shape[:2]) if input_shape is not None else None
     data = as_dataset(
         train_data,
@@ -172,7 +177,7 @@ def feature_extraction(
             )
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
-            verbose=verbose,
+            callbacks=[StopOnNonFiniteLoss()] + list(callbacks or []), verbose=verbose,
         )
     model.history = history
     return model

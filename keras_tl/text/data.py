@@ -6,13 +6,14 @@ string, each label a class index or a class name mapped to one.
 
 import csv
 import dataclasses
+import io
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.validation import check_same_length
+from keras_tl._utils.validation import labels_to_indices
 from keras_tl._utils.validation import pair_spec
 
 __all__ = ["TextData", "as_text_dataset", "read_text_csv"]
@@ -78,7 +79,18 @@ def read_text_csv(path, text_column="text", label_column="label"):
         )
     # Some review corpora hold very long fields.
     csv.field_size_limit(min(2**31 - 1, 1 << 30))
-    with open(path, newline="", encoding="utf-8-sig") as file:
+    with open(path, "rb") as file:
+        raw = file.read()
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"CSV file {path!r} is not UTF-8 text: {error.reason} at line {line} "
+            f"(byte {error.start}). Save it as UTF-8 (e.g. in Python: "
+            "open(path, encoding='latin-1').read() then write it with encoding='utf-8')."
+        ) from None
+    with io.StringIO(content, newline="") as file:
         reader = csv.DictReader(file)
         columns = reader.fieldnames or []
         for role, column in (("text", text_column), ("label", label_column)):
@@ -94,35 +106,21 @@ def read_text_csv(path, text_column="text", label_column="label"):
     return texts, labels
 
 
-def _labels_to_int(labels, class_names):
-    """Integer labels, and class names when the labels are names."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
+def _decoded(text, row, what):
+    if not isinstance(text, bytes):
+        return text
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise ValueError(
-            f"Labels must be one class per text, shape (n,); got shape {labels.shape}. "
-            "Convert one-hot labels with y.argmax(-1)."
-        )
-    if labels.dtype.kind in "iub":
-        return labels.astype(np.int64), class_names
-    if labels.dtype.kind == "f":
-        if np.all(np.mod(labels, 1) == 0):
-            return labels.astype(np.int64), class_names
-        raise ValueError(f"Labels must be integers or class names; got floats such as {labels[:3]}.")
-    as_text = [str(label).strip() for label in labels]
-    if all(re.fullmatch(r"-?\d+", value) for value in as_text):
-        return np.asarray([int(value) for value in as_text], np.int64), class_names
-    names = list(class_names) if class_names is not None else sorted(set(as_text))
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(as_text) - set(index))
-    if unknown:
-        raise ValueError(
-            f"Labels {unknown[:5]} are not among class_names {names}."
-        )
-    return np.asarray([index[value] for value in as_text], np.int64), names
+            f"The text at row {row} of the {what} is not UTF-8 ({error.reason} at "
+            f"byte {error.start}: {text[:60]!r}). Decode it with its encoding "
+            "(e.g. bytes.decode('latin-1')) and pass strings."
+        ) from None
 
 
 def _check_texts_and_labels(texts, labels, num_classes, class_names, what="data"):
-    texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in list(texts)]
+    texts = [_decoded(t, row, what) for row, t in enumerate(list(texts))]
     not_strings = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if not_strings:
         raise ValueError(
@@ -130,7 +128,7 @@ def _check_texts_and_labels(texts, labels, num_classes, class_names, what="data"
             f"index {not_strings[:5]}: {[texts[i] for i in not_strings[:3]]}). Pass "
             "strings; fill or drop missing values first."
         )
-    labels, class_names = _labels_to_int(labels, class_names)
+    labels, class_names = labels_to_indices(labels, class_names, what)
     check_same_length(len(texts), len(labels), "text", f"The {what} has ")
     if not texts:
         raise ValueError(f"The {what} is empty: no texts.")
