@@ -9,10 +9,14 @@ recompile. `LRFinder` is the learning-rate range test (see
 `keras_tl.lr_finder`).
 """
 
+import json
+import os
+
 import keras
 import numpy as np
 
 from keras_tl._utils.distribute import model_scope
+from keras_tl._utils.io import write_atomic
 from keras_tl.adapt import batchnorm_layers
 from keras_tl.lr_finder import LRFinder  # noqa: F401  (public here too)
 from keras_tl.optimizers import rebuild_optimizer
@@ -70,6 +74,13 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
             in steps (needs a `MultiOptimizer`); 0 for none.
         num_groups: depth groups for a backbone that is not from the zoo.
         verbose: 1 prints each unfreeze.
+        backup_dir: the `backup_dir` of a `keras.callbacks.BackupAndRestore`
+            in the same `fit` (placed after this callback). The unfreezing
+            state (stages trainable, events, plateau counters) is saved
+            there after every epoch, and a resumed run starts with the
+            stages of the epoch it resumes from, so the optimizer restored
+            by `BackupAndRestore` fits the trainable variables it was saved
+            with.
 
     Example:
 
@@ -81,7 +92,17 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
               callbacks=[ProgressiveUnfreezing(stages, every=2)])
     model.history.history["trainable_stages"]  # -> [0, 0, 1, 1, 2, 2, 3, 3]
     ```
+
+    Resuming an interrupted run:
+
+    ```python
+    unfreezing = ProgressiveUnfreezing(stages, every=2, backup_dir="ckpt")
+    backup = keras.callbacks.BackupAndRestore("ckpt")
+    model.fit(train, epochs=8, callbacks=[unfreezing, backup])
+    ```
     """
+
+    STATE_FILE = "progressive_unfreezing.json"
 
     def __init__(
         self,
@@ -97,6 +118,7 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
         rewarm_steps=0,
         num_groups=4,
         verbose=1,
+        backup_dir=None,
     ):
         super().__init__()
         given = [every is not None, at_epochs is not None, patience is not None]
@@ -128,6 +150,7 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
         self.rewarm_steps = int(rewarm_steps)
         self.num_groups = num_groups
         self.verbose = verbose
+        self.backup_dir = None if backup_dir is None else os.fspath(backup_dir)
         self.events = []
         self.num_trainable = 0
         self._traced = None
@@ -171,7 +194,92 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
         self._best = np.inf
         self._wait = 0
         self._pending = 0
+        self.events = []
+        saved = self._saved_state()
+        if saved is not None:
+            self.set_state(saved)
         self._apply(rewarm=False)
+
+    # -- state, for resuming ----------------------------------------------
+
+    def get_state(self):
+        """The unfreezing state after the current epoch, as a JSON-able dict.
+
+        Example:
+
+        ```python
+        unfreezing.get_state()  # -> {'num_trainable': 2, 'events': [...], ...}
+        ```
+        """
+        return {
+            "num_trainable": self.num_trainable,
+            "events": list(self.events),
+            "best": None if not np.isfinite(self._best) else float(self._best),
+            "wait": self._wait,
+            "pending": self._pending,
+        }
+
+    def set_state(self, state):
+        """Makes the top `state["num_trainable"]` stages trainable and restores
+        the events and plateau counters (call within training, e.g. from
+        `on_train_begin`).
+
+        Args:
+            state: a dict from `get_state`.
+
+        Example:
+
+        ```python
+        unfreezing.set_state({"num_trainable": 2, "events": [], "best": None,
+                              "wait": 0, "pending": 0})
+        ```
+        """
+        self.num_trainable = int(state["num_trainable"])
+        for index, stage in enumerate(self.stages):
+            trainable = index >= len(self.stages) - self.num_trainable
+            stage.set_trainable(trainable, self.train_batchnorm)
+        self.events = list(state.get("events", []))
+        best = state.get("best")
+        self._best = np.inf if best is None else float(best)
+        self._wait = int(state.get("wait", 0))
+        self._pending = int(state.get("pending", 0))
+
+    def _state_path(self):
+        return os.path.join(self.backup_dir, self.STATE_FILE)
+
+    def _saved_state(self):
+        """The state of the epoch a `BackupAndRestore` run resumes after."""
+        if self.backup_dir is None:
+            return None
+        metadata = os.path.join(self.backup_dir, "training_metadata.json")
+        if not (os.path.exists(metadata) and os.path.exists(self._state_path())):
+            return None
+        with open(metadata) as file:
+            finished = json.load(file).get("epoch")
+        with open(self._state_path()) as file:
+            states = json.load(file)
+        if str(finished) not in states:
+            raise ValueError(
+                f"{self.backup_dir!r} holds a checkpoint after epoch {finished} but no "
+                "unfreezing state for it; delete the folder to start over."
+            )
+        if self.verbose:
+            print(f"Resuming after epoch {finished} with "
+                  f"{states[str(finished)]['num_trainable']} stages trainable.")
+        return states[str(finished)]
+
+    def _save_state(self, epoch):
+        # Keyed by finished epochs, the number BackupAndRestore resumes from;
+        # every epoch's state is kept, so a checkpoint written after this one
+        # fails to land and the run resumes from an earlier epoch still finds
+        # its own state.
+        states = {}
+        if os.path.exists(self._state_path()):
+            with open(self._state_path()) as file:
+                states = json.load(file)
+        states[str(epoch + 1)] = self.get_state()
+        os.makedirs(self.backup_dir, exist_ok=True)
+        write_atomic(self._state_path(), json.dumps(states))
 
     # -- schedule -----------------------------------------------------------
 
@@ -204,6 +312,11 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
             self._apply(rewarm=True)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._track_plateau(logs)
+        if self.backup_dir is not None:
+            self._save_state(epoch)
+
+    def _track_plateau(self, logs):
         if logs is not None:
             logs["trainable_stages"] = self.num_trainable
             logs["trainable_params"] = _count(self.model.trainable_variables)
@@ -255,24 +368,21 @@ def _count(variables):
 
 
 def _make_trainable_path(model, stages):
-    """Makes every model that holds stage layers trainable, and leaves the
-    trainable flag of the other layers in those models as it was."""
+    """Makes every layer that holds stage layers trainable (nested models,
+    and layers such as a transformer's encoder that hold its blocks), and
+    leaves the trainable flag of the other layers inside them as it was."""
     stage_ids = {id(layer) for stage in stages for layer in stage.layers}
 
+    def children(container):
+        return list(container._flatten_layers(include_self=False, recursive=False))
+
     def holds_stage(container):
-        for layer in container.layers:
+        for layer in children(container):
             if id(layer) in stage_ids:
                 return True
-            if isinstance(layer, keras.Model) and holds_stage(layer):
+            if holds_stage(layer):
                 return True
         return False
-
-    def leaves(container):
-        for layer in container.layers:
-            if isinstance(layer, keras.Model):
-                yield from leaves(layer)
-            else:
-                yield layer
 
     if not holds_stage(model):
         raise ValueError(
@@ -282,13 +392,15 @@ def _make_trainable_path(model, stages):
 
     def visit(container):
         if not container.trainable:
-            before = {id(l): l.trainable for l in leaves(container)}
+            # Depth-first, parents before children: restoring each flag in
+            # this order gives every layer (and its weights) its old state.
+            inside = list(container._flatten_layers(include_self=False))
+            before = [(layer, layer.trainable) for layer in inside]
             container.trainable = True
-            for layer in leaves(container):
-                if id(layer) not in stage_ids:
-                    layer.trainable = before[id(layer)]
-        for layer in container.layers:
-            if isinstance(layer, keras.Model) and holds_stage(layer):
+            for layer, trainable in before:
+                layer.trainable = trainable
+        for layer in children(container):
+            if id(layer) not in stage_ids and holds_stage(layer):
                 visit(layer)
 
     visit(model)

@@ -259,3 +259,51 @@ def test_batchnorm_statistics_stay_equal_across_replicas(two_cpu_strategy):
     # Outside a strategy there is nothing to average.
     single = keras.Sequential([keras.Input((6,)), keras.layers.BatchNormalization()])
     assert sync_batchnorm_statistics(single) == 0
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops the process's training after `epoch` (after the backup)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_backup_and_restore_resumes_with_the_same_stages_and_optimizer(
+    mnist_cnn_small, target, tmp_path, caplog
+):
+    backup_dir = tmp_path / "backup"
+
+    def run(callbacks, model=None):
+        keras.utils.set_random_seed(0)
+        if model is None:
+            model, stages = transfer_model(mnist_cnn_small)
+        else:
+            stages = get_stages(model.get_layer("backbone"), num_groups=3)
+        model.compile(discriminative_optimizer(stages, 1e-3),
+                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+        unfreezing = ProgressiveUnfreezing(stages, every=1, verbose=0, backup_dir=backup_dir)
+        history = model.fit(*target, batch_size=32, epochs=4, shuffle=False, verbose=0,
+                            callbacks=[unfreezing, keras.callbacks.BackupAndRestore(backup_dir)]
+                            + callbacks)
+        return model, history, unfreezing
+
+    with pytest.raises(KeyboardInterrupt):
+        run([_Interrupt(epoch=1)])
+    assert (backup_dir / ProgressiveUnfreezing.STATE_FILE).exists()
+    # A fresh process would build a fresh model: so does the resumed run.
+    with caplog.at_level("WARNING"):
+        resumed, history, unfreezing = run([])
+    assert "Skipping variable loading" not in caplog.text
+    # Epochs 3 and 4 ran with 2 then 3 stages, as in an uninterrupted run.
+    assert history.history["trainable_stages"] == [2, 3]
+    assert [e["stage"] for e in unfreezing.events] == ["group3", "group2", "group1"]
+    reference, reference_history, _ = run([])
+    assert reference_history.history["trainable_stages"] == [0, 1, 2, 3]
+    x, _ = target
+    np.testing.assert_allclose(resumed.predict(x, verbose=0), reference.predict(x, verbose=0),
+                               atol=1e-4)
