@@ -9,11 +9,12 @@ what to change.
 """
 
 import math
+import os
 
 import keras
 import numpy as np
 
-__all__ = ["NonFiniteLossError", "StopOnNonFiniteLoss"]
+__all__ = ["NonFiniteLossError", "StopOnNonFiniteLoss", "backup_and_restore"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -106,6 +107,28 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 if self.raise_error:
                     raise self.error
                 return
+
+
+def backup_and_restore(checkpoint_dir):
+    """The checkpoint callbacks of a recipe's `fit`: none, or Keras'
+    `BackupAndRestore` in `checkpoint_dir` (weights, optimizer and epoch
+    after every epoch; removed when training ends).
+
+    Args:
+        checkpoint_dir: a folder, or `None` for no checkpoint.
+
+    Returns:
+        A list of callbacks.
+
+    Example:
+
+    ```python
+    model.fit(train, epochs=10, callbacks=backup_and_restore("ckpt"))
+    ```
+    """
+    if checkpoint_dir is None:
+        return []
+    return [keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir))]
 
 
 def _finite(value):

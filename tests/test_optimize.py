@@ -8,14 +8,15 @@ import keras
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.tensorflow_only
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow_model_optimization") is None
-    or importlib.util.find_spec("tf_keras") is None,
-    reason="needs the optimize extra: pip install 'tensorflow-model-optimization==0.8.*' "
-    "'tf-keras==2.21.*'",
-)
+pytestmark = [
+    pytest.mark.tensorflow_only,
+    pytest.mark.skipif(
+        importlib.util.find_spec("tensorflow_model_optimization") is None
+        or importlib.util.find_spec("tf_keras") is None,
+        reason="needs the optimize extra: pip install 'tensorflow-model-optimization==0.8.*' "
+        "'tf-keras==2.21.*'",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
