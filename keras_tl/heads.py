@@ -22,7 +22,8 @@ class ClassNames(keras.layers.Layer):
 
     Placed on the output of the models keras-tl builds, so the names are
     saved in the `.keras` file and come back on load (`export.to_tflite`
-    writes them to `labels.txt`). It computes nothing, so TFLite conversion
+    writes them beside the file and into its metadata). It computes nothing,
+    so TFLite conversion
     removes it.
 
     Args:

@@ -5,8 +5,9 @@ softened predictions, keeping most of its accuracy with far fewer
 parameters; int8 quantization then shrinks the file 4x more. The script
 trains the teacher (or loads one), distills the student, exports both to
 int8 LiteRT and compares size, latency and agreement in the real
-interpreter. The `.tflite` file and `labels.txt` are what an Android or iOS
-app loads (LiteRT `Interpreter` / `ImageClassifier`).
+interpreter. The `.tflite` file (class names packed inside, with the TFLite
+Metadata MediaPipe's `ImageClassifier` reads) is what an Android or iOS app
+loads; `<stem>.labels.txt` beside it serves a plain LiteRT `Interpreter`.
 
 Real run:
 

@@ -52,7 +52,8 @@ def test_float32_export_matches_keras_and_writes_labels(mnist_cnn_small, digits,
     assert report.latency_ms > 0 and report.float32_latency_ms > 0
     assert read_labels(path) == [str(i) for i in range(10)]
     assert "top-1 agreement" in str(report)
-    assert _files(tmp_path) == ["cnn.tflite", "labels.txt"]  # no temporary left
+    # No temporary left; the labels and the report are named after the file.
+    assert _files(tmp_path) == ["cnn.json", "cnn.labels.txt", "cnn.tflite"]
 
 
 def test_int8_export_is_small_and_agrees(mnist_cnn_small, digits, tmp_path):
@@ -96,7 +97,7 @@ def test_class_names_come_from_the_model(tmp_path):
     outputs = ClassNames(["cat", "dog"])(keras.layers.Dense(2, activation="softmax")(inputs))
     model = keras.Model(inputs, outputs)
     to_tflite(model, tmp_path / "m.tflite")
-    assert read_labels(tmp_path / "labels.txt") == ["cat", "dog"]
+    assert read_labels(tmp_path / "m.labels.txt") == ["cat", "dog"]
     to_tflite(model, tmp_path / "n.tflite", class_names=["a", "b"])
     assert read_labels(tmp_path / "n.tflite") == ["a", "b"]
 
@@ -175,11 +176,12 @@ def test_text_export_round_trip_from_raw_strings(tiny_bert, tmp_path):
                             class_names=["negative", "positive"])
     assert report.top1_agreement == 1.0
     assert report.max_abs_diff < 1e-4
-    assert {"text.tflite", "labels.txt", "vocab.txt", "tokenizer"} <= set(os.listdir(tmp_path))
+    assert {"text.tflite", "text.labels.txt", "text.json", "text.vocab.txt",
+            "text.tokenizer"} <= set(os.listdir(tmp_path))
     litert = LiteRTModel(path)
     assert sorted(litert.input_names) == ["padding_mask", "segment_ids", "token_ids"]
     assert all(litert.input_details[n]["dtype"] == np.int32 for n in litert.input_names)
-    with open(tmp_path / "vocab.txt", encoding="utf-8") as f:
+    with open(tmp_path / "text.vocab.txt", encoding="utf-8") as f:
         assert f.read().split() == VOCABULARY
 
     classifier = TFLiteTextClassifier.load(path)

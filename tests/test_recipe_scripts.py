@@ -21,11 +21,11 @@ def _load(name):
 def test_feature_extraction_leaves_smoke(tmp_path):
     script = _load("feature_extraction_leaves")
     model, report = script.main(["--smoke", "--out", str(tmp_path)])
-    for name in ("model.keras", "model_int8.tflite", "labels.txt", "curves.png",
-                 "confusion_matrix.png"):
+    for name in ("model.keras", "model_int8.tflite", "model_int8.labels.txt", "model_int8.json",
+                 "curves.png", "confusion_matrix.png"):
         assert (tmp_path / name).exists(), name
-    # Class folders are read in sorted order; labels.txt follows the model's outputs.
-    assert (tmp_path / "labels.txt").read_text().split() == ["one", "two", "zero"]
+    # Class folders are read in sorted order; the labels follow the model's outputs.
+    assert (tmp_path / "model_int8.labels.txt").read_text().split() == ["one", "two", "zero"]
     assert report.top1_agreement >= 0.9
 
 

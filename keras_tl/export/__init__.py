@@ -1,10 +1,12 @@
 """Export to LiteRT (TFLite) for phones, checked in the real runtime.
 
 `to_tflite` converts a Keras model to a `.tflite` file (float32, float16,
-dynamic-range or full-integer int8), writes `labels.txt` beside it, and runs
-the file in the LiteRT interpreter (`ai_edge_litert`) on held-out data: how
-often it agrees with Keras, its accuracy, and its median single-sample latency
-next to the float32 file's, measured side by side.
+dynamic-range or full-integer int8) with TFLite Metadata that MediaPipe
+Tasks read (`metadata.py`), writes `<stem>.labels.txt` and the report
+`<stem>.json` beside it, and runs the file in the LiteRT interpreter
+(`ai_edge_litert`) on held-out data: how often it agrees with Keras, its
+accuracy, and its median single-sample latency next to the float32 file's,
+measured side by side.
 
 Text classifiers (KerasHub BERT family) export with `text_to_tflite`: the
 tokenizer cannot run inside TFLite, so the file holds the encoder and head on
@@ -16,10 +18,18 @@ from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
 from keras_tl.export.convert import IO_DTYPES
 from keras_tl.export.convert import QUANTIZATIONS
 from keras_tl.export.errors import UnsupportedOpsError
+from keras_tl.export.image import GRAYSCALE_INPUTS
+from keras_tl.export.image import GRAYSCALE_WEIGHTS
 from keras_tl.export.image import to_tflite
 from keras_tl.export.interpreter import LiteRTModel
 from keras_tl.export.labels import LABELS_FILE
+from keras_tl.export.labels import labels_path
 from keras_tl.export.labels import read_labels
+from keras_tl.export.metadata import METADATA_NAME
+from keras_tl.export.metadata import populate_image_classifier_metadata
+from keras_tl.export.metadata import populate_text_classifier_metadata
+from keras_tl.export.metadata import read_associated_files
+from keras_tl.export.metadata import read_metadata
 from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import LATENCY_REPEATS
 from keras_tl.export.report import ExportReport
@@ -33,9 +43,12 @@ from keras_tl.export.text import text_to_tflite
 __all__ = [
     "DEFAULT_CALIBRATION_SAMPLES",
     "DEFAULT_CHECK_SAMPLES",
+    "GRAYSCALE_INPUTS",
+    "GRAYSCALE_WEIGHTS",
     "IO_DTYPES",
     "LABELS_FILE",
     "LATENCY_REPEATS",
+    "METADATA_NAME",
     "QUANTIZATIONS",
     "TOKENIZER_DIR",
     "VOCABULARY_FILE",
@@ -44,8 +57,13 @@ __all__ = [
     "TFLiteTextClassifier",
     "UnsupportedOpsError",
     "compare_outputs",
+    "labels_path",
     "measure_latency",
+    "populate_image_classifier_metadata",
+    "populate_text_classifier_metadata",
+    "read_associated_files",
     "read_labels",
+    "read_metadata",
     "text_to_tflite",
     "to_tflite",
 ]

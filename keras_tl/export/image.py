@@ -1,24 +1,35 @@
 """`to_tflite`: export of a Keras model (images or arrays), checked in LiteRT."""
 
-import os
+import warnings
 
 import keras
+import numpy as np
 
-from keras_tl._utils.io import write_atomic
 from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
 from keras_tl.export.convert import _check_options
 from keras_tl.export.convert import _check_path
 from keras_tl.export.convert import _convert
+from keras_tl.export.convert import _is_keras3
 from keras_tl.export.data import _as_arrays
 from keras_tl.export.data import _representative_dataset
-from keras_tl.export.labels import LABELS_FILE
+from keras_tl.export.files import _export_paths
+from keras_tl.export.files import _write_export
 from keras_tl.export.labels import _labels_for
+from keras_tl.export.metadata import _schemas_available
+from keras_tl.export.metadata import populate_image_classifier_metadata
 from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import ExportReport
 from keras_tl.export.report import _fill_parity
 from keras_tl.export.report import _keras_predict
 
-__all__ = ["to_tflite"]
+__all__ = ["GRAYSCALE_INPUTS", "GRAYSCALE_WEIGHTS", "to_tflite"]
+
+# ITU-R BT.601 luma, the weights of `tf.image.rgb_to_grayscale`:
+# gray = 0.299 R + 0.587 G + 0.114 B.
+GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
+GRAYSCALE_INPUTS = ("rgb", "keep")
+# Image depths MediaPipe's ImageClassifier accepts.
+_MEDIAPIPE_CHANNELS = (3, 4)
 
 
 def _model_image_size(model):
@@ -26,6 +37,35 @@ def _model_image_size(model):
     if isinstance(shape, tuple) and len(shape) == 4 and None not in shape[1:3]:
         return tuple(shape[1:3])
     return None
+
+
+def _image_channels(model):
+    """Channels of the model's single image input, or `None` for others."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 4 and shape[-1] in (1, 3, 4):
+        return int(shape[-1])
+    return None
+
+
+def _rgb_input_model(model):
+    """`model` behind a 3-channel input that it converts to grayscale.
+
+    Cameras and MediaPipe deliver RGB; a fixed 1x1 convolution with the
+    BT.601 weights turns it into the one channel the model was trained on,
+    inside the file.
+    """
+    height, width = model.input_shape[1:3]
+    inputs = keras.Input((height, width, 3), name="image")
+    to_gray = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False,
+                                  name="rgb_to_grayscale")
+    gray = to_gray(inputs)
+    to_gray.set_weights([np.asarray(GRAYSCALE_WEIGHTS, np.float32).reshape(1, 1, 3, 1)])
+    return keras.Model(inputs, model(gray), name=model.name)
+
+
+def _gray_to_rgb(inputs):
+    # R = G = B = gray gives back gray: the BT.601 weights sum to 1.
+    return np.repeat(np.asarray(inputs, np.float32), 3, axis=-1)
 
 
 def to_tflite(
@@ -43,16 +83,34 @@ def to_tflite(
     num_threads=1,
     input_signature=None,
     sparse_weights=False,
+    metadata=None,
+    grayscale_input="rgb",
+    normalization=(0.0, 1.0),
 ):
     """Exports `model` to a `.tflite` file and checks it in LiteRT.
 
     Conversion goes through `model.export(path, format="litert")` with
-    TFLite builtin ops only. The file is written atomically (temporary file,
-    then rename), so a failed conversion leaves no file behind; `labels.txt`
-    (one class name per line) is written beside it. With `check_data`, the
-    file runs in `ai_edge_litert.interpreter.Interpreter` and the report
-    compares it with the Keras model; the median single-sample latency is
-    measured alternately with the float32 conversion's.
+    TFLite builtin ops only. An image classifier's file carries TFLite
+    Metadata (RGB input, pixel normalization, class names packed inside), so
+    MediaPipe's `ImageClassifier` runs it on camera images as it is.
+    With `check_data`, the final file runs in
+    `ai_edge_litert.interpreter.Interpreter` and the report compares it with
+    the Keras model; the median single-sample latency is measured
+    alternately with the float32 conversion's.
+
+    Nothing is written until conversion and checks have succeeded; then the
+    file, `<stem>.labels.txt` (one class name per line) and `<stem>.json`
+    (the report) are written beside each other, each atomically (temporary
+    file, then rename, mode `0666 & ~umask`). A failed export leaves an
+    earlier export under the same name byte for byte as it was.
+
+    A grayscale model (one input channel) gets, with `grayscale_input="rgb"`,
+    a 3-channel input converted inside the file with the ITU-R BT.601 luma
+    weights of `tf.image.rgb_to_grayscale` (`GRAYSCALE_WEIGHTS`: gray =
+    0.299 R + 0.587 G + 0.114 B): MediaPipe accepts only 3- or 4-channel
+    images, and for a gray picture (R = G = B) the model sees the same values
+    as in Keras. The check and calibration data stay grayscale; they are
+    repeated to RGB for the file.
 
     Note: `"dynamic"` quantization leaves tensors under 1,024 elements (small
     kernels, biases) in float.
@@ -69,7 +127,7 @@ def to_tflite(
             folder; `num_calibration_samples` are drawn at random.
         check_data: held-out data in the same forms; with labels, the report
             includes accuracy. The first `num_check_samples` are run.
-        class_names: names for `labels.txt`; default: the names stored in the
+        class_names: names for the labels; default: the names stored in the
             model (`keras_tl.heads.get_class_names`), else `0 .. N-1`.
         io_dtype: `"float32"`, `"int8"` or `"uint8"` inputs and outputs of an
             int8 file (integer I/O suits camera pixels; `LiteRTModel`
@@ -85,13 +143,26 @@ def to_tflite(
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`): a smaller file with
             the same outputs. The report's size ratio is against the dense
             float32 conversion.
+        metadata: TFLite Metadata in the file. `None` (default): for an
+            image classifier (one image input with 1, 3 or 4 channels, one
+            output), bare for other models, and bare with a warning when
+            `mediapipe` (whose schemas it is written with) is not installed.
+            `True`: always, or raise. `False`: a bare file.
+        grayscale_input: for a 1-channel model, `"rgb"` (a 3-channel input
+            converted to gray inside the file) or `"keep"` (the 1-channel
+            input; MediaPipe refuses such files).
+        normalization: `(mean, std)` that MediaPipe applies to pixels in
+            [0, 255] before a float input: `(0, 1)` for keras-tl models,
+            which rescale inside; `(0, 255)` for a model that expects
+            [0, 1]; `(127.5, 127.5)` for [-1, 1]. A number or one per
+            channel each.
 
     Returns:
         An `ExportReport`.
 
     Raises:
-        ValueError: a bad path or option, or int8 without representative
-            data.
+        ValueError: a bad path or option, int8 without representative
+            data, or class names that do not match the outputs.
         UnsupportedOpsError: the model uses ops outside the TFLite builtins;
             the message names them and the `allow_select_tf_ops` option.
 
@@ -107,38 +178,172 @@ def to_tflite(
     path = _check_path(path)
     _check_tensorflow_backend()
     _check_options(quantization, representative_data, io_dtype)
+    if grayscale_input not in GRAYSCALE_INPUTS:
+        raise ValueError(
+            f"grayscale_input must be one of {GRAYSCALE_INPUTS}; got {grayscale_input!r}."
+        )
+    num_outputs = _num_outputs(model)
+    labels = _labels_for(model, class_names, num_outputs)
     image_size = _model_image_size(model)
+    channels = _image_channels(model)
+    exported = model
+    to_file_inputs = _unchanged
+    if channels == 1 and grayscale_input == "rgb" and _is_keras3(model):
+        exported, channels, to_file_inputs = _rgb_input_model(model), 3, _gray_to_rgb
+    with_metadata = _writes_metadata(model, metadata, channels, io_dtype, normalization)
     representative = None
     if quantization == "int8":
         calibration, _ = _as_arrays(
             representative_data, limit=num_calibration_samples, seed=0,
             image_size=image_size, split="train",
         )
-        representative = _representative_dataset(calibration)
-    content = _convert(model, quantization, representative, io_dtype,
+        _check_input_shape(model, calibration, "representative_data")
+        if with_metadata:
+            _check_pixel_range(calibration, normalization)
+        representative = _representative_dataset(to_file_inputs(calibration))
+    if check_data is not None:
+        inputs, targets = _as_arrays(check_data, limit=num_check_samples,
+                                     image_size=image_size)
+        _check_input_shape(model, inputs, "check_data")
+        if with_metadata:
+            _check_pixel_range(inputs, normalization)
+    content = _convert(exported, quantization, representative, io_dtype,
                        allow_select_tf_ops, input_signature, sparse_weights)
     float32_content = content if quantization is None and not sparse_weights else _convert(
-        model, None, None, "float32", allow_select_tf_ops, input_signature
+        exported, None, None, "float32", allow_select_tf_ops, input_signature
     )
-    write_atomic(path, content)
-    num_outputs = int(model.output_shape[-1]) if hasattr(model, "output_shape") else 0
-    labels = _labels_for(model, class_names, num_outputs)
-    labels_path = os.path.join(os.path.dirname(os.path.abspath(path)), LABELS_FILE)
-    write_atomic(labels_path, "\n".join(labels) + "\n")
+    if with_metadata:
+        mean, std = normalization
+
+        def add_metadata(plain):
+            return populate_image_classifier_metadata(
+                plain, labels, mean=mean, std=std, name=model.name,
+            )
+
+        same_file = float32_content is content
+        content = add_metadata(content)
+        float32_content = content if same_file else add_metadata(float32_content)
+        if io_dtype == "uint8":
+            _check_pixel_quantization(content, mean, std)
+    labels_file, report_file = _export_paths(path)
     report = ExportReport(
         path=path,
         quantization=quantization,
         size_bytes=len(content),
         float32_size_bytes=len(float32_content),
-        labels_path=labels_path,
+        labels_path=labels_file,
+        report_path=report_file,
+        metadata="image_classifier" if with_metadata else None,
+        input_channels=channels,
         num_threads=num_threads,
     )
     if check_data is not None:
-        inputs, targets = _as_arrays(check_data, limit=num_check_samples,
-                                     image_size=image_size)
         reference = _keras_predict(model, inputs)
-        _fill_parity(report, content, float32_content, inputs, targets, reference, num_threads)
+        _fill_parity(report, content, float32_content, to_file_inputs(inputs), targets,
+                     reference, num_threads)
+    _write_export(report, content, labels)
     return report
+
+
+def _writes_metadata(model, metadata, channels, io_dtype, normalization):
+    """Whether the file gets image classifier metadata; raises for a
+    `metadata=True` that cannot be met, warns where MediaPipe will refuse."""
+    if metadata not in (None, True, False):
+        raise ValueError(f"metadata must be None, True or False; got {metadata!r}.")
+    image_classifier = channels is not None and _single_output(model)
+    if metadata is True and not image_classifier:
+        raise ValueError(
+            "metadata=True needs an image classifier: one image input (height, "
+            "width, 1, 3 or 4 channels) and one output; the model takes "
+            f"{getattr(model, 'input_shape', None)}. Pass metadata=False."
+        )
+    if not image_classifier or metadata is False:
+        return False
+    if not (isinstance(normalization, (tuple, list)) and len(normalization) == 2):
+        raise ValueError(f"normalization must be (mean, std); got {normalization!r}.")
+    if not _schemas_available(required=metadata is True, stacklevel=4):
+        return False
+    if channels not in _MEDIAPIPE_CHANNELS:
+        warnings.warn(
+            f"The file takes {channels}-channel images: MediaPipe's ImageClassifier "
+            "accepts only 3 or 4 channels (grayscale_input='rgb' converts RGB "
+            "to gray inside the file).", stacklevel=3,
+        )
+    if io_dtype == "int8":
+        warnings.warn(
+            "MediaPipe Tasks take uint8 or float32 inputs, not int8: use "
+            "io_dtype='uint8' for camera pixels.", stacklevel=3,
+        )
+    return True
+
+
+def _unchanged(inputs):
+    return inputs
+
+
+def _check_input_shape(model, inputs, argument):
+    """Samples must have the model's input shape: the interpreter would
+    otherwise resize the file's input to fit them and check another model."""
+    shape = getattr(model, "input_shape", None)
+    if not isinstance(shape, tuple) or not isinstance(inputs, np.ndarray):
+        return
+    expected = shape[1:]
+    if inputs.ndim != len(shape) or any(
+        size is not None and size != actual for size, actual in zip(expected, inputs.shape[1:])
+    ):
+        raise ValueError(
+            f"The {argument} samples have shape {inputs.shape[1:]}; the model "
+            f"takes {expected}."
+        )
+
+
+def _check_pixel_range(inputs, normalization):
+    """Warns when data looks like pixels in [0, 1] but the metadata tells
+    MediaPipe to feed [0, 255] as it is."""
+    mean, std = (np.ravel(v).astype(float) for v in normalization)
+    if isinstance(inputs, np.ndarray) and np.all(mean == 0) and np.all(std == 1):
+        if inputs.size and float(np.max(inputs)) <= 1.0:
+            warnings.warn(
+                "The images are in [0, 1], but normalization=(0, 1) makes "
+                "MediaPipe feed pixels in [0, 255]: pass normalization=(0, 255) "
+                "if the model expects [0, 1].", stacklevel=3,
+            )
+
+
+def _check_pixel_quantization(content, mean, std):
+    """Warns when a uint8 input does not take pixels as they are.
+
+    MediaPipe copies camera pixels into a uint8 input unchanged, so the
+    input's quantization must read pixel p as the value the model expects,
+    `(p - mean) / std`: scale `1 / std`, zero point `mean`. The converter
+    takes the scale from the calibration images' range, which gives this
+    when they span 0 to 255.
+    """
+    from keras_tl.export.interpreter import LiteRTModel
+
+    litert = LiteRTModel(content)
+    scale, zero_point = litert.input_details[litert.input_names[0]]["quantization"]
+    mean, std = float(np.mean(mean)), float(np.mean(std))
+    if not (np.isclose(scale * std, 1.0, rtol=1e-3) and round(mean) == zero_point):
+        warnings.warn(
+            f"The uint8 input has scale {scale:.4g} and zero point {zero_point}; "
+            f"MediaPipe feeds raw pixels, which this file reads correctly only "
+            f"with scale {1 / std:.4g} and zero point {round(mean)}. Calibrate with "
+            "images whose pixels span 0 to 255, or use io_dtype='float32'.",
+            stacklevel=3,
+        )
+
+
+def _num_outputs(model):
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, tuple) and shape and isinstance(shape[-1], int):
+        return shape[-1]
+    return 0
+
+
+def _single_output(model):
+    outputs = getattr(model, "outputs", None)
+    return outputs is not None and len(outputs) == 1
 
 
 def _check_tensorflow_backend():

@@ -38,7 +38,14 @@ class ExportReport:
         quantization: `None` (float32), `"float16"`, `"dynamic"` or `"int8"`.
         size_bytes: size of the file.
         float32_size_bytes: size of the float32 conversion of the same model.
-        labels_path: the `labels.txt` written beside the file.
+        labels_path: the `<stem>.labels.txt` written beside the file.
+        report_path: the `<stem>.json` beside the file: this report.
+        metadata: the TFLite Metadata inside the file: `"image_classifier"`
+            or `"text_classifier"` (what MediaPipe Tasks read), or `None`
+            for a bare file.
+        input_channels: channels of the file's image input (3 for a
+            grayscale model exported with `grayscale_input="rgb"`), `None`
+            for other inputs.
         num_checked: number of check samples run.
         max_abs_diff: largest absolute difference between the LiteRT and
             Keras outputs.
@@ -64,6 +71,9 @@ class ExportReport:
     size_bytes: int = 0
     float32_size_bytes: int = 0
     labels_path: str = None
+    report_path: str = None
+    metadata: str = None
+    input_channels: int = None
     num_checked: int = 0
     max_abs_diff: float = None
     top1_agreement: float = None
@@ -114,6 +124,8 @@ class ExportReport:
             f"  size              {self.size_bytes:,} bytes "
             f"({fmt(self.size_ratio, '.3f')}x float32)",
             f"  labels            {self.labels_path}",
+            f"  metadata          {self.metadata or 'none (bare file)'}",
+            f"  report            {self.report_path}",
         ]
         if self.num_checked:
             lines += [

@@ -1,11 +1,15 @@
 """Text classifiers on phones: `text_to_tflite` and `TFLiteTextClassifier`.
 
 The tokenizer cannot run inside TFLite, so the file holds the encoder and
-head on token ids; the tokenizer is saved beside it and runs in Python.
+head on token ids. For a BERT WordPiece model the file carries TFLite
+Metadata with the vocabulary, which MediaPipe's `TextClassifier` tokenizes
+with on the phone; the KerasHub tokenizer is also saved beside the file for
+`TFLiteTextClassifier`, which tokenizes in Python.
 """
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -16,10 +20,13 @@ from keras_tl.export.convert import _check_options
 from keras_tl.export.convert import _check_path
 from keras_tl.export.convert import _convert
 from keras_tl.export.data import _representative_dataset
+from keras_tl.export.files import _export_paths
+from keras_tl.export.files import _write_export
 from keras_tl.export.interpreter import LiteRTModel
-from keras_tl.export.labels import LABELS_FILE
 from keras_tl.export.labels import _labels_for
 from keras_tl.export.labels import read_labels
+from keras_tl.export.metadata import _schemas_available
+from keras_tl.export.metadata import populate_text_classifier_metadata
 from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import ExportReport
 from keras_tl.export.report import _fill_parity
@@ -27,8 +34,40 @@ from keras_tl.export.report import _keras_predict
 
 __all__ = ["TOKENIZER_DIR", "VOCABULARY_FILE", "TFLiteTextClassifier", "text_to_tflite"]
 
+# Names older keras-tl versions gave the vocabulary and tokenizer beside
+# every text export in a folder; exports now write `<stem>.vocab.txt` and
+# `<stem>.tokenizer/`, and `TFLiteTextClassifier.load` reads either.
 VOCABULARY_FILE = "vocab.txt"
 TOKENIZER_DIR = "tokenizer"
+
+
+def _vocabulary_path(path):
+    return os.path.splitext(os.fspath(path))[0] + "." + VOCABULARY_FILE
+
+
+def _tokenizer_path(path):
+    return os.path.splitext(os.fspath(path))[0] + "." + TOKENIZER_DIR
+
+
+def _wordpiece_vocabulary(preprocessor):
+    """The WordPiece vocabulary MediaPipe's BERT tokenizer can use, or None.
+
+    MediaPipe's tokenizer lower-cases (ASCII) and splits on punctuation like
+    KerasHub's `WordPieceTokenizer` with `lowercase=True`; other tokenizers
+    (SentencePiece, byte-pair) have no BERT tokenizer metadata.
+    """
+    import keras_hub
+
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if not isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
+        return None
+    if not getattr(tokenizer, "lowercase", True):
+        warnings.warn(
+            "The tokenizer keeps case; MediaPipe's BERT tokenizer lower-cases "
+            "ASCII letters, so on the phone capitalized words map to other "
+            "tokens.", stacklevel=3,
+        )
+    return list(tokenizer.get_vocabulary())
 
 
 def _text_parts(model, preprocessor):
@@ -90,16 +129,31 @@ def text_to_tflite(
     num_calibration_samples=DEFAULT_CALIBRATION_SAMPLES,
     num_check_samples=DEFAULT_CHECK_SAMPLES,
     num_threads=1,
+    metadata=None,
 ):
     """Exports a KerasHub text classifier (encoder + head) to `.tflite`.
 
     The tokenizer cannot run in TFLite (`FastWordpieceTokenizeWithOffsets`
     is neither a builtin nor a flex op), so the file takes `token_ids`,
     `segment_ids` and `padding_mask` (int32, `(batch, sequence_length)`).
-    Beside it go `labels.txt`, `vocab.txt` and a `tokenizer/` folder (the
-    preprocessor saved as a KerasHub preset) that `TFLiteTextClassifier`
-    loads to classify raw strings. Parity is checked from raw strings:
-    Keras `model.predict(texts)` against the tokenizer plus the file.
+    For a WordPiece (BERT-family) tokenizer the file carries TFLite Metadata:
+    BERT tokenizer options with the vocabulary and the class names packed
+    inside, so MediaPipe's `TextClassifier` classifies raw strings with it
+    alone. Beside it go `<stem>.labels.txt`, `<stem>.json` (the report),
+    `<stem>.vocab.txt` and `<stem>.tokenizer/` (the preprocessor saved as a
+    KerasHub preset) that `TFLiteTextClassifier` loads to classify raw
+    strings in Python. Parity is checked from raw strings: Keras
+    `model.predict(texts)` against the tokenizer plus the file. Nothing is
+    written until conversion and checks have succeeded.
+
+    MediaPipe tokenizes with its own C++ BERT tokenizer: it lower-cases
+    ASCII letters only, splits on whitespace, punctuation and CJK
+    characters, looks WordPiece pieces up in the packed vocabulary and keeps
+    `[CLS]`, the first `sequence_length - 2` pieces and `[SEP]`, as KerasHub
+    does. KerasHub's uncased tokenizers also lower-case other letters and
+    strip accents, so words with accents or non-ASCII capitals can get other
+    ids on the phone (`café` is `cafe` in KerasHub, not in MediaPipe); see
+    `benchmarks/mediapipe_tasks.py` for the measured agreement.
 
     Args:
         model: a KerasHub `TextClassifier` (e.g. `BertTextClassifier`, a
@@ -110,11 +164,15 @@ def text_to_tflite(
         check_data: held-out texts, or `(texts, labels)`.
         preprocessor: the tokenizing preprocessor; default
             `model.preprocessor`.
-        class_names: names for `labels.txt`; default from the model.
+        class_names: names for the labels; default from the model.
         allow_select_tf_ops: as for `to_tflite`.
         num_calibration_samples: texts drawn for int8 calibration.
         num_check_samples: texts checked.
         num_threads: interpreter threads.
+        metadata: BERT tokenizer metadata in the file. `None` (default):
+            for WordPiece tokenizers, bare for others (`report.metadata` is
+            `None`) and bare with a warning without `mediapipe`. `True`:
+            always, or raise. `False`: a bare file.
 
     Returns:
         An `ExportReport`.
@@ -138,21 +196,37 @@ def text_to_tflite(
         if len(texts) > num_calibration_samples:
             texts = [texts[i] for i in rng.choice(len(texts), num_calibration_samples, replace=False)]
         representative = _representative_dataset(_token_inputs(preprocessor, texts))
+    num_outputs = int(model.output_shape[-1])
+    labels = _labels_for(model, class_names or getattr(model, "class_names", None), num_outputs)
+    if metadata not in (None, True, False):
+        raise ValueError(f"metadata must be None, True or False; got {metadata!r}.")
+    vocabulary = None if metadata is False else _wordpiece_vocabulary(preprocessor)
+    if metadata is True and vocabulary is None:
+        raise ValueError(
+            f"metadata=True needs a WordPiece (BERT-family) tokenizer; the model's is "
+            f"{type(getattr(preprocessor, 'tokenizer', None)).__name__}. Pass metadata=False."
+        )
+    if vocabulary is not None and not _schemas_available(required=metadata is True):
+        vocabulary = None
     content = _convert(model, quantization, representative, "float32",
                        allow_select_tf_ops, signature)
     float32_content = content if quantization is None else _convert(
         model, None, None, "float32", allow_select_tf_ops, signature
     )
-    folder = os.path.dirname(os.path.abspath(path))
-    _write_tokenizer(preprocessor, folder)
-    write_atomic(path, content)
-    num_outputs = int(model.output_shape[-1])
-    labels = _labels_for(model, class_names or getattr(model, "class_names", None), num_outputs)
-    labels_path = os.path.join(folder, LABELS_FILE)
-    write_atomic(labels_path, "\n".join(labels) + "\n")
+    if vocabulary is not None:
+        def add_metadata(plain):
+            return populate_text_classifier_metadata(plain, labels, vocabulary,
+                                                     name=model.name)
+
+        same_file = float32_content is content
+        content = add_metadata(content)
+        float32_content = content if same_file else add_metadata(float32_content)
+    labels_file, report_file = _export_paths(path)
     report = ExportReport(
         path=path, quantization=quantization, size_bytes=len(content),
-        float32_size_bytes=len(float32_content), labels_path=labels_path,
+        float32_size_bytes=len(float32_content), labels_path=labels_file,
+        report_path=report_file,
+        metadata="text_classifier" if vocabulary is not None else None,
         num_threads=num_threads,
     )
     if check_data is not None:
@@ -164,21 +238,24 @@ def text_to_tflite(
         tokens = classifier.tokenize(texts)
         _fill_parity(report, content, float32_content, tokens, targets,
                      reference, num_threads)
+    _write_tokenizer(preprocessor, path)
+    _write_export(report, content, labels)
     return report
 
 
-def _write_tokenizer(preprocessor, folder):
-    """Saves the preprocessor as a KerasHub preset in `folder/tokenizer`."""
+def _write_tokenizer(preprocessor, path):
+    """Saves the preprocessor as a KerasHub preset in `<stem>.tokenizer/`,
+    and its vocabulary as `<stem>.vocab.txt`."""
 
     def save(staging):
         preprocessor.save_to_preset(staging)
-        vocabulary = preprocessor.tokenizer.get_vocabulary()
-        write_atomic(os.path.join(folder, VOCABULARY_FILE), "\n".join(vocabulary) + "\n")
         config = {"sequence_length": int(preprocessor.sequence_length)}
         with open(os.path.join(staging, "tflite_text.json"), "w", encoding="utf-8") as f:
             json.dump(config, f)
 
-    save_directory_atomic(os.path.join(folder, TOKENIZER_DIR), save)
+    save_directory_atomic(_tokenizer_path(path), save)
+    vocabulary = preprocessor.tokenizer.get_vocabulary()
+    write_atomic(_vocabulary_path(path), "\n".join(vocabulary) + "\n")
 
 
 class TFLiteTextClassifier:
@@ -216,7 +293,10 @@ class TFLiteTextClassifier:
 
     @classmethod
     def load(cls, path, num_threads=1):
-        """Loads the file and the `tokenizer/` and `labels.txt` beside it.
+        """Loads the file and the tokenizer and labels beside it.
+
+        Reads `<stem>.tokenizer/` and the labels (`read_labels`); exports
+        of older keras-tl versions have `tokenizer/` and `labels.txt`.
 
         Args:
             path: the `.tflite` written by `text_to_tflite`.
@@ -225,11 +305,13 @@ class TFLiteTextClassifier:
         import keras
 
         folder = os.path.dirname(os.path.abspath(path))
-        preset = os.path.join(folder, TOKENIZER_DIR)
+        preset = _tokenizer_path(path)
+        if not os.path.isdir(preset):
+            preset = os.path.join(folder, TOKENIZER_DIR)
         if not os.path.isdir(preset):
             raise FileNotFoundError(
-                f"No {TOKENIZER_DIR}/ folder beside {path}; export with "
-                "text_to_tflite, which writes it."
+                f"No {os.path.basename(_tokenizer_path(path))}/ folder beside {path}; "
+                "export with text_to_tflite, which writes it."
             )
         with open(os.path.join(preset, "tflite_text.json"), encoding="utf-8") as f:
             config = json.load(f)
@@ -239,8 +321,10 @@ class TFLiteTextClassifier:
             preprocessor = keras.saving.deserialize_keras_object(json.load(f))
         preprocessor.load_preset_assets(preset)
         preprocessor.sequence_length = config["sequence_length"]
-        labels_path = os.path.join(folder, LABELS_FILE)
-        names = read_labels(labels_path) if os.path.exists(labels_path) else None
+        try:
+            names = read_labels(path)
+        except FileNotFoundError:
+            names = None
         return cls(path, preprocessor, names, num_threads)
 
     def tokenize(self, texts):

@@ -1,0 +1,52 @@
+"""The files an export writes: the `.tflite`, its labels and its report.
+
+Everything is computed and checked in memory first. Then each file is
+written under a temporary name in its folder, and only when all three are
+written and flushed are they renamed into place, the `.tflite` last: a
+failed write (a full disk) replaces nothing, and an export that fails
+earlier leaves an earlier export under the same names as it was.
+"""
+
+import json
+import os
+
+from keras_tl._utils.io import save_atomic
+from keras_tl.export.labels import labels_path
+
+__all__ = []
+
+_REPORT_SUFFIX = ".json"
+
+
+def _export_paths(path):
+    """`(labels path, report path)` of the export at `path`."""
+    return labels_path(path), os.path.splitext(os.fspath(path))[0] + _REPORT_SUFFIX
+
+
+def _write_export(report, content, labels):
+    """Writes `content` to `report.path`, the labels and the JSON report."""
+    files = [
+        (report.path, bytes(content)),
+        (report.labels_path, ("\n".join(labels) + "\n").encode("utf-8")),
+        (report.report_path, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8")),
+    ]
+
+    def write(index):
+        # Each `save_atomic` renames its file after its `save` returns; the
+        # next file is written and flushed inside that `save`, so every
+        # temporary is on disk before the first rename, and the `.tflite`
+        # is renamed last.
+        if index == len(files):
+            return
+        path, data = files[index]
+
+        def save(temporary):
+            with open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            write(index + 1)
+
+        save_atomic(path, save, suffix="")
+
+    write(0)
