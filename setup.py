@@ -1,10 +1,20 @@
 """keras-tl: transfer learning for Keras 3."""
 
+import re
+
 from setuptools import find_packages, setup
+
+
+def _version():
+    # keras_tl/version.py is the one place the version is written.
+    with open("keras_tl/version.py", encoding="utf-8") as file:
+        return re.search(r'__version__ = "([^"]+)"', file.read()).group(1)
+
 
 setup(
     name="keras-tl",
-    version="0.1.0",
+    version=_version(),
+    license="Apache-2.0",
     description=(
         "Transfer learning for Keras 3: feature extraction, fine-tuning, "
         "knowledge distillation and export to LiteRT."

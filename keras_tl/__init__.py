@@ -16,10 +16,13 @@ from keras_tl import export
 from keras_tl import features
 from keras_tl import finite
 from keras_tl import heads
+from keras_tl import hub_backbones
+from keras_tl import lora
 from keras_tl import lr_finder
 from keras_tl import optimize
 from keras_tl import optimizers
 from keras_tl import plots
+from keras_tl import pooling
 from keras_tl import pretrained
 from keras_tl import recipes
 from keras_tl import schedules
@@ -61,11 +64,14 @@ from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import fit_linear_head
 from keras_tl.heads import get_class_names
+from keras_tl.lora import enable_lora
+from keras_tl.lora import merge_lora
 from keras_tl.lr_finder import LRFinderResult
 from keras_tl.lr_finder import find_learning_rate
 from keras_tl.optimizers import discriminative_optimizer
 from keras_tl.optimizers import learning_rates
 from keras_tl.optimizers import rebuild_optimizer
+from keras_tl.pooling import TokenPooling
 from keras_tl.preprocessing import ImagePreprocessing
 from keras_tl.schedules import OneCycle
 from keras_tl.schedules import SlantedTriangular
@@ -87,6 +93,7 @@ from keras_tl.text import extract_text_features
 from keras_tl.text import get_text_stages
 from keras_tl.text import list_text_presets
 from keras_tl.text import load_text_preset
+from keras_tl.version import __version__
 
 __all__ = [
     "engine",
@@ -106,10 +113,13 @@ __all__ = [
     "export",
     "features",
     "heads",
+    "hub_backbones",
+    "lora",
     "lr_finder",
     "optimize",
     "optimizers",
     "plots",
+    "pooling",
     "pretrained",
     "recipes",
     "schedules",
@@ -137,6 +147,7 @@ __all__ = [
     "SyncBatchNormStatistics",
     "TFLiteTextClassifier",
     "TextData",
+    "TokenPooling",
     "UnsupportedOpsError",
     "WarmupDecay",
     "adabn",
@@ -149,6 +160,7 @@ __all__ = [
     "build_text_classifier",
     "coral_loss",
     "discriminative_optimizer",
+    "enable_lora",
     "extract",
     "extract_text_features",
     "find_learning_rate",
@@ -164,6 +176,7 @@ __all__ = [
     "load_sentiment_snippets",
     "load_text_preset",
     "log_me",
+    "merge_lora",
     "nce",
     "normalize_features",
     "rank_backbones",
@@ -175,7 +188,6 @@ __all__ = [
     "to_tflite",
 ]
 
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

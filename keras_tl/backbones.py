@@ -1,8 +1,13 @@
-"""The backbone zoo: every Keras Applications family by a short name.
+"""The backbone zoo: every Keras Applications family by a short name, and
+KerasHub image presets.
 
-Each entry knows how to build the network, the preprocessing it was trained
-with, its default and minimum input size, its feature dimension and its
-stages (the named blocks that fine-tuning unfreezes from the top down).
+Each Keras Applications entry knows how to build the network, the
+preprocessing it was trained with, its default and minimum input size, its
+feature dimension and its stages (the named blocks that fine-tuning unfreezes
+from the top down). Any other name that reads as a KerasHub image preset (a
+built-in name, an `hf://` handle or a local preset folder) is built by
+`keras_tl.hub_backbones`: ViT, DeiT, DINOv2/v3, SigLIP, CLIP and KerasHub's
+CNN families.
 """
 
 import dataclasses
@@ -12,11 +17,14 @@ import re
 
 import keras
 
+from keras_tl import hub_backbones
 from keras_tl.preprocessing import ImagePreprocessing
 
 __all__ = [
+    "BACKBONE_SOURCES",
     "ZOO",
     "BackboneSpec",
+    "backbone_source",
     "build_backbone",
     "build_small_cnn",
     "find_zoo_network",
@@ -296,15 +304,37 @@ ZOO = {spec.name: spec for spec in _SPECS}
 _BY_LAYER_NAME = {spec.layer_name: spec for spec in _SPECS}
 
 
-def list_backbones():
-    """Returns the short names of every backbone in the zoo.
+BACKBONE_SOURCES = ("keras_applications", "keras_hub", "all")
+
+
+def list_backbones(source="keras_applications"):
+    """Returns the names `build_backbone` (and every recipe) accepts.
+
+    Args:
+        source: `"keras_applications"` (default): the zoo's short names;
+            `"keras_hub"`: the built-in KerasHub image presets of the
+            families in `keras_tl.hub_backbones.HUB_FAMILIES` (their weights
+            download on first use; `hf://` handles and local preset folders
+            are accepted too); `"all"`: both, Keras Applications first.
+
+    Returns:
+        A list of names (each part sorted).
 
     Example:
 
     >>> "resnet50" in list_backbones()
     True
+    >>> "dinov2_small" in list_backbones("keras_hub")
+    True
     """
-    return sorted(ZOO)
+    if source not in BACKBONE_SOURCES:
+        raise ValueError(f"source must be one of {BACKBONE_SOURCES}; got {source!r}.")
+    names = []
+    if source in ("keras_applications", "all"):
+        names += sorted(ZOO)
+    if source in ("keras_hub", "all"):
+        names += hub_backbones.list_hub_presets()
+    return names
 
 
 def get_spec(name):
@@ -332,8 +362,52 @@ def get_spec(name):
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(
         f"Unknown backbone {name!r}.{hint} `keras_tl.list_backbones()` lists "
-        "every name; any `keras.Model` may also be passed instead of a name."
+        "every Keras Applications name and `list_backbones('keras_hub')` the "
+        "KerasHub image presets; a local KerasHub preset folder, an hf:// "
+        "handle or any `keras.Model` may also be passed instead of a name."
     )
+
+
+def backbone_source(backbone):
+    """Where `build_backbone` takes a backbone from.
+
+    A folder or an `hf://`-style handle is a KerasHub preset even when its
+    name is also a zoo name; a bare name is looked up in the Keras
+    Applications zoo first, then among KerasHub's built-in image presets.
+
+    Args:
+        backbone: a name, a preset folder or handle, or a `keras.Model`.
+
+    Returns:
+        `"keras_applications"`, `"keras_hub"`, `"model"` (a `keras.Model`)
+        or `"unknown"`.
+
+    Example:
+
+    >>> backbone_source("resnet50"), backbone_source("hf://timm/resnet18.a1_in1k")
+    ('keras_applications', 'keras_hub')
+    """
+    if isinstance(backbone, keras.Model):
+        return "model"
+    if isinstance(backbone, os.PathLike):
+        backbone = os.fspath(backbone)
+    if not isinstance(backbone, str):
+        return "unknown"
+    if os.path.isdir(backbone) or "://" in backbone:
+        return "keras_hub"
+    if _is_zoo_name(backbone):
+        return "keras_applications"
+    if hub_backbones.is_hub_preset(backbone):
+        return "keras_hub"
+    return "unknown"
+
+
+def _is_zoo_name(name):
+    try:
+        get_spec(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _normalize_name(name):
@@ -365,24 +439,35 @@ def _resolve_input_shape(spec, input_shape):
 
 
 def build_backbone(
-    backbone, weights="imagenet", input_shape=None, pooling="avg", trainable=False
+    backbone, weights="imagenet", input_shape=None, pooling="auto", trainable=False
 ):
     """Builds a feature extractor that takes raw [0, 255] images.
 
     For a zoo name the result is `Input -> ImagePreprocessing -> <backbone>
     -> pooling`, where the Keras Applications network is one nested layer
     named after the zoo entry (so `get_stages` finds its stages again after a
-    save and reload). A `keras.Model` is returned as is, with global average
-    pooling added when it outputs a feature map.
+    save and reload). A KerasHub image preset (built-in name, `hf://`
+    handle or local preset folder) is built by
+    `keras_tl.hub_backbones.build_hub_backbone`: the preset's weights, its
+    image converter's scaling as the preprocessing layer, features pooled
+    per family. A `keras.Model` is returned as is, with global average
+    pooling added when it outputs a feature map (a KerasHub backbone's
+    tokens are pooled as its family's presets are).
 
     Args:
-        backbone: a zoo name (see `list_backbones()`) or a `keras.Model`.
+        backbone: a zoo name (see `list_backbones()`), a KerasHub image
+            preset (`list_backbones("keras_hub")`, `"hf://..."` or a preset
+            folder) or a `keras.Model`.
         weights: `"imagenet"` (downloaded by Keras and cached in
-            `~/.keras/models`), `None` (random initialization), or the path
-            of a local weights file for the network without its top.
+            `~/.keras/models`; for a KerasHub preset, the preset's own
+            weights), `None` (random initialization), or the path of a local
+            weights file for the Keras Applications network without its top.
         input_shape: `(height, width, 3)`; defaults to the size the weights
             were trained at.
-        pooling: `"avg"`, `"max"` or `None` (keep the feature map).
+        pooling: `"auto"` (global average pooling; a KerasHub preset's
+            family default, see `keras_tl.hub_backbones`), `"avg"`, `"max"`,
+            the token poolings `"token"`, `"mean"`, `"token_mean"` of a
+            KerasHub transformer, or `None` (keep the feature map or tokens).
         trainable: whether the backbone's weights start trainable. Feature
             extraction keeps them frozen.
 
@@ -397,16 +482,27 @@ def build_backbone(
     (None, 576)
     """
     if isinstance(backbone, keras.Model):
+        if hub_backbones.hub_family(backbone) is not None:
+            return hub_backbones.build_hub_backbone(
+                backbone, input_shape=input_shape, pooling=pooling, trainable=trainable
+            )
         model = backbone
         if len(model.output.shape) == 4 and pooling:
-            pool = _pooling_layer(pooling)
+            pool = _pooling_layer("avg" if pooling == "auto" else pooling)
             model = keras.Model(model.input, pool(model.output), name=model.name)
         model.trainable = trainable
         return model
+    if isinstance(backbone, os.PathLike):
+        backbone = os.fspath(backbone)
     if not isinstance(backbone, str):
         raise TypeError(
-            "`backbone` must be a zoo name (see keras_tl.list_backbones()) or a "
-            f"keras.Model; got {type(backbone).__name__}."
+            "`backbone` must be a zoo name (see keras_tl.list_backbones()), a "
+            f"KerasHub image preset or a keras.Model; got {type(backbone).__name__}."
+        )
+    if backbone_source(backbone) == "keras_hub":
+        return hub_backbones.build_hub_backbone(
+            backbone, weights=weights, input_shape=input_shape, pooling=pooling,
+            trainable=trainable,
         )
     spec = get_spec(backbone)
     input_shape = _resolve_input_shape(spec, input_shape)
@@ -433,7 +529,7 @@ def build_backbone(
     x = ImagePreprocessing(spec.preprocessing, name="preprocessing")(inputs)
     x = base(x)
     if pooling:
-        x = _pooling_layer(pooling)(x)
+        x = _pooling_layer("avg" if pooling == "auto" else pooling)(x)
     model = keras.Model(inputs, x, name=f"{spec.name}_backbone")
     model.trainable = trainable
     return model

@@ -32,6 +32,7 @@ def _train(args):
         weights=weights,
         input_shape=input_shape,
         batch_size=args.batch_size,
+        checkpoint_dir=args.checkpoint_dir,
         verbose=1,
     )
     if args.method == "feature-extraction":
@@ -80,8 +81,12 @@ def _export(args):
         io_dtype=args.io_dtype,
         allow_select_tf_ops=args.allow_select_tf_ops,
         sparse_weights=args.sparse_weights,
+        metadata=False if args.no_metadata else None,
+        grayscale_input=args.grayscale_input,
+        normalization=tuple(args.normalization),
     )
     print(report)
+    print(f"Wrote {report.path}, {report.labels_path} and {report.report_path}.")
     return 0
 
 
@@ -114,7 +119,8 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a classifier on an image folder")
     train.add_argument("data", help="folder with one subfolder of images per class")
-    train.add_argument("--backbone", default="mobilenet_v2", help="zoo name")
+    train.add_argument("--backbone", default="mobilenet_v2",
+                       help="zoo name, KerasHub image preset, hf:// handle or preset folder")
     train.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")
     train.add_argument("--method", choices=["feature-extraction", "fine-tune"],
                        default="feature-extraction",
@@ -126,6 +132,9 @@ def build_parser():
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--image-size", type=int, default=None, help="input side in pixels")
     train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument("--checkpoint-dir", default=None,
+                       help="checkpoint every epoch here; rerun the same command to "
+                            "resume after an interruption")
     train.add_argument("--out", default="model.keras", help="output .keras path")
     train.set_defaults(func=_train)
 
@@ -139,6 +148,15 @@ def build_parser():
     export.add_argument("--allow-select-tf-ops", action="store_true")
     export.add_argument("--sparse-weights", action="store_true",
                         help="store pruned kernels in the TFLite sparse format")
+    export.add_argument("--no-metadata", action="store_true",
+                        help="a bare file, without the TFLite Metadata MediaPipe reads")
+    export.add_argument("--grayscale-input", choices=["rgb", "keep"], default="rgb",
+                        help="a 1-channel model: RGB input converted to gray inside "
+                             "the file (default), or keep 1 channel")
+    export.add_argument("--normalization", nargs=2, type=float, default=(0.0, 1.0),
+                        metavar=("MEAN", "STD"),
+                        help="MediaPipe feeds (pixel - MEAN) / STD; default 0 1 "
+                             "(keras-tl models rescale inside)")
     export.set_defaults(func=_export)
     return parser
 

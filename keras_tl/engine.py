@@ -20,6 +20,7 @@ import keras
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl.callbacks import ProgressiveUnfreezing
 from keras_tl.finite import StopOnNonFiniteLoss
+from keras_tl.finite import backup_and_restore
 from keras_tl.optimizers import discriminative_optimizer
 from keras_tl.schedules import OneCycle
 from keras_tl.schedules import SlantedTriangular
@@ -165,6 +166,7 @@ def fit_stages(
     metrics=("accuracy",),
     class_weight=None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoint_dir=None,
     strategy=None,
     verbose: int = 1,
 ):
@@ -200,6 +202,10 @@ def fit_stages(
         metrics: the metrics of `compile`.
         class_weight: `fit`'s class weights.
         callbacks: more callbacks for `fit`.
+        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
+            checkpoint after every epoch (weights, optimizer, epoch, and the
+            unfreezing state); called again after an interruption, the run
+            resumes after the last finished epoch. Deleted when it ends.
         strategy: a `tf.distribute.Strategy` (TensorFlow), or `None`.
         verbose: 0 silent, 1 progress.
 
@@ -219,6 +225,9 @@ def fit_stages(
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay!r}.")
     rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, warmup_fraction)
+    # BackupAndRestore comes after ProgressiveUnfreezing: the stages of the
+    # resumed epoch must be trainable before the optimizer state is loaded.
+    callbacks = backup_and_restore(checkpoint_dir) + list(callbacks)
     if not stages:
         return _fit_trainable(
             model, train, validation=validation, epochs=epochs,
@@ -231,7 +240,7 @@ def fit_stages(
         unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable)
     unfreezing = ProgressiveUnfreezing(
         stages, initially_trainable=initially_trainable, train_batchnorm=train_batchnorm,
-        rewarm_steps=rewarm_steps, verbose=verbose, **unfreeze,
+        rewarm_steps=rewarm_steps, verbose=verbose, backup_dir=checkpoint_dir, **unfreeze,
     )
     with distribution_scope(strategy):
         model.compile(

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.validation import check_same_length
+from keras_tl.backbones import backbone_source
 from keras_tl.backbones import build_backbone
 from keras_tl.backbones import get_spec
 from keras_tl.data import as_dataset
@@ -422,23 +423,27 @@ def rank_backbones(
     re-ranking reuses them.
 
     Args:
-        candidates: a list of zoo names (`keras_tl.list_backbones()`) and
-            `keras.Model`s, or a dict `{display_name: name_or_model}`. For
+        candidates: a list of zoo names (`keras_tl.list_backbones()`),
+            KerasHub image presets (built-in names, `hf://` handles, local
+            preset folders; shown by folder name) and `keras.Model`s, or a
+            dict `{display_name: candidate}`. For
             `"logme"`, a model maps images to features or feature maps (pass
             `keras.Model(m.input, m.get_layer("avg_pool").output)` for a
             classifier). For `"leep"`/`"nce"`, a model is a source
             classifier (its outputs are the source-class probabilities or
-            logits); a zoo name then means its ImageNet classifier.
+            logits); a zoo name then means its ImageNet classifier (KerasHub
+            presets, being backbones, are ranked with `"logme"` only).
         train_data: labelled target images: a folder, `(x, y)` arrays or a
             `tf.data.Dataset` of `(image, label)`, images in [0, 255].
         metric: `"logme"` (default), `"leep"` or `"nce"`.
         normalization: how LogME sees the embeddings: `"center_l2"`
             (default), `"l2"` or `None` (raw, as in the LogME paper); see
             `normalize_features`. Ignored by `"leep"` and `"nce"`.
-        weights: weights of zoo names: `"imagenet"` or `None`.
+        weights: weights of zoo names: `"imagenet"` or `None` (a KerasHub
+            preset: its own weights, or `None`).
         input_shape: input shape of zoo names for `"logme"`; defaults to
             the images' size (at least the network's minimum) with 3
-            channels.
+            channels. A KerasHub preset runs at the size it was trained at.
         batch_size: batch size of the forward passes.
         cache_dir: folder for the embeddings (`<cache_dir>/<name>.npy`); use
             one folder per data set.
@@ -566,7 +571,7 @@ def _named_candidates(candidates):
             candidates = [candidates]
         named = {}
         for candidate in candidates:
-            name = candidate if isinstance(candidate, str) else candidate.name
+            name = _display_name(candidate)
             if name in named:
                 raise ValueError(
                     f"Two candidates are named {name!r}; pass a dict "
@@ -584,7 +589,23 @@ def _named_candidates(candidates):
     return named
 
 
+def _display_name(candidate):
+    if not isinstance(candidate, str):
+        return candidate.name
+    if os.path.isdir(candidate):
+        # A preset folder: its name, not the whole path.
+        return os.path.basename(os.path.normpath(candidate)) or candidate
+    return candidate
+
+
 def _build_candidate(candidate, metric, weights, input_shape, image_shape):
+    if backbone_source(candidate) == "keras_hub":
+        if metric != "logme":
+            raise ValueError(
+                f"{metric} needs a source classifier; KerasHub preset {candidate!r} is "
+                "a backbone. Rank it with metric='logme'."
+            )
+        return build_backbone(candidate, weights=weights)
     if metric == "logme":
         if isinstance(candidate, str):
             spec = get_spec(candidate)

@@ -1,8 +1,10 @@
 """Stages: the groups of layers that fine-tuning unfreezes together.
 
-A zoo backbone's stages come from its `BackboneSpec`; any other model's
-weighted layers are split by depth into `num_groups` contiguous groups, or
-grouped by the layer-name prefixes the user gives.
+A zoo backbone's stages come from its `BackboneSpec`; a KerasHub vision
+transformer (ViT, DeiT, DINOv2/v3, SigLIP, CLIP) is split into its patch
+embedding, one stage per transformer block and its final norm; any other
+model's weighted layers are split by depth into `num_groups` contiguous
+groups, or grouped by the layer-name prefixes the user gives.
 """
 
 import dataclasses
@@ -10,16 +12,23 @@ import re
 
 import keras
 
+from keras_tl._utils.layers import set_trainable
 from keras_tl._utils.validation import leaf_layers
 from keras_tl.backbones import find_zoo_network
+from keras_tl.hub_backbones import find_hub_network
 
-__all__ = ["Stage", "freeze", "get_stages"]
+__all__ = ["Stage", "freeze", "get_stages", "is_transformer"]
 
 _NORMALIZATION_LAYERS = (
     keras.layers.BatchNormalization,
     keras.layers.LayerNormalization,
     keras.layers.GroupNormalization,
 )
+
+# Names KerasHub gives the repeated blocks of its vision transformers: ViT and
+# DeiT (`transformer_block_<i>`), DINOv2/v3 (`layers_<i>`), SigLIP and CLIP
+# (`encoder_block_<i>`).
+_BLOCK_NAME = re.compile(r"(?:.*_)?(?:transformer_block|layers|encoder_block)_(\d+)")
 
 
 @dataclasses.dataclass
@@ -54,8 +63,13 @@ class Stage:
         for layer in self.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = bool(trainable and train_batchnorm)
-            else:
-                layer.trainable = bool(trainable)
+                continue
+            set_trainable(layer, trainable)
+            if trainable and not train_batchnorm:
+                # A stage layer may be a block holding its own BatchNorms.
+                for inner in layer._flatten_layers(include_self=False):
+                    if isinstance(inner, keras.layers.BatchNormalization):
+                        inner.trainable = False
 
     @property
     def trainable_weights(self):
@@ -77,7 +91,11 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
 
     Args:
         model: a `keras.Model`. If it contains a zoo network (see
-            `keras_tl.build_backbone`), that network's named stages are used.
+            `keras_tl.build_backbone`), that network's named stages are used;
+            if it contains a KerasHub vision transformer, the stages are
+            `"patch_embedding"`, `"block_0"` ... `"block_{n-1}"` (one per
+            transformer block) and `"final_norm"` (with SigLIP's
+            attention-pooling head).
         num_groups: for other models, how many depth groups to make from the
             layers that hold weights (a normalization layer stays with the
             layer before it; fewer groups when the model has fewer blocks).
@@ -121,6 +139,9 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     spec, network = find_zoo_network(model)
     if spec is not None:
         return _zoo_stages(spec, network)
+    family, network = find_hub_network(model)
+    if family is not None and family.kind == "transformer":
+        return _transformer_stages(network)
 
     # Normalization layers join the layer before them, so a conv and its
     # BatchNorm always land in the same stage.
@@ -164,8 +185,61 @@ def _zoo_stages(spec, network):
     return stages
 
 
+def is_transformer(model):
+    """Whether `model` holds a KerasHub vision transformer (staged by blocks).
+
+    Fine-tuning gives such backbones layer-wise rate decay (~0.7 per block,
+    as BEiT and DINOv2 fine-tuning) instead of ULMFiT's factor between
+    convolutional stages.
+
+    Args:
+        model: a `keras.Model`.
+
+    Example:
+
+    ```python
+    is_transformer(keras_tl.build_backbone("models/vit_tiny"))  # -> True
+    ```
+    """
+    family, _ = find_hub_network(model)
+    return family is not None and family.kind == "transformer"
+
+
+def _transformer_stages(network):
+    # Blocks sit either at the top of the backbone (SigLIP, CLIP) or inside
+    # one encoder layer (ViT, DeiT, DINOv2/v3): open containers of blocks.
+    units = []
+    for layer in network.layers:
+        inner = list(layer._flatten_layers(include_self=False, recursive=False))
+        if any(_BLOCK_NAME.fullmatch(child.name) for child in inner):
+            units.extend(inner)
+        else:
+            units.append(layer)
+    units = [layer for layer in units if layer.weights]
+    blocks = [i for i, layer in enumerate(units) if _BLOCK_NAME.fullmatch(layer.name)]
+    if not blocks:
+        raise ValueError(
+            f"{type(network).__name__} {network.name!r} has no transformer blocks "
+            "(layers named like 'transformer_block_<i>', 'layers_<i>' or "
+            "'encoder_block_<i>'); pass `prefixes=` to get_stages."
+        )
+    first, last = blocks[0], blocks[-1]
+    stages = [Stage("patch_embedding", units[:first])] if first else []
+    for k, i in enumerate(blocks):
+        end = blocks[k + 1] if k + 1 < len(blocks) else last + 1
+        stages.append(Stage(f"block_{k}", units[i:end]))
+    if units[last + 1 :]:
+        stages.append(Stage("final_norm", units[last + 1 :]))
+    return stages
+
+
 def freeze(model):
     """Freezes every layer of `model` (BatchNorm included).
+
+    Unlike `model.trainable = False`, this also reaches the sublayers when
+    the model's own flag is already `False` (on TensorFlow that assignment
+    is skipped), e.g. a KerasHub backbone reloaded from a `.keras` file,
+    whose inner layers Keras leaves trainable.
 
     Args:
         model: a `keras.Model` or layer.
@@ -177,5 +251,4 @@ def freeze(model):
     backbone.trainable_weights  # -> []
     ```
     """
-    model.trainable = False
-    return model
+    return set_trainable(model, False)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import keras
@@ -24,7 +25,7 @@ def test_cli_train_writes_model_and_curves(tmp_path, capfd):
     export verb converts the saved file in a TensorFlow subprocess."""
     data = _folder(tmp_path / "leaves")
     out = tmp_path / "out" / "model.keras"
-    code = main(["train", str(data), "--backbone", "resnet50", "--weights", "none",
+    code = main(["train", str(data), "--backbone", "mobilenet_v2", "--weights", "none",
                  "--image-size", "32", "--out", str(out)])
     assert code == 0
     assert out.exists() and (tmp_path / "out" / "model_curves.png").exists()
@@ -38,8 +39,13 @@ def test_cli_train_writes_model_and_curves(tmp_path, capfd):
     assert main(["export", str(out), "--quantization", "int8", "--data", str(data)]) == 0
     printed = capfd.readouterr().out
     assert "top-1 agreement" in printed
+    assert "image_classifier" in printed  # MediaPipe-ready metadata by default
     assert (tmp_path / "out" / "model_int8.tflite").exists()
-    assert (tmp_path / "out" / "labels.txt").read_text().split() == ["healthy", "rust"]
+    with open(tmp_path / "out" / "model_int8.json", encoding="utf-8") as f:
+        saved = json.load(f)
+    assert saved["quantization"] == "int8" and saved["metadata"] == "image_classifier"
+    assert str(tmp_path / "out" / "model_int8.json") in printed
+    assert (tmp_path / "out" / "model_int8.labels.txt").read_text().split() == ["healthy", "rust"]
 
 
 def test_cli_bad_backbone_is_a_clear_error_and_writes_nothing(tmp_path, capfd):

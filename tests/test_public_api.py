@@ -236,9 +236,16 @@ def test_top_level_api_is_not_empty():
     assert len(_top_level_api()) > 40
 
 
-def test_version_matches_setup_py():
-    text = (ROOT / "setup.py").read_text(encoding="utf-8")
-    match = re.search(r"""\bversion\s*=\s*["']([^"']+)["']""", text)
-    assert match, "no version= in setup.py"
+def test_version_is_written_once_and_in_the_changelog():
+    """`keras_tl/version.py` holds the version; `setup.py` reads it rather
+    than repeating it, and the CHANGELOG's newest entry names it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "setup.py"), encoding="utf-8") as file:
+        setup_text = file.read()
+    assert not re.search(r"""\bversion\s*=\s*["']""", setup_text), "setup.py repeats the version"
+    assert "keras_tl/version.py" in setup_text
     assert isinstance(keras_tl.__version__, str)
-    assert keras_tl.__version__ == match.group(1)
+    with open(os.path.join(root, "CHANGELOG.md"), encoding="utf-8") as file:
+        newest = re.search(r"^## \[?([0-9][^\]\s]*)", file.read(), re.MULTILINE)
+    assert newest and newest.group(1) == keras_tl.__version__
+

@@ -260,6 +260,36 @@ def test_recipe_unfreezes_top_down_and_frozen_layers_stay_bit_identical(tmp_path
     )
 
 
+def test_recipe_lora_trains_adapters_then_merges_them(tmp_path):
+    from keras_tl.recipes.text_classifier import text_classifier
+
+    parts = tiny_parts()
+    before = {w.path: np.array(w) for w in parts[0].weights}
+    texts, labels = toy_data()
+    model = text_classifier(
+        (texts, labels), preset=parts, epochs=1, batch_size=4, lora_rank=2, verbose=0,
+    )
+    history = model.history.history
+    assert history["phase"] == ["head", "lora_1"]
+    full = sum(int(np.prod(w.shape)) for w in model.weights)
+    assert history["trainable_params"][-1] < full / 5
+    assert not [w.path for w in model.weights if "lora" in w.path]
+    after = {w.path: np.array(w) for w in model.backbone.weights}
+    changed = sorted(p for p in before if not np.array_equal(after[p], before[p]))
+    # Only attention and feed-forward kernels moved (the adapters merged into
+    # them); embeddings, norms, biases and the unused pooler did not.
+    assert changed and all(p.endswith("/kernel") and "pooled_dense" not in p for p in changed)
+    assert any("self_attention_layer/query/" in p for p in changed)
+    path = tmp_path / "lora.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert not [w.path for w in reloaded.weights if "lora" in w.path]
+    queries = ["good film", "hated the plot"]
+    np.testing.assert_allclose(
+        reloaded.predict(queries, verbose=0), model.predict(queries, verbose=0), atol=1e-5
+    )
+
+
 def test_recipe_feature_extraction_mode_trains_only_the_head():
     from keras_tl.recipes.text_classifier import text_classifier
 

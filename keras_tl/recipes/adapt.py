@@ -14,6 +14,7 @@ from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
 from keras_tl.engine import make_schedule
 from keras_tl.finite import StopOnNonFiniteLoss
+from keras_tl.finite import backup_and_restore
 
 __all__ = ["METHODS", "adapt_domain"]
 
@@ -35,6 +36,7 @@ def adapt_domain(
     recalibrate_batchnorm=True,
     validation_data=None,
     callbacks=None,
+    checkpoint_dir=None,
     seed=0,
     verbose=1,
 ):
@@ -73,6 +75,9 @@ def adapt_domain(
         validation_data: optional labelled target `(x, y)` to report target
             accuracy after each epoch (never used for training).
         callbacks: more Keras callbacks for the training `fit`.
+        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
+            checkpoint after every epoch; calling the recipe again with it
+            after an interruption resumes after the last finished epoch.
         seed: seed of shuffling and the target pairing.
         verbose: 0 silent, 1 progress.
 
@@ -133,7 +138,11 @@ def adapt_domain(
         metrics=["accuracy"],
     )
     # Under several replicas, BatchNorm statistics would drift apart per replica.
-    callbacks = [SyncBatchNormStatistics(), StopOnNonFiniteLoss()] + list(callbacks or [])
+    callbacks = (
+        [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
+        + backup_and_restore(checkpoint_dir)
+        + list(callbacks or [])
+    )
     if method == "dann":
         callbacks.append(DannSchedule(epochs * steps, max_factor=alignment_weight))
     if validation_data is not None:

@@ -11,6 +11,7 @@ from keras_tl.data import as_dataset
 from keras_tl.distillation import Distiller
 from keras_tl.engine import make_schedule
 from keras_tl.finite import StopOnNonFiniteLoss
+from keras_tl.finite import backup_and_restore
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import get_class_names
@@ -38,6 +39,7 @@ def distill(
     restore_best_weights=True,
     strategy=None,
     callbacks=None,
+    checkpoint_dir=None,
     seed=0,
     verbose=1,
 ):
@@ -94,6 +96,9 @@ def distill(
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         callbacks: more Keras callbacks for the training `fit`.
+        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
+            checkpoint after every epoch; calling the recipe again with it
+            after an interruption resumes after the last finished epoch.
         seed: seed of shuffling and the validation split.
         verbose: 0 silent, 1 progress.
 
@@ -168,7 +173,11 @@ def distill(
             data.validation, batch_size, shuffle=False
         )
     # Under several replicas, BatchNorm statistics would drift apart per replica.
-    callbacks = [SyncBatchNormStatistics(), StopOnNonFiniteLoss()] + list(callbacks or [])
+    callbacks = (
+        [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
+        + backup_and_restore(checkpoint_dir)
+        + list(callbacks or [])
+    )
     if validation is not None and restore_best_weights:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -15,6 +15,7 @@ from keras_tl.backbones import build_backbone
 from keras_tl.data import as_dataset
 from keras_tl.features import extract
 from keras_tl.finite import StopOnNonFiniteLoss
+from keras_tl.finite import backup_and_restore
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import fit_linear_head
@@ -41,6 +42,7 @@ def feature_extraction(
     cache_dir=None,
     strategy=None,
     callbacks=None,
+    checkpoint_dir=None,
     seed=0,
     verbose=1,
 ):
@@ -60,21 +62,26 @@ def feature_extraction(
     Adam follow.
 
     Args:
-        backbone: a zoo name (`keras_tl.list_backbones()`) or a
-            `keras.Model` mapping images to features or feature maps.
+        backbone: a zoo name (`keras_tl.list_backbones()`), a KerasHub image
+            preset (built-in name, `hf://` handle or local preset folder:
+            its weights, its image converter's scaling, features pooled per
+            family; see `keras_tl.hub_backbones`) or a `keras.Model` mapping
+            images to features or feature maps.
         train_data: a folder (one subfolder per class), `(x, y)` arrays or a
             `tf.data.Dataset` of `(image, label)`; images in [0, 255].
         validation_data: optional validation set in the same forms.
         num_classes: number of classes (inferred from the labels otherwise).
-        class_names: class names stored in the model (`labels.txt` on
+        class_names: class names stored in the model (the labels on
             export); folder names by default.
         epochs: training epochs of the augmented (in-loop) path.
         batch_size: batch size of the forward passes and training.
         validation_split: fraction of `train_data` held out for validation
             when `validation_data` is not given.
-        weights: for a zoo name: `"imagenet"`, `None` or a weights file.
-        input_shape: for a zoo name: the model input `(h, w, 3)`; images are
-            resized to it. Defaults to the images' size.
+        weights: for a zoo name: `"imagenet"`, `None` or a weights file; for
+            a KerasHub preset: `"imagenet"` (its own weights) or `None`.
+        input_shape: for a zoo name or preset: the model input `(h, w, 3)`;
+            images are resized to it. Defaults to the images' size (a vision
+            transformer resizes them to its own size inside the model).
         augmentation: a `keras_tl.augment` preset name (`"light"`,
             `"medium"`, `"heavy"`) or `Augmentation`, any layer or callable
             applied to image batches during training, or `None`. Presets
@@ -91,6 +98,9 @@ def feature_extraction(
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         callbacks: more Keras callbacks for the in-loop `fit`.
+        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
+            checkpoint after every epoch; calling the recipe again with it
+            after an interruption resumes after the last finished epoch.
         seed: seed of the validation split, shuffling and fit.
         verbose: 0 silent, 1 progress.
 
@@ -177,7 +187,9 @@ def feature_extraction(
             )
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
-            callbacks=[StopOnNonFiniteLoss()] + list(callbacks or []), verbose=verbose,
+            callbacks=[StopOnNonFiniteLoss()] + backup_and_restore(checkpoint_dir)
+            + list(callbacks or []),
+            verbose=verbose,
         )
     model.history = history
     return model

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import get as get_augmentation
@@ -23,13 +24,20 @@ from keras_tl.data import as_dataset
 from keras_tl.engine import SCHEDULES
 from keras_tl.engine import fit_stages
 from keras_tl.engine import unfreeze_rule
+from keras_tl.lora import enable_lora
+from keras_tl.lora import merge_lora
 from keras_tl.recipes.feature_extraction import feature_extraction
+from keras_tl.stages import freeze
 from keras_tl.stages import get_stages
+from keras_tl.stages import is_transformer
 
-__all__ = ["ULMFIT_LAYER_DECAY", "fine_tune"]
+__all__ = ["TRANSFORMER_LAYER_DECAY", "ULMFIT_LAYER_DECAY", "fine_tune"]
 
 # ULMFiT's ratio 2.6 between the rates of neighbouring layer groups.
 ULMFIT_LAYER_DECAY = 1 / 2.6
+# Layer-wise rate decay per transformer block: BEiT and DINOv2 fine-tuning
+# use 0.65-0.75 for ViT-B/L.
+TRANSFORMER_LAYER_DECAY = 0.7
 
 
 def fine_tune(
@@ -61,9 +69,11 @@ def fine_tune(
     optimizer="adam",
     strategy=None,
     callbacks=None,
+    checkpoint_dir=None,
     seed=0,
     verbose=1,
     lr_factor=None,
+    lora_rank=None,
 ):
     """Fine-tunes a pretrained backbone: head first, then gradual unfreezing.
 
@@ -77,10 +87,19 @@ def fine_tune(
     schedule. BatchNormalization layers stay in inference mode with their
     pretrained statistics unless `train_batchnorm=True`.
 
+    With `lora_rank`, phase 2 trains low-rank adapters on the backbone's
+    attention and MLP kernels (`keras_tl.lora.enable_lora`) together with
+    the head, everything else in the backbone frozen and no stages to
+    unfreeze; the adapters are merged into the kernels before the model is
+    returned (`keras_tl.lora.merge_lora`), so it saves and exports with no
+    LoRA weights, its backbone frozen.
+
     Defaults and where they come from:
 
     - `layer_decay=1/2.6` for CNN stages: ULMFiT's ratio 2.6 between
-      neighbouring layer groups (Howard & Ruder, 2018).
+      neighbouring layer groups (Howard & Ruder, 2018); `0.7` per block
+      for KerasHub vision transformers (ViT, DeiT, DINOv2/v3, SigLIP,
+      CLIP), the layer-wise decay of BEiT and DINOv2 fine-tuning (0.65-0.75).
     - `learning_rate=1e-3` (the head's; Adam): fastai's `fine_tune` base rate
       2e-3, halved for the unfrozen phase.
     - `initially_trainable=1` and one more stage per epoch: ULMFiT's gradual
@@ -95,8 +114,9 @@ def fine_tune(
       frozen BatchNorm.
 
     Args:
-        backbone: a zoo name (`keras_tl.list_backbones()`) or a `keras.Model`
-            mapping images to features or feature maps.
+        backbone: a zoo name (`keras_tl.list_backbones()`), a KerasHub image
+            preset (built-in name, `hf://` handle or local preset folder) or
+            a `keras.Model` mapping images to features or feature maps.
         train_data: a folder (one subfolder per class), `(x, y)` arrays or a
             `tf.data.Dataset` of `(image, label)`; images in [0, 255].
         validation_data: optional validation set in the same forms.
@@ -108,14 +128,15 @@ def fine_tune(
         batch_size: batch size of both phases.
         validation_split: fraction of `train_data` held out when
             `validation_data` is not given.
-        weights: for a zoo name: `"imagenet"`, `None` or a weights file.
-        input_shape: for a zoo name: the model input `(h, w, 3)`.
+        weights: for a zoo name: `"imagenet"`, `None` or a weights file; for
+            a KerasHub preset: `"imagenet"` (its own weights) or `None`.
+        input_shape: for a zoo name or preset: the model input `(h, w, 3)`.
         augmentation: a `keras_tl.augment` preset name or layer, applied to
             training batches of phase 2 (and phase 1), or `None`.
         learning_rate: the head's peak rate in phase 2.
         layer_decay: each stage's rate is this factor times the rate of the
             stage above it, in (0, 1] (1.0: one rate for all). Default
-            `1 / 2.6` (ULMFiT).
+            `1 / 2.6` (ULMFiT), `0.7` for a KerasHub vision transformer.
         schedule: `"cosine"` or `"linear"` (warm-up then decay to zero,
             `keras_tl.schedules.WarmupDecay`), `"slanted_triangular"`,
             `"one_cycle"`, or any `LearningRateSchedule` of phase-2 steps.
@@ -135,8 +156,15 @@ def fine_tune(
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         seed: seed of the split, shuffling and head fit.
         callbacks: more Keras callbacks for the phase-2 `fit`.
+        checkpoint_dir: a folder for a checkpoint after every epoch of the
+            fine-tuning `fit` (`keras.callbacks.BackupAndRestore`, with the
+            unfreezing state); calling the recipe again with it after an
+            interruption resumes after the last finished epoch.
         verbose: 0 silent, 1 progress and unfreeze messages.
         lr_factor: deprecated: `layer_decay = 1 / lr_factor`.
+        lora_rank: train rank-`lora_rank` LoRA adapters instead of
+            unfreezing stages (needs `Dense`/`EinsumDense` kernels in the
+            backbone: transformers; `None`: full fine-tuning by stages).
 
     Returns:
         A `keras.Model` from raw images to class probabilities, with
@@ -155,6 +183,11 @@ def fine_tune(
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}.")
     layer_decay = _layer_decay(layer_decay, lr_factor)
+    if lora_rank is not None:
+        if int(lora_rank) != lora_rank or lora_rank < 1:
+            raise ValueError(f"lora_rank must be an integer >= 1; got {lora_rank!r}.")
+        if stages is not None:
+            raise ValueError("Pass stages or lora_rank, not both: LoRA unfreezes no stages.")
     if not (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
             or schedule in SCHEDULES):
         raise ValueError(
@@ -181,11 +214,21 @@ def fine_tune(
     )
     head_history = model.history
     network = _nested_backbone(model)
-    stages = stages or get_stages(network, num_groups=num_groups)
-    rule = unfreeze_rule(
-        len(stages), epochs, initially_trainable,
-        every=unfreeze_every, at=unfreeze_at, patience=unfreeze_patience,
-    )
+    if lora_rank is not None:
+        # Adapter variables are created here: under the strategy, mirrored.
+        with distribution_scope(strategy):
+            enable_lora(network, lora_rank)
+        stages, rule, layer_decay = (), None, 1.0
+    else:
+        stages = stages or get_stages(network, num_groups=num_groups)
+        if layer_decay is None:
+            layer_decay = (
+                TRANSFORMER_LAYER_DECAY if is_transformer(network) else ULMFIT_LAYER_DECAY
+            )
+        rule = unfreeze_rule(
+            len(stages), epochs, initially_trainable,
+            every=unfreeze_every, at=unfreeze_at, patience=unfreeze_patience,
+        )
 
     steps_per_epoch = count_steps(data.train)
     train = (
@@ -211,10 +254,22 @@ def fine_tune(
         optimizer=optimizer, initially_trainable=initially_trainable, unfreeze=rule,
         rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
         callbacks=[SyncBatchNormStatistics()] + list(callbacks or []),
+        checkpoint_dir=checkpoint_dir,
         strategy=strategy, verbose=verbose,
     )
+    if lora_rank is not None:
+        merge_lora(model)
+        # Frozen by the backbone's own flag, which (unlike the variables'
+        # flags LoRA set) is saved, so the model reloads as it is now.
+        freeze(network)
+        # A fresh optimizer: the trained one holds slots of the adapters,
+        # which would be saved with the model.
+        with distribution_scope(strategy):
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                          metrics=["accuracy"])
+            model.optimizer.build(model.trainable_variables)
     model.history = _merge_histories(head_history, history, model)
-    model.history.unfreeze_events = list(unfreezing.events)
+    model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
     return model
 
 
@@ -231,7 +286,8 @@ def _layer_decay(layer_decay, lr_factor):
         if not lr_factor >= 1:
             raise ValueError(f"lr_factor must be >= 1; got {lr_factor!r}.")
         return 1.0 / lr_factor
-    return ULMFIT_LAYER_DECAY if layer_decay is None else layer_decay
+    # None: chosen from the backbone once it is built.
+    return layer_decay
 
 
 def _nested_backbone(model):

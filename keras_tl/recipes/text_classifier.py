@@ -17,6 +17,7 @@ gradual unfreezing), composed from keras-tl blocks:
    `fit` (`keras_tl.callbacks.ProgressiveUnfreezing`).
 """
 
+import math
 import time
 
 import keras
@@ -24,15 +25,24 @@ import numpy as np
 
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
+from keras_tl.lora import enable_lora
+from keras_tl.lora import merge_lora
+from keras_tl.stages import freeze
 from keras_tl.text import DEFAULT_TEXT_PRESET
 from keras_tl.text import as_text_dataset
 from keras_tl.text import build_text_classifier
 from keras_tl.text import extract_text_features
 from keras_tl.text import get_text_stages
 
-__all__ = ["MODES", "text_classifier"]
+__all__ = ["FULL_LEARNING_RATE", "LORA_LEARNING_RATE", "MODES", "text_classifier"]
 
 MODES = ("fine_tune", "feature_extraction")
+
+# Peak rates: BERT's for full fine-tuning (Devlin et al. 2019); LoRA's
+# adapters start at zero and take about ten times more (Hu et al. 2021 used
+# 4e-4 to 5e-4 for RoBERTa-base).
+FULL_LEARNING_RATE = 5e-5
+LORA_LEARNING_RATE = 5e-4
 
 
 def _balanced_class_weight(labels, num_classes):
@@ -52,7 +62,7 @@ def text_classifier(
     mode="fine_tune",
     epochs=3,
     batch_size=32,
-    learning_rate=5e-5,
+    learning_rate=None,
     layer_decay=0.8,
     unfreeze_phases=3,
     warmup_fraction=0.1,
@@ -66,8 +76,10 @@ def text_classifier(
     validation_split=None,
     C=None,
     callbacks=None,
+    checkpoint_dir=None,
     seed=0,
     verbose=1,
+    lora_rank=None,
 ):
     """Trains a text classifier on a KerasHub BERT-family encoder.
 
@@ -76,6 +88,13 @@ def text_classifier(
     decay, layer-wise learning-rate decay 0.8 (Sun et al. 2019 used 0.95 for
     12-layer BERT-base; shallower encoders such as MiniLM's 6 layers take a
     steeper decay), top-down gradual unfreezing (ULMFiT).
+
+    With `lora_rank`, the encoder stays frozen and low-rank adapters on its
+    attention and feed-forward kernels (`keras_tl.lora.enable_lora`) train
+    with the head for `epochs` epochs, under the same warm-up and decay, at
+    a default peak rate of 5e-4; they are merged into the kernels before
+    the model is returned (`keras_tl.lora.merge_lora`), with its encoder
+    frozen.
 
     Args:
         train_data: a tuple `(texts, labels)` of lists or arrays, a CSV path
@@ -97,7 +116,8 @@ def text_classifier(
             embeddings; seconds, no back-propagation through the encoder).
         epochs: fine-tuning epochs after the head fit.
         batch_size: batch size.
-        learning_rate: peak learning rate of the head and the top layer.
+        learning_rate: peak learning rate of the head and the top layer
+            (default 5e-5; 5e-4 with `lora_rank`).
         layer_decay: learning-rate factor per layer away from the head.
         unfreeze_phases: the fine-tuning steps are split into this many
             phases; each unfreezes the next group of stages top-down, the
@@ -118,13 +138,21 @@ def text_classifier(
         C: fix the head fit's inverse L2 strength instead of choosing it.
         callbacks: Keras callbacks for the fine-tuning `fit` (one epoch per
             unfreezing phase).
+        checkpoint_dir: a folder for a checkpoint after every epoch of the
+            fine-tuning `fit` (`keras.callbacks.BackupAndRestore`, with the
+            unfreezing state); calling the recipe again with it after an
+            interruption resumes after the last finished epoch.
         seed: seed of splits, shuffles and initialization.
         verbose: 0 silent, 1 progress.
+        lora_rank: train rank-`lora_rank` LoRA adapters (and the head)
+            instead of unfreezing layers; `None` for full fine-tuning.
 
     Returns:
         A `keras_tl.text.PooledTextClassifier` that predicts class
         probabilities from raw strings, with `model.history` (one entry per
-        phase: `"head"`, then `"unfreeze_1"`...) and `model.stages`.
+        phase: `"head"`, then `"unfreeze_1"`... or, with LoRA, `"lora_1"`
+        ... one per epoch; each with `trainable_params` and `seconds`) and
+        `model.stages`.
 
     Raises:
         ValueError: empty texts, labels out of range, a CSV missing a column,
@@ -145,6 +173,10 @@ def text_classifier(
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay}.")
+    if lora_rank is not None and (int(lora_rank) != lora_rank or lora_rank < 1):
+        raise ValueError(f"lora_rank must be an integer >= 1; got {lora_rank!r}.")
+    if learning_rate is None:
+        learning_rate = FULL_LEARNING_RATE if lora_rank is None else LORA_LEARNING_RATE
     keras.utils.set_random_seed(seed)
     data = as_text_dataset(
         train_data,
@@ -190,7 +222,13 @@ def text_classifier(
     if verbose:
         print(_describe(logs))
 
-    if mode == "fine_tune" and epochs > 0:
+    if mode == "fine_tune" and epochs > 0 and lora_rank is not None:
+        _fit_lora(model, data, history, epochs=epochs, rank=lora_rank,
+                  learning_rate=learning_rate, schedule=schedule,
+                  warmup_fraction=warmup_fraction, weight_decay=weight_decay,
+                  class_weight=class_weight, callbacks=callbacks, chosen_c=chosen_c,
+                  checkpoint_dir=checkpoint_dir, verbose=verbose)
+    elif mode == "fine_tune" and epochs > 0:
         # One `fit` of `phases` sub-epochs over the repeated data; at each
         # sub-epoch boundary ProgressiveUnfreezing unfreezes the next group
         # of stages (repeating an epoch in `at_epochs` unfreezes several).
@@ -209,6 +247,7 @@ def text_classifier(
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
+            checkpoint_dir=checkpoint_dir,
             verbose=0,
         )
         for phase in range(phases):
@@ -228,6 +267,43 @@ def text_classifier(
     model.history = history
     model.stages = stages
     return model
+
+
+def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
+              warmup_fraction, weight_decay, class_weight, callbacks, chosen_c,
+              checkpoint_dir, verbose):
+    """LoRA adapters and the head in one `fit`, then merged into the kernels."""
+    # BERT's pooler takes no part in mean pooling: no adapters for it.
+    exclude = ("pooled_dense",) if model.pooling == "mean" else ()
+    enable_lora(model.backbone, rank, exclude=exclude)
+    steps_per_epoch = int(data.train.cardinality())
+    num_epochs = max(1, math.ceil(epochs))
+    epoch_steps = max(int(round(epochs * steps_per_epoch / num_epochs)), 1)
+    timer = _EpochTimer()
+    fitted, _ = fit_stages(
+        model, (), data.train.repeat(), validation=data.validation, epochs=num_epochs,
+        steps_per_epoch=epoch_steps, learning_rate=learning_rate, layer_decay=1.0,
+        schedule=schedule, warmup_fraction=warmup_fraction, optimizer="adamw",
+        optimizer_kwargs={"weight_decay": weight_decay},
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        class_weight=class_weight, callbacks=[timer] + list(callbacks or []), verbose=0,
+        checkpoint_dir=checkpoint_dir,
+    )
+    for epoch in range(num_epochs):
+        logs = {k: v[epoch] for k, v in fitted.history.items()}
+        logs.update(phase=f"lora_{epoch + 1}", C=chosen_c, steps=epoch_steps,
+                    seconds=timer.seconds[epoch], trainable_stages=0)
+        history.on_epoch_end(epoch + 1, logs)
+        if verbose:
+            print(_describe(logs))
+    merge_lora(model)
+    # Frozen by the backbone's own flag, which (unlike the variables' flags
+    # LoRA set) is saved with the model.
+    freeze(model.backbone)
+    # A plain optimizer, built without the adapters, so the model saves and
+    # reloads like any KerasHub classifier.
+    model.compile()
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -5,9 +5,11 @@ without network fails in seconds with advice on passing a local folder.
 """
 
 import os
-import socket
-import threading
-import urllib.parse
+
+from keras_tl._utils.presets import cached_hf_folder as _cached_hf_folder
+from keras_tl._utils.presets import host_reachable as _host_reachable
+from keras_tl._utils.presets import is_local_path as _is_local_path
+from keras_tl._utils.presets import remote_host as _remote_host
 
 __all__ = [
     "DEFAULT_TEXT_PRESET",
@@ -28,15 +30,6 @@ _BERT_FAMILY_TASKS = (
     "AlbertTextClassifier",
     "DebertaV3TextClassifier",
 )
-
-_REMOTE_SCHEMES = {
-    "hf": "huggingface.co",
-    "kaggle": "api.kaggle.com",
-    "modelscope": "www.modelscope.cn",
-}
-
-# Seconds to wait for a preset's host before declaring the network absent.
-_PROBE_TIMEOUT = 5.0
 
 
 def list_text_presets():
@@ -62,49 +55,6 @@ def list_text_presets():
         if task is not None:
             names.update(task.backbone_cls.presets.keys())
     return sorted(names)
-
-
-def _remote_host(preset):
-    """The host a remote preset is fetched from, or `None` for local ones."""
-    if "://" in preset:
-        scheme = preset.split("://", 1)[0]
-        if scheme == "hf":
-            endpoint = os.environ.get("HF_ENDPOINT")
-            if endpoint:
-                return urllib.parse.urlparse(endpoint).hostname
-        return _REMOTE_SCHEMES.get(scheme)
-    return _REMOTE_SCHEMES["kaggle"]
-
-
-def _host_reachable(host, port=443, timeout=_PROBE_TIMEOUT):
-    """Whether a TCP connection to `host` opens within `timeout` seconds.
-
-    Runs in a thread because name resolution has no timeout of its own.
-    """
-    result = {}
-
-    def probe():
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result["ok"] = True
-        except OSError as error:
-            result["error"] = error
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 1.0)
-    return bool(result.get("ok")), result.get("error", "no answer")
-
-
-def _cached_hf_folder(preset):
-    """The local snapshot of an `hf://` preset already downloaded, or `None`."""
-    try:
-        import huggingface_hub
-
-        repo_id = preset.split("://", 1)[1]
-        return huggingface_hub.snapshot_download(repo_id, local_files_only=True)
-    except Exception:
-        return None
 
 
 def _offline_message(preset, reason):
@@ -155,9 +105,7 @@ def resolve_text_preset(preset):
             )
         return preset
     if "://" not in preset:
-        if os.sep in preset or preset.startswith((".", "~")) or (
-            os.altsep and os.altsep in preset
-        ):
+        if _is_local_path(preset):
             raise FileNotFoundError(
                 f"Preset folder {preset!r} does not exist. Pass an existing folder, a "
                 "KerasHub preset name or an hf:// handle."
