@@ -37,7 +37,7 @@ import keras
 from keras_tl._utils.presets import cached_hf_folder as _cached_hf_folder
 from keras_tl._utils.presets import host_reachable as _host_reachable
 from keras_tl._utils.presets import is_local_path as _is_local_path
-from keras_tl._utils.presets import remote_host as _remote_host
+from keras_tl._utils.presets import resolve_remote
 from keras_tl.pooling import TOKEN_POOLINGS
 from keras_tl.pooling import TokenPooling
 
@@ -219,20 +219,7 @@ def _resolve(preset):
                 f"Unknown image preset {preset!r}; `keras_tl.list_backbones('all')` "
                 "lists Keras Applications and KerasHub names."
             )
-    host = _remote_host(preset)
-    if host is None:
-        raise ValueError(
-            f"Unsupported preset handle {preset!r}; use hf://, kaggle:// or "
-            "modelscope://, a built-in name or a local folder."
-        )
-    ok, error = _host_reachable(host)
-    if ok:
-        return preset
-    if preset.startswith("hf://"):
-        cached = _cached_hf_folder(preset)
-        if cached is not None:
-            return cached
-    raise ConnectionError(_offline_message(preset, f"{host} is unreachable ({error})"))
+    return resolve_remote(preset, _offline_message, _host_reachable, _cached_hf_folder)
 
 
 def load_image_preset(preset, load_weights: bool = True):

@@ -17,6 +17,7 @@ __all__ = [
     "host_reachable",
     "is_local_path",
     "remote_host",
+    "resolve_remote",
 ]
 
 REMOTE_SCHEMES = {
@@ -83,3 +84,33 @@ def is_local_path(preset):
     return os.sep in preset or preset.startswith((".", "~")) or bool(
         os.altsep and os.altsep in preset
     )
+
+
+def resolve_remote(preset, offline_message, reachable=host_reachable, cached=cached_hf_folder):
+    """What KerasHub should load for a remote preset name or handle.
+
+    The preset itself when its host answers; else, for an `hf://` handle,
+    the copy in the Hugging Face cache; else a `ConnectionError` that says
+    how to bring the preset here as a folder.
+
+    Args:
+        preset: a built-in name or a `hf://`, `kaggle://`, `modelscope://`
+            handle.
+        offline_message: `(preset, reason) -> str`, the error's text.
+        reachable: the host probe (a module's own, so tests can replace it).
+        cached: the Hugging Face cache lookup (likewise).
+    """
+    host = remote_host(preset)
+    if host is None:
+        raise ValueError(
+            f"Unsupported preset handle {preset!r}; use hf://, kaggle:// or "
+            "modelscope://, a built-in name or a local folder."
+        )
+    ok, error = reachable(host)
+    if ok:
+        return preset
+    if preset.startswith("hf://"):
+        folder = cached(preset)
+        if folder is not None:
+            return folder
+    raise ConnectionError(offline_message(preset, f"{host} is unreachable ({error})"))

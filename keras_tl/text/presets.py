@@ -9,7 +9,7 @@ import os
 from keras_tl._utils.presets import cached_hf_folder as _cached_hf_folder
 from keras_tl._utils.presets import host_reachable as _host_reachable
 from keras_tl._utils.presets import is_local_path as _is_local_path
-from keras_tl._utils.presets import remote_host as _remote_host
+from keras_tl._utils.presets import resolve_remote
 
 __all__ = [
     "DEFAULT_TEXT_PRESET",
@@ -117,20 +117,7 @@ def resolve_text_preset(preset):
                 f"{', '.join(names)}. Or pass a local preset folder, or a Hugging "
                 "Face handle such as 'hf://neuralmind/bert-base-portuguese-cased'."
             )
-    host = _remote_host(preset)
-    if host is None:
-        raise ValueError(
-            f"Unsupported preset handle {preset!r}; use hf://, kaggle:// or "
-            "modelscope://, a built-in name or a local folder."
-        )
-    ok, error = _host_reachable(host)
-    if ok:
-        return preset
-    if preset.startswith("hf://"):
-        cached = _cached_hf_folder(preset)
-        if cached is not None:
-            return cached
-    raise ConnectionError(_offline_message(preset, f"{host} is unreachable ({error})"))
+    return resolve_remote(preset, _offline_message, _host_reachable, _cached_hf_folder)
 
 
 def load_text_preset(preset=DEFAULT_TEXT_PRESET, sequence_length=128):
