@@ -36,11 +36,11 @@ def _check_temperature(temperature):
 
 def _standardize(logits, epsilon=1e-6):
     mean = ops.mean(logits, axis=-1, keepdims=True)
-    # sqrt(var + eps^2), not std + eps: the same value, but a finite gradient
-    # where the logits are all equal (std's gradient there is 0 * inf = NaN,
-    # e.g. a student whose ReLU features are all zero for one example).
-    variance = ops.var(logits, axis=-1, keepdims=True)
-    return (logits - mean) / ops.sqrt(variance + epsilon**2)
+    # std's gradient where the logits are all equal is 0 * inf = NaN (e.g. a
+    # student whose ReLU features are all zero for one example); a tiny floor
+    # under the variance keeps it finite and the value that of std + epsilon.
+    std = ops.sqrt(ops.var(logits, axis=-1, keepdims=True) + 1e-20)
+    return (logits - mean) / (std + epsilon)
 
 
 def soft_target_loss(teacher_logits, student_logits, temperature, standardize=False):
