@@ -12,6 +12,7 @@ from keras_tl import data
 from keras_tl import datasets
 from keras_tl import distillation
 from keras_tl import engine
+from keras_tl import evaluation
 from keras_tl import export
 from keras_tl import features
 from keras_tl import finite
@@ -47,6 +48,9 @@ from keras_tl.data import ImageData
 from keras_tl.data import as_dataset
 from keras_tl.datasets_text import load_sentiment_snippets
 from keras_tl.engine import fit_stages
+from keras_tl.evaluation import EvaluationReport
+from keras_tl.evaluation import evaluate
+from keras_tl.evaluation import predict
 from keras_tl.engine import make_schedule
 from keras_tl.distillation import Distiller
 from keras_tl.distillation import shrink_bert
@@ -110,6 +114,7 @@ __all__ = [
     "data",
     "datasets",
     "distillation",
+    "evaluation",
     "export",
     "features",
     "heads",
@@ -131,6 +136,7 @@ __all__ = [
     "ClassNames",
     "Distiller",
     "DomainAdaptation",
+    "EvaluationReport",
     "ExportReport",
     "GradientReversal",
     "ImageData",
@@ -161,6 +167,7 @@ __all__ = [
     "coral_loss",
     "discriminative_optimizer",
     "enable_lora",
+    "evaluate",
     "extract",
     "extract_text_features",
     "find_learning_rate",
@@ -179,6 +186,7 @@ __all__ = [
     "merge_lora",
     "nce",
     "normalize_features",
+    "predict",
     "rank_backbones",
     "rebuild_optimizer",
     "recommend_backbone",

@@ -1,6 +1,8 @@
-"""The `keras-tl` command line: `demo`, `train`, `export`."""
+"""The `keras-tl` command line: `demo`, `train`, `evaluate`, `predict`, `export`, `backbones`."""
 
 import argparse
+import json
+import math
 import os
 import sys
 
@@ -41,9 +43,96 @@ def _train(args):
     else:
         model = recipes.fine_tune(args.backbone, args.data, epochs=args.epochs, **common)
     save_atomic(args.out, model.save)
-    curves = args.out[: -len(".keras")] + "_curves.png"
+    stem = args.out[: -len(".keras")]
+    curves = stem + "_curves.png"
     plot_history(model.history, curves, title=f"{args.backbone} on {args.data}")
-    print(f"Saved {args.out} and {curves}.")
+    report_path = stem + ".json"
+    report = _training_report(args, model)
+    save_atomic(report_path, lambda path: _write_json(path, report))
+    print(", ".join(f"{k}={v:.4f}" for k, v in report["final_metrics"].items()
+                    if v is not None))
+    print(f"Saved {args.out}, {curves} and {report_path}.")
+    return 0
+
+
+def _training_report(args, model):
+    """What was trained and how it ended, for `<out stem>.json`."""
+    from keras_tl.heads import get_class_names
+
+    logs = getattr(getattr(model, "history", None), "history", None) or {}
+    final = {}
+    for key, values in logs.items():
+        value = values[-1] if len(values) else None
+        # JSON has no NaN; a metric missing in the last epoch is null.
+        final[key] = float(value) if value is not None and math.isfinite(value) else None
+    return {
+        "model": os.path.abspath(args.out),
+        "data": os.path.abspath(args.data),
+        "backbone": args.backbone,
+        "method": args.method,
+        "weights": args.weights,
+        "epochs": args.epochs,
+        "epochs_run": max((len(v) for v in logs.values()), default=0),
+        "batch_size": args.batch_size,
+        "image_size": args.image_size,
+        "validation_split": args.validation_split,
+        "class_names": get_class_names(model),
+        "final_metrics": final,
+    }
+
+
+def _write_json(path, value):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+
+
+def _load_model(path):
+    import keras
+
+    import keras_tl  # noqa: F401  (registers the custom layers the file names)
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Model file {path!r} does not exist.")
+    return keras.saving.load_model(path)
+
+
+def _evaluate(args):
+    import keras_tl
+    from keras_tl._utils.io import save_atomic
+
+    model = _load_model(args.model)
+    report = keras_tl.evaluate(model, args.data, batch_size=args.batch_size,
+                               top_k_wrong=args.top_k_wrong)
+    print(report)
+    stem = args.model[: -len(".keras")] if args.model.endswith(".keras") else args.model
+    output = args.output or stem + ".evaluation.json"
+    saved = dict(report.to_dict(), model=os.path.abspath(args.model),
+                 data=os.path.abspath(args.data))
+    save_atomic(output, lambda path: _write_json(path, saved))
+    print(f"Wrote {output}.")
+    return 0
+
+
+def _predict(args):
+    import keras_tl
+
+    model = _load_model(args.model)
+    labels, scores = keras_tl.predict(model, args.images, batch_size=args.batch_size,
+                                      top_k=args.top_k)
+    for path, label, score in zip(args.images, labels, scores):
+        if args.top_k == 1:
+            print(f"{path}\t{label}\t{score:.4f}")
+        else:
+            print(path + "\t" + "\t".join(f"{n} {s:.4f}" for n, s in zip(label, score)))
+    return 0
+
+
+def _backbones(args):
+    from keras_tl.backbones import list_backbones
+
+    for name in list_backbones(args.source):
+        print(name)
     return 0
 
 
@@ -109,6 +198,9 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-tl", description="Transfer learning for Keras 3."
     )
+    from keras_tl.version import __version__
+
+    parser.add_argument("--version", action="version", version=f"keras-tl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="offline transfer-learning demo on bundled data")
@@ -137,6 +229,28 @@ def build_parser():
                             "resume after an interruption")
     train.add_argument("--out", default="model.keras", help="output .keras path")
     train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="accuracy, per-class precision/recall and worst mistakes of a model")
+    evaluate.add_argument("model", help="a .keras model file")
+    evaluate.add_argument("data", help="folder with one subfolder of images per class")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--top-k-wrong", type=int, default=8,
+                          help="how many of the most confidently wrong images to list")
+    evaluate.add_argument("--output", help="report path (default: <model>.evaluation.json)")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = sub.add_parser("predict", help="label image files with a .keras model")
+    predict.add_argument("model", help="a .keras model file")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=int, default=1, help="classes to show per image")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.set_defaults(func=_predict)
+
+    backbones = sub.add_parser("backbones", help="list the backbone names train accepts")
+    backbones.add_argument("--source", choices=["all", "keras_applications", "keras_hub"],
+                           default="all")
+    backbones.set_defaults(func=_backbones)
 
     export = sub.add_parser("export", help="export a .keras model to LiteRT and check it")
     export.add_argument("model", help="a .keras model file")

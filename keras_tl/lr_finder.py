@@ -12,7 +12,6 @@ import math
 import keras
 
 from keras_tl._utils.distribute import model_scope
-from keras_tl._utils.io import save_atomic
 from keras_tl._utils.validation import is_batched
 import numpy as np
 
@@ -54,14 +53,20 @@ class LRFinderResult:
     steepest: float
     minimum: float
 
-    def plot(self, path):
-        """Saves loss against learning rate (log scale) as a PNG at `path`."""
-        import matplotlib
+    def plot(self, path=None):
+        """Draws loss against learning rate (log scale).
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        Args:
+            path: optional output `.png` path.
 
-        fig, ax = plt.subplots(figsize=(6, 4))
+        Returns:
+            A `matplotlib.figure.Figure` (pyplot's backend is left as it is).
+        """
+        from keras_tl.plots import _figure
+        from keras_tl.plots import _save
+
+        fig = _figure((6, 4))
+        ax = fig.subplots()
         ax.plot(self.learning_rates, self.losses, alpha=0.3, label="loss")
         ax.plot(self.learning_rates, self.smoothed_losses, label="smoothed loss")
         ax.axvline(self.suggestion, color="red", linestyle="--",
@@ -75,9 +80,7 @@ class LRFinderResult:
             ax.set_ylim(low - 0.1 * abs(start - low) - 1e-3, start + 0.5 * abs(start - low) + 1e-3)
         ax.legend()
         fig.tight_layout()
-        save_atomic(path, fig.savefig, suffix=".png")
-        plt.close(fig)
-        return path
+        return _save(fig, path)
 
 
 class LRFinder(keras.callbacks.Callback):

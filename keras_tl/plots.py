@@ -1,35 +1,56 @@
-"""Pictures of training: learning curves and confusion matrices as PNG files."""
+"""Pictures of training: learning curves and confusion matrices.
+
+Each function returns a `matplotlib.figure.Figure` (a notebook shows it as
+the cell's value) and also writes a PNG when given a path. Figures are made
+without pyplot, so the user's backend is never switched: `plt.show()` keeps
+working in a notebook, and saving works on a headless machine.
+"""
 
 import os
 
-__all__ = ["plot_confusion_matrix", "plot_history"]
+__all__ = ["confusion_matrix", "plot_confusion_matrix", "plot_history"]
 
 
-def plot_history(history, path, title=None):
-    """Saves the loss and accuracy curves of one or more trainings as a PNG.
+def _figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    # Agg renders to a file without a display, whatever pyplot's backend is.
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path):
+    if path is not None:
+        from keras_tl._utils.io import save_atomic
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        save_atomic(path, lambda target: fig.savefig(target, dpi=100))
+    return fig
+
+
+def plot_history(history, path=None, title=None):
+    """Draws the loss and accuracy curves of one or more trainings.
 
     Args:
         history: a `keras.callbacks.History`, its `.history` dict, or a
             dict `{label: history}` to overlay several runs.
-        path: output `.png` path (folders are created).
+        path: optional output `.png` path (folders are created).
         title: optional figure title.
 
     Returns:
-        `path`.
+        A `matplotlib.figure.Figure`.
 
     Example:
 
     ```python
-    plot_history(model.history, "artifacts/curves.png")  # -> 'artifacts/curves.png'
+    fig = plot_history(model.history, "artifacts/curves.png")  # also writes the PNG
     ```
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     runs = history if _is_run_dict(history) else {"": history}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure((10, 4))
+    axes = fig.subplots(1, 2)
     for label, run in runs.items():
         logs = getattr(run, "history", run)
         for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -49,11 +70,7 @@ def plot_history(history, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _is_run_dict(history):
@@ -62,39 +79,58 @@ def _is_run_dict(history):
     )
 
 
-def plot_confusion_matrix(y_true, y_pred, class_names, path, title=None):
-    """Saves a confusion matrix (rows: true class, columns: predicted) as PNG.
+def confusion_matrix(y_true, y_pred, num_classes):
+    """Counts of (true, predicted) label pairs.
+
+    Args:
+        y_true: int labels.
+        y_pred: predicted int labels.
+        num_classes: the matrix side.
+
+    Returns:
+        An int numpy array `(num_classes, num_classes)`; rows are true
+        classes, columns predicted ones.
+
+    Example:
+
+    >>> confusion_matrix([0, 1, 1], [0, 1, 0], 2).tolist()
+    [[1, 0], [1, 1]]
+    """
+    import numpy as np
+
+    matrix = np.zeros((num_classes, num_classes), int)
+    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return matrix
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names, path=None, title=None):
+    """Draws a confusion matrix (rows: true class, columns: predicted).
 
     Args:
         y_true: int labels.
         y_pred: predicted int labels.
         class_names: names of the classes, in label order.
-        path: output `.png` path.
+        path: optional output `.png` path (folders are created).
         title: optional title; defaults to the accuracy.
 
     Returns:
-        `path`.
+        A `matplotlib.figure.Figure`.
 
     Example:
 
     ```python
-    plot_confusion_matrix(y, model.predict(x).argmax(-1), names, "cm.png")
-    # -> 'cm.png'
+    fig = plot_confusion_matrix(y, model.predict(x).argmax(-1), names, "cm.png")
     ```
     """
-    import matplotlib
     import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     n = len(class_names)
-    matrix = np.zeros((n, n), int)
-    np.add.at(matrix, (y_true, y_pred), 1)
+    matrix = confusion_matrix(y_true, y_pred, n)
     size = max(4, 0.5 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = _figure((size, size))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for i in range(n):
         for j in range(n):
@@ -107,7 +143,4 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path, title=None):
     accuracy = float((y_true == y_pred).mean()) if len(y_true) else 0.0
     ax.set_title(title or f"accuracy {accuracy:.3f}")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

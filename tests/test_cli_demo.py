@@ -32,6 +32,16 @@ def test_cli_train_writes_model_and_curves(tmp_path, capfd):
     model = keras.models.load_model(str(out), safe_mode=True)
     assert keras_tl.get_class_names(model) == ["healthy", "rust"]
     assert "Saved" in capfd.readouterr().out
+    with open(tmp_path / "out" / "model.json", encoding="utf-8") as f:
+        trained = json.load(f)
+    assert trained["backbone"] == "mobilenet_v2"
+    assert trained["method"] == "feature-extraction"
+    assert set(trained["final_metrics"]) >= {"loss", "accuracy"}
+    assert trained["class_names"] == ["healthy", "rust"]
+    # Saved compiled: evaluate works on the reloaded file as it is.
+    images, labels = keras_tl.data.to_arrays(
+        keras_tl.as_dataset(str(data), image_size=(32, 32), shuffle=False).train)
+    assert 0.0 <= model.evaluate(images, labels, verbose=0)[1] <= 1.0
 
     # keras-tl export: int8 needs calibration data, and says so.
     assert main(["export", str(out), "--quantization", "int8"]) == 2
@@ -46,6 +56,53 @@ def test_cli_train_writes_model_and_curves(tmp_path, capfd):
     assert saved["quantization"] == "int8" and saved["metadata"] == "image_classifier"
     assert str(tmp_path / "out" / "model_int8.json") in printed
     assert (tmp_path / "out" / "model_int8.labels.txt").read_text().split() == ["healthy", "rust"]
+
+
+def _tiny_saved_model(path):
+    """A 2-class classifier with stored class names, saved untrained."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    x = keras.layers.Dense(2, activation="softmax", name="probabilities")(x)
+    outputs = keras_tl.ClassNames(["healthy", "rust"], name="class_names")(x)
+    model = keras.Model(inputs, outputs)
+    model.save(path)
+    return model
+
+
+def test_cli_evaluate_and_predict(tmp_path, capfd):
+    data = _folder(tmp_path / "leaves")
+    model_path = tmp_path / "tiny.keras"
+    _tiny_saved_model(str(model_path))
+
+    assert main(["evaluate", str(model_path), str(data), "--top-k-wrong", "3"]) == 0
+    printed = capfd.readouterr().out
+    assert "accuracy" in printed and "precision" in printed
+    with open(tmp_path / "tiny.evaluation.json", encoding="utf-8") as f:
+        report = json.load(f)
+    assert report["class_names"] == ["healthy", "rust"]
+    assert sum(c["support"] for c in report["per_class"].values()) == 10
+    assert len(report["most_confidently_wrong"]) <= 3
+
+    images = [str(data / "rust" / "0.png"), str(data / "healthy" / "1.png")]
+    assert main(["predict", str(model_path)] + images) == 0
+    lines = capfd.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for line, image in zip(lines, images):
+        path, label, score = line.split("\t")
+        assert path == image and label in ("healthy", "rust") and 0.5 <= float(score) <= 1
+
+    assert main(["predict", str(model_path), str(tmp_path / "nope.png")]) == 2
+    assert "nope.png" in capfd.readouterr().err
+
+
+def test_cli_backbones_and_version(capfd):
+    assert main(["backbones", "--source", "keras_applications"]) == 0
+    names = capfd.readouterr().out.split()
+    assert "mobilenet_v2" in names and "resnet50" in names
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capfd.readouterr().out.strip() == f"keras-tl {keras_tl.__version__}"
 
 
 def test_cli_bad_backbone_is_a_clear_error_and_writes_nothing(tmp_path, capfd):

@@ -130,3 +130,26 @@ def test_extract_keeps_labels_aligned_with_a_reshuffling_dataset(mnist_cnn_small
     features, labels = extract(backbone, ds)
     expected = backbone.predict(x[labels], verbose=0)
     np.testing.assert_allclose(features, expected, atol=1e-5)
+
+
+def test_saved_fast_path_model_evaluates_after_loading(tmp_path):
+    """`load_model(path).evaluate(x, y)` needs the model saved compiled."""
+    from keras_tl.backbones import build_small_cnn
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (24, 28, 28, 1)).astype("float32")
+    y = np.arange(24) % 3
+    cnn = build_small_cnn(width=8)
+    backbone = keras.Model(cnn.input, cnn.get_layer("features").output)
+    model = feature_extraction(backbone, (x, y), num_classes=3, verbose=0)
+    history = model.history.history
+    assert model.history.history["accuracy"]  # the recipe's history survives compiling
+
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    loss, accuracy = reloaded.evaluate(x, y, verbose=0)
+    expected = (model.predict(x, verbose=0).argmax(-1) == y).mean()
+    assert np.isfinite(loss)
+    assert accuracy == pytest.approx(expected, abs=1e-6)
+    assert history is model.history.history

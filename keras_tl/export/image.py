@@ -21,6 +21,8 @@ from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import ExportReport
 from keras_tl.export.report import _fill_parity
 from keras_tl.export.report import _keras_predict
+from keras_tl.export.selective import DEFAULT_MIN_AGREEMENT
+from keras_tl.export.selective import quantize_selectively
 
 __all__ = ["GRAYSCALE_INPUTS", "GRAYSCALE_WEIGHTS", "to_tflite"]
 
@@ -86,6 +88,7 @@ def to_tflite(
     metadata=None,
     grayscale_input="rgb",
     normalization=(0.0, 1.0),
+    min_agreement=DEFAULT_MIN_AGREEMENT,
 ):
     """Exports `model` to a `.tflite` file and checks it in LiteRT.
 
@@ -112,6 +115,27 @@ def to_tflite(
     as in Keras. The check and calibration data stay grayscale; they are
     repeated to RGB for the file.
 
+    An int8 file whose top-1 answers agree with Keras on fewer than
+    `min_agreement` of the check samples (of the calibration samples
+    without `check_data`) keeps the ops that lose most in float
+    (`keras_tl.export.selective`): calibrated once, then re-quantized with
+    one more float op at a time, in order of measured error per extra byte,
+    until the agreement is met. The report names these layers and gives the
+    size next to the full-int8 file's. The check samples that chose the
+    layers also measure the report's agreement, so expect a little less on
+    other data. When the target is not met before the file would outgrow
+    the float16 file, the full-int8 file is exported, with a warning.
+    A file with float ops needs TFLite's float kernels (any phone CPU,
+    MediaPipe); integer-only hardware (microcontrollers, some NPUs) needs
+    `min_agreement=None`, which keeps every op int8. With `io_dtype="int8"`
+    or `"uint8"` the ops that read the input or write the output stay int8
+    (an integer input must be quantized before any float op, and only an
+    int8 op writes an integer output), so fewer ops can help.
+    Models with several inputs or outputs, non-array data, files with
+    `allow_select_tf_ops` (which the Python interpreter may not run) and
+    `tf_keras` models (quantization-aware training copies, whose int8
+    ranges are learned) are exported in full int8.
+
     Note: `"dynamic"` quantization leaves tensors under 1,024 elements (small
     kernels, biases) in float.
 
@@ -134,7 +158,10 @@ def to_tflite(
             quantizes for you).
         allow_select_tf_ops: add `SELECT_TF_OPS` (TensorFlow kernels through
             the Flex delegate) for ops TFLite lacks.
-        num_calibration_samples: samples drawn from `representative_data`.
+        num_calibration_samples: samples drawn from `representative_data`
+            (default 1,000: all of a small labelled set; the int8 ranges are
+            the extremes of the calibration activations, which a larger draw
+            makes less dependent on which images were drawn).
         num_check_samples: samples of `check_data` run.
         num_threads: interpreter threads for the check and the latency.
         input_signature: optional `tf.TensorSpec`s, as for `model.export`.
@@ -156,6 +183,9 @@ def to_tflite(
             which rescale inside; `(0, 255)` for a model that expects
             [0, 1]; `(127.5, 127.5)` for [-1, 1]. A number or one per
             channel each.
+        min_agreement: for `quantization="int8"`, the top-1 agreement with
+            Keras below which ops are kept in float (default 0.99); `None`
+            or 0 keeps every op int8. Ignored for other quantizations.
 
     Returns:
         An `ExportReport`.
@@ -177,7 +207,7 @@ def to_tflite(
     """
     path = _check_path(path)
     _check_tensorflow_backend()
-    _check_options(quantization, representative_data, io_dtype)
+    _check_options(quantization, representative_data, io_dtype, min_agreement)
     if grayscale_input not in GRAYSCALE_INPUTS:
         raise ValueError(
             f"grayscale_input must be one of {GRAYSCALE_INPUTS}; got {grayscale_input!r}."
@@ -212,6 +242,17 @@ def to_tflite(
     float32_content = content if quantization is None and not sparse_weights else _convert(
         exported, None, None, "float32", allow_select_tf_ops, input_signature
     )
+    selection = None
+    if (quantization == "int8" and min_agreement and not allow_select_tf_ops
+            and _selectable(exported, calibration)):
+        selection = _select_float_ops(
+            model, exported, content, calibration,
+            inputs if check_data is not None else None, to_file_inputs, min_agreement,
+            io_dtype, input_signature, sparse_weights, num_threads,
+        )
+    full_int8_content = content
+    if selection is not None:
+        content = selection["content"]
     if with_metadata:
         mean, std = normalization
 
@@ -221,8 +262,10 @@ def to_tflite(
             )
 
         same_file = float32_content is content
+        unchanged = full_int8_content is content
         content = add_metadata(content)
         float32_content = content if same_file else add_metadata(float32_content)
+        full_int8_content = content if unchanged else add_metadata(full_int8_content)
         if io_dtype == "uint8":
             _check_pixel_quantization(content, mean, std)
     labels_file, report_file = _export_paths(path)
@@ -236,13 +279,71 @@ def to_tflite(
         metadata="image_classifier" if with_metadata else None,
         input_channels=channels,
         num_threads=num_threads,
+        float_layers=[] if quantization == "int8" else None,
     )
+    if selection is not None:
+        report.min_agreement = min_agreement
+        report.selection_data = selection["data"]
+        report.full_int8_agreement = selection["full_int8_agreement"]
+        report.full_int8_size_bytes = len(full_int8_content)
+        report.selection_agreement = selection["agreement"]
+        report.float_layers = selection["float_layers"]
     if check_data is not None:
-        reference = _keras_predict(model, inputs)
+        if selection is not None and selection["data"] == "check_data":
+            reference = selection["reference"]
+        else:
+            reference = _keras_predict(model, inputs)
         _fill_parity(report, content, float32_content, to_file_inputs(inputs), targets,
                      reference, num_threads)
     _write_export(report, content, labels)
     return report
+
+
+def _selectable(exported, calibration):
+    """Whether selective int8 applies: it compares the top-1 answers of a
+    Keras 3 model with one array input and one output of class scores.
+
+    A `tf_keras` model here is a quantization-aware training copy: its int8
+    ranges were learned, not calibrated, so it is exported as it is.
+    """
+    if not _is_keras3(exported) or not isinstance(calibration, np.ndarray):
+        return False
+    inputs, outputs = getattr(exported, "inputs", None), getattr(exported, "outputs", None)
+    return (inputs is not None and len(inputs) == 1 and outputs is not None
+            and len(outputs) == 1 and _num_outputs(exported) >= 2)
+
+
+def _select_float_ops(model, exported, content, calibration, check_inputs, to_file_inputs,
+                      min_agreement, io_dtype, input_signature, sparse_weights, num_threads):
+    """The full-int8 `content` if it keeps `min_agreement` of the Keras
+    answers, else the selective file; with what was measured, as a dict.
+
+    When no float op reaches the target, `content` stays: the same file as
+    with `min_agreement=None`.
+    """
+    from keras_tl.export.interpreter import LiteRTModel
+
+    if check_inputs is not None:
+        samples, data = check_inputs, "check_data"
+    else:
+        samples, data = calibration, "representative_data"
+    reference = _keras_predict(model, samples)
+    file_samples = to_file_inputs(samples)
+    outputs = LiteRTModel(content, num_threads=num_threads).predict(file_samples)
+    agreement = float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
+    result = dict(content=content, data=data, reference=reference, float_layers=[],
+                  full_int8_agreement=agreement, agreement=agreement)
+    if agreement >= min_agreement:
+        return result
+    selection = quantize_selectively(
+        exported, to_file_inputs(calibration), file_samples, min_agreement=min_agreement,
+        reference=reference, io_dtype=io_dtype, input_signature=input_signature,
+        sparse_weights=sparse_weights,
+    )
+    if selection.float_layers:
+        result.update(content=selection.content, float_layers=selection.float_layers,
+                      agreement=selection.agreement)
+    return result
 
 
 def _writes_metadata(model, metadata, channels, io_dtype, normalization):

@@ -56,6 +56,18 @@ class ExportReport:
         float32_latency_ms: the same for the float32 file, measured in the
             same rounds.
         num_threads: interpreter threads used for the latency.
+        float_layers: for an int8 file from `to_tflite`, the layers whose
+            ops were kept in float to keep `min_agreement` of the Keras
+            answers (`[]`: every op int8); `None` otherwise.
+        min_agreement: the top-1 agreement the int8 file was held to;
+            `None` when none was applied.
+        selection_data: where that agreement was measured:
+            `"check_data"`, or `"representative_data"` without check data.
+        full_int8_agreement: agreement of the file with every op in int8
+            on those samples.
+        full_int8_size_bytes: size of that file.
+        selection_agreement: agreement of the exported file on those
+            samples (with check data, `top1_agreement`).
 
     Example:
 
@@ -82,6 +94,12 @@ class ExportReport:
     latency_ms: float = None
     float32_latency_ms: float = None
     num_threads: int = 1
+    float_layers: list = None
+    min_agreement: float = None
+    selection_data: str = None
+    full_int8_agreement: float = None
+    full_int8_size_bytes: int = None
+    selection_agreement: float = None
 
     @property
     def size_ratio(self):
@@ -89,6 +107,14 @@ class ExportReport:
         if not self.float32_size_bytes:
             return None
         return self.size_bytes / self.float32_size_bytes
+
+    @property
+    def full_int8_size_ratio(self):
+        """Size of the full-int8 file over the float32 file's: with
+        `size_ratio`, what the float layers cost."""
+        if not self.float32_size_bytes or self.full_int8_size_bytes is None:
+            return None
+        return self.full_int8_size_bytes / self.float32_size_bytes
 
     @property
     def latency_ratio(self):
@@ -109,6 +135,7 @@ class ExportReport:
         result = dataclasses.asdict(self)
         result.update(
             size_ratio=self.size_ratio,
+            full_int8_size_ratio=self.full_int8_size_ratio,
             latency_ratio=self.latency_ratio,
             accuracy_drop=self.accuracy_drop,
         )
@@ -127,6 +154,16 @@ class ExportReport:
             f"  metadata          {self.metadata or 'none (bare file)'}",
             f"  report            {self.report_path}",
         ]
+        if self.min_agreement is not None:
+            kept = ", ".join(self.float_layers) if self.float_layers else "none (full int8)"
+            lines += [
+                f"  min agreement     {self.min_agreement:g} on {self.selection_data}: "
+                f"full int8 {fmt(self.full_int8_agreement, '.4f')} "
+                f"({fmt(self.full_int8_size_ratio, '.3f')}x float32), this file "
+                f"{fmt(self.selection_agreement, '.4f')} "
+                f"({fmt(self.size_ratio, '.3f')}x)",
+                f"  kept in float     {kept}",
+            ]
         if self.num_checked:
             lines += [
                 f"  checked on        {self.num_checked} samples in the LiteRT interpreter",

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.validation import check_fit_arguments
 from keras_tl._utils.validation import count_steps
 from keras_tl.adapt import DannSchedule
@@ -100,6 +101,8 @@ def adapt_domain(
     has_batchnorm = bool(batchnorm_layers(model))
     if method == "adabn":
         adabn(model, target_unlabeled, batch_size=batch_size)
+        if not model.compiled:
+            compile_for_evaluation(model)
         model.history = keras.callbacks.History()
         if verbose:
             print(f"AdaBN: re-estimated {len(batchnorm_layers(model))} BatchNorm layers.")
@@ -153,6 +156,8 @@ def adapt_domain(
     )
     if recalibrate_batchnorm and has_batchnorm:
         adabn(model, target_unlabeled, batch_size=batch_size)
+    # The domain-adaptation trainer was compiled, not the model it wraps.
+    compile_for_evaluation(model)
     model.history = history
     return model
 

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.backbones import build_backbone
@@ -197,6 +198,8 @@ def distill(
         verbose=verbose,
     )
     student = distiller.student
+    # The distiller was compiled, not the student it returns.
+    compile_for_evaluation(student, strategy)
     student.history = history
     return student
 

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.augment import augment_dataset
@@ -191,6 +192,8 @@ def feature_extraction(
             + list(callbacks or []),
             verbose=verbose,
         )
+    # The fast path never compiles, and MixUp compiles for one-hot labels.
+    compile_for_evaluation(model, strategy)
     model.history = history
     return model
 

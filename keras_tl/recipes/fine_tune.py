@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_dataset
@@ -268,6 +269,9 @@ def fine_tune(
             model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
                           metrics=["accuracy"])
             model.optimizer.build(model.trainable_variables)
+    if loss != "sparse_categorical_crossentropy":
+        # Trained on one-hot MixUp labels; the saved model evaluates integer ones.
+        compile_for_evaluation(model, strategy)
     model.history = _merge_histories(head_history, history, model)
     model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
     return model

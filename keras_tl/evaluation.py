@@ -1,0 +1,336 @@
+"""Evaluating a trained classifier and predicting labels for new images.
+
+`evaluate` answers "how good is it, and where does it fail?" in one call:
+accuracy, per-class precision and recall, the confusion matrix and the
+examples the model got wrong most confidently. `predict` turns image files
+or arrays into class names and scores.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+__all__ = ["EvaluationReport", "evaluate", "predict"]
+
+
+@dataclasses.dataclass
+class EvaluationReport:
+    """What `evaluate` measured.
+
+    Args:
+        accuracy: fraction of examples whose top class is the true one.
+        class_names: names of the classes, in label order.
+        precision: `{class name: precision}` (0 when never predicted).
+        recall: `{class name: recall}` (0 when absent from the data).
+        support: `{class name: number of examples}`.
+        confusion_matrix: int numpy array; rows are true classes, columns
+            predicted ones.
+        most_confidently_wrong: list of dicts `{"index", "true",
+            "predicted", "confidence"}`, most confident first; `index` is
+            the example's position in the evaluated data.
+        labels: the true int labels, in data order.
+        predictions: the predicted int labels, in data order.
+
+    Example:
+
+    ```python
+    report = keras_tl.evaluate(model, "leaves/test")
+    print(report)
+    report.plot_confusion_matrix("confusion_matrix.png")
+    ```
+    """
+
+    accuracy: float
+    class_names: list
+    precision: dict
+    recall: dict
+    support: dict
+    confusion_matrix: np.ndarray = dataclasses.field(repr=False)
+    most_confidently_wrong: list = dataclasses.field(repr=False)
+    labels: np.ndarray = dataclasses.field(repr=False)
+    predictions: np.ndarray = dataclasses.field(repr=False)
+
+    def plot_confusion_matrix(self, path=None, title=None):
+        """Draws the confusion matrix; see `keras_tl.plots.plot_confusion_matrix`.
+
+        Args:
+            path: optional output `.png` path.
+            title: optional title; defaults to the accuracy.
+
+        Returns:
+            A `matplotlib.figure.Figure`.
+        """
+        from keras_tl.plots import plot_confusion_matrix
+
+        return plot_confusion_matrix(self.labels, self.predictions, self.class_names,
+                                     path=path, title=title)
+
+    def to_dict(self):
+        """The report as plain, JSON-serializable Python values.
+
+        Returns:
+            A dict with `num_examples`, `accuracy`, `class_names`,
+            `per_class` (`{name: {"precision", "recall", "support"}}`),
+            `confusion_matrix` (nested lists) and `most_confidently_wrong`.
+        """
+        return {
+            "num_examples": int(len(self.labels)),
+            "accuracy": float(self.accuracy),
+            "class_names": list(self.class_names),
+            "per_class": {
+                name: {
+                    "precision": float(self.precision[name]),
+                    "recall": float(self.recall[name]),
+                    "support": int(self.support[name]),
+                }
+                for name in self.class_names
+            },
+            "confusion_matrix": np.asarray(self.confusion_matrix).tolist(),
+            "most_confidently_wrong": [dict(w) for w in self.most_confidently_wrong],
+        }
+
+    def __str__(self):
+        width = max([len("class")] + [len(n) for n in self.class_names])
+        lines = [
+            f"accuracy {self.accuracy:.4f} on {len(self.labels)} examples",
+            f"{'class':<{width}}  precision  recall  support",
+        ]
+        for name in self.class_names:
+            lines.append(f"{name:<{width}}  {self.precision[name]:>9.3f}  "
+                         f"{self.recall[name]:>6.3f}  {self.support[name]:>7d}")
+        if self.most_confidently_wrong:
+            lines.append("most confidently wrong (index: true -> predicted, confidence):")
+            for w in self.most_confidently_wrong:
+                lines.append(f"  {w['index']}: {w['true']} -> {w['predicted']}, "
+                             f"{w['confidence']:.3f}")
+        return "\n".join(lines)
+
+
+def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8):
+    """Measures a classifier on labelled data.
+
+    Args:
+        model: a Keras classifier whose output is one score per class.
+        data: `(x, y)` arrays, a folder with one subfolder of images per
+            class (read in sorted order, resized to the model's input), or a
+            `tf.data.Dataset` of `(image, label)` (batched or not).
+        class_names: names of the classes; default: those stored in the
+            model (`keras_tl.get_class_names`), else the folder names, else
+            `"0"`, `"1"`, ...
+        batch_size: images per prediction batch.
+        top_k_wrong: how many of the most confidently wrong examples to keep.
+
+    Returns:
+        An `EvaluationReport`.
+
+    Example:
+
+    ```python
+    report = keras_tl.evaluate(model, (x_test, y_test))
+    report.accuracy  # -> 0.93
+    report.to_dict()["per_class"]["rust"]["recall"]  # -> 0.9
+    ```
+    """
+    from keras_tl.heads import get_class_names
+
+    _check_positive(batch_size=batch_size)
+    if top_k_wrong < 0:
+        raise ValueError(f"top_k_wrong must be >= 0; got {top_k_wrong}.")
+    model_names = get_class_names(model)
+    x, y, data_names = _labelled_arrays(model, data, batch_size, model_names)
+    scores = _class_scores(model, x, batch_size)
+    num_classes = scores.shape[1]
+    names = list(class_names or model_names or data_names
+                 or [str(i) for i in range(num_classes)])
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{len(names)} class names for a model with {num_classes} outputs: {names}.")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes}) for a model with {num_classes} "
+            f"outputs; got labels from {y.min()} to {y.max()}.")
+    return _report(y, scores, names, top_k_wrong)
+
+
+def _report(y, scores, names, top_k_wrong):
+    from keras_tl.plots import confusion_matrix
+
+    predicted = scores.argmax(-1)
+    matrix = confusion_matrix(y, predicted, len(names))
+    true_counts = matrix.sum(1)
+    predicted_counts = matrix.sum(0)
+    hits = np.diag(matrix)
+    precision = np.divide(hits, predicted_counts, out=np.zeros(len(names)),
+                          where=predicted_counts > 0)
+    recall = np.divide(hits, true_counts, out=np.zeros(len(names)), where=true_counts > 0)
+    wrong = np.flatnonzero(predicted != y)
+    confidence = scores[wrong, predicted[wrong]]
+    worst = wrong[np.argsort(-confidence, kind="stable")[:top_k_wrong]]
+    return EvaluationReport(
+        accuracy=float((predicted == y).mean()) if len(y) else 0.0,
+        class_names=names,
+        precision={n: float(p) for n, p in zip(names, precision)},
+        recall={n: float(r) for n, r in zip(names, recall)},
+        support={n: int(s) for n, s in zip(names, true_counts)},
+        confusion_matrix=matrix,
+        most_confidently_wrong=[
+            {"index": int(i), "true": names[y[i]], "predicted": names[predicted[i]],
+             "confidence": float(scores[i, predicted[i]])}
+            for i in worst
+        ],
+        labels=y,
+        predictions=predicted,
+    )
+
+
+def predict(model, images_or_paths, batch_size=32, top_k=1):
+    """Predicts class names and scores for images.
+
+    Args:
+        model: a Keras classifier whose output is one score per class.
+        images_or_paths: an image file path, a list of paths (each loaded
+            and resized to the model's input size), one image array
+            `(height, width, channels)` or a batch `(n, height, width,
+            channels)` of raw pixels (0-255, as the model was trained on).
+        batch_size: images per prediction batch.
+        top_k: how many classes to return per image.
+
+    Returns:
+        `(labels, scores)`: with `top_k=1`, a list of class names (from the
+        model, else `"0"`, `"1"`, ...) and a float array `(n,)`; with
+        `top_k > 1`, a list of lists of names and an array `(n, top_k)`,
+        best first.
+
+    Example:
+
+    ```python
+    labels, scores = keras_tl.predict(model, ["leaf1.jpg", "leaf2.jpg"])
+    labels  # -> ['healthy', 'rust']
+    ```
+    """
+    from keras_tl.heads import get_class_names
+
+    _check_positive(batch_size=batch_size, top_k=top_k)
+    x = _images(model, images_or_paths)
+    scores = _class_scores(model, x, batch_size)
+    names = get_class_names(model) or [str(i) for i in range(scores.shape[1])]
+    if top_k > scores.shape[1]:
+        raise ValueError(f"top_k={top_k} exceeds the model's {scores.shape[1]} classes.")
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    best = np.take_along_axis(scores, order, axis=1)
+    if top_k == 1:
+        return [names[i] for i in order[:, 0]], best[:, 0]
+    return [[names[i] for i in row] for row in order], best
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+
+
+def _input_size(model):
+    shape = tuple(model.input_shape)
+    size = shape[1:3]
+    if len(shape) != 4 or None in size:
+        raise ValueError(
+            f"Loading image files needs a model with a fixed image input size; "
+            f"this one takes {shape}.")
+    return size, shape[-1] or 3
+
+
+def _labelled_arrays(model, data, batch_size, model_names):
+    """`(x, y, class names of the data or None)` from any accepted data form."""
+    import tensorflow as tf
+
+    from keras_tl.data import as_dataset
+    from keras_tl.data import to_arrays
+
+    if isinstance(data, tf.data.Dataset):
+        x, y = to_arrays(data)
+        return x, _int_labels(y), None
+    if isinstance(data, (str, os.PathLike)):
+        size, channels = _input_size(model)
+        loaded = as_dataset(data, image_size=size, channels=channels, batch_size=batch_size,
+                            shuffle=False)
+        x, y = to_arrays(loaded.train)
+        y = _int_labels(y)
+        if model_names and list(loaded.class_names) != list(model_names):
+            missing = [n for n in loaded.class_names if n not in model_names]
+            if missing:
+                raise ValueError(
+                    f"Folders {missing} of {os.fspath(data)!r} are not classes of the "
+                    f"model ({model_names}).")
+            # Same classes, other order: map folder labels to the model's.
+            y = np.asarray([model_names.index(n) for n in loaded.class_names])[y]
+            return x, y, list(model_names)
+        return x, y, list(loaded.class_names)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} images but {len(y)} labels.")
+        return x, _int_labels(y), None
+    raise TypeError(
+        "data must be (x, y) arrays, a folder path or a tf.data.Dataset; "
+        f"got {type(data).__name__}.")
+
+
+def _int_labels(y):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        # One-hot or soft labels.
+        return y.argmax(-1)
+    y = y.reshape(-1)
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError("Labels must be integer class indices.")
+    elif y.dtype.kind not in "iu":
+        raise ValueError(f"Labels must be integer class indices; got dtype {y.dtype}.")
+    return y.astype(int)
+
+
+def _images(model, images_or_paths):
+    if isinstance(images_or_paths, (str, os.PathLike)):
+        images_or_paths = [images_or_paths]
+    if isinstance(images_or_paths, (list, tuple)) and images_or_paths and all(
+        isinstance(p, (str, os.PathLike)) for p in images_or_paths
+    ):
+        from keras_tl.data import _load_image
+
+        size, channels = _input_size(model)
+        images = []
+        for path in images_or_paths:
+            path = os.fspath(path)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"Image file {path!r} does not exist.")
+            try:
+                images.append(np.asarray(_load_image(path, size, channels)))
+            except Exception as error:
+                raise ValueError(f"Cannot read image {path!r}: {error}") from error
+        return np.stack(images)
+    x = np.asarray(images_or_paths)
+    if x.dtype == object or x.size == 0:
+        raise TypeError("images_or_paths must be image paths or an image array.")
+    if x.ndim == len(model.input_shape) - 1:
+        x = x[None]
+    return x.astype("float32")
+
+
+def _class_scores(model, x, batch_size):
+    """Per-class probabilities, `(n, num_classes)`."""
+    if len(x) == 0:
+        raise ValueError("No images to predict.")
+    scores = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float64")
+    if scores.ndim == 1 or scores.shape[-1] == 1:
+        # A single sigmoid unit: the probability of class 1.
+        p = scores.reshape(-1)
+        scores = np.stack([1 - p, p], axis=1)
+    scores = scores.reshape(len(x), -1)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("The model predicts non-finite scores.")
+    if scores.min() < 0 or not np.allclose(scores.sum(1), 1, atol=1e-3):
+        # Logits: confidences are only meaningful as probabilities.
+        scores = np.exp(scores - scores.max(1, keepdims=True))
+        scores /= scores.sum(1, keepdims=True)
+    return scores

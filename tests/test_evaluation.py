@@ -1,0 +1,116 @@
+"""`keras_tl.evaluate` and `keras_tl.predict`, and plots that leave pyplot alone."""
+
+import json
+
+import keras
+import matplotlib
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import keras_tl
+from keras_tl import plots
+from keras_tl.heads import ClassNames
+
+
+def _classifier(names=("cat", "dog", "fox")):
+    """Predicts class `argmax` of the three pixel channels' means, with a
+    confidence that grows with the gap: known answers without training."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    x = keras.layers.Lambda(lambda t: t / 10.0)(x)
+    x = keras.layers.Activation("softmax", name="probabilities")(x)
+    x = ClassNames(list(names), name="class_names")(x)
+    return keras.Model(inputs, x)
+
+
+def _images(channel_values):
+    """One 8x8 image per row of `channel_values` (r, g, b)."""
+    return np.stack([np.ones((8, 8, 3), "float32") * np.asarray(v, "float32")
+                     for v in channel_values])
+
+
+def test_evaluate_report_counts_and_worst_mistakes(tmp_path):
+    model = _classifier()
+    x = _images([(90, 0, 0), (0, 90, 0), (0, 0, 90), (0, 90, 0), (0, 0, 40), (0, 0, 20)])
+    y = np.array([0, 1, 2, 0, 1, 0])  # the last three are wrong, 90 > 40 > 20 sure
+    report = keras_tl.evaluate(model, (x, y), top_k_wrong=2)
+    assert report.accuracy == pytest.approx(0.5)
+    assert report.class_names == ["cat", "dog", "fox"]
+    assert report.support == {"cat": 3, "dog": 2, "fox": 1}
+    assert report.recall["cat"] == pytest.approx(1 / 3)
+    assert report.precision["fox"] == pytest.approx(1 / 3)
+    np.testing.assert_array_equal(report.confusion_matrix,
+                                  [[1, 1, 1], [0, 1, 1], [0, 0, 1]])
+    worst = report.most_confidently_wrong
+    assert [w["index"] for w in worst] == [3, 4]
+    assert worst[0]["true"] == "cat" and worst[0]["predicted"] == "dog"
+    assert worst[0]["confidence"] > worst[1]["confidence"]
+
+    saved = json.loads(json.dumps(report.to_dict()))
+    assert saved["per_class"]["dog"] == {"precision": 0.5, "recall": 0.5, "support": 2}
+    assert "accuracy 0.5000 on 6 examples" in str(report)
+    fig = report.plot_confusion_matrix(tmp_path / "cm.png")
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert (tmp_path / "cm.png").stat().st_size > 0
+
+
+def test_evaluate_folder_and_dataset_agree(tmp_path):
+    model = _classifier()
+    colors = {"cat": (200, 0, 0), "dog": (0, 200, 0), "fox": (0, 0, 200)}
+    for name, color in colors.items():
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((12, 12, 3), color, np.uint8)).save(
+                tmp_path / name / f"{i}.png")
+    from_folder = keras_tl.evaluate(model, str(tmp_path))
+    assert from_folder.accuracy == 1.0 and from_folder.support["fox"] == 2
+
+    x = _images([(90, 0, 0), (0, 0, 90)])
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1]))).batch(1)
+    from_dataset = keras_tl.evaluate(model, dataset)
+    assert from_dataset.accuracy == 0.5
+
+
+def test_evaluate_rejects_labels_outside_the_classes():
+    with pytest.raises(ValueError, match="Labels must lie in"):
+        keras_tl.evaluate(_classifier(), (_images([(1, 0, 0)]), np.array([5])))
+
+
+def test_predict_paths_and_arrays(tmp_path):
+    model = _classifier()
+    path = tmp_path / "green.png"
+    Image.fromarray(np.full((20, 30, 3), (0, 180, 0), np.uint8)).save(path)
+    labels, scores = keras_tl.predict(model, [str(path)])
+    assert labels == ["dog"] and scores.shape == (1,) and scores[0] > 0.9
+
+    labels, scores = keras_tl.predict(model, _images([(0, 0, 50), (5, 0, 0)]), top_k=2)
+    assert labels[0] == ["fox", "cat"] and scores.shape == (2, 2)
+    assert np.all(scores[:, 0] >= scores[:, 1])
+    one, _ = keras_tl.predict(model, _images([(0, 0, 50)])[0])
+    assert one == ["fox"]
+
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        keras_tl.predict(model, str(tmp_path / "missing.png"))
+
+
+def test_plots_return_figures_and_keep_the_pyplot_backend(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("matplotlib.use switches a notebook's backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    backend = matplotlib.get_backend()
+    history = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.8], "val_loss": [1.1, 0.7]}
+    fig = plots.plot_history(history)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    fig = plots.plot_history(history, tmp_path / "sub" / "curves.png", title="run")
+    assert (tmp_path / "sub" / "curves.png").stat().st_size > 0
+    fig = plots.plot_confusion_matrix([0, 1, 1], [0, 1, 0], ["a", "b"], tmp_path / "cm.png")
+    assert isinstance(fig, matplotlib.figure.Figure)
+    result = keras_tl.LRFinderResult(
+        learning_rates=[1e-4, 1e-3, 1e-2], losses=[1.0, 0.8, 2.0],
+        smoothed_losses=[1.0, 0.9, 1.5], suggestion=1e-3, steepest=1e-3, minimum=1e-3)
+    assert isinstance(result.plot(tmp_path / "lr.png"), matplotlib.figure.Figure)
+    assert (tmp_path / "lr.png").stat().st_size > 0
+    assert matplotlib.get_backend() == backend
