@@ -249,3 +249,35 @@ def test_version_is_written_once_and_in_the_changelog():
         newest = re.search(r"^## \[?([0-9][^\]\s]*)", file.read(), re.MULTILINE)
     assert newest and newest.group(1) == keras_tl.__version__
 
+
+
+def _pip_lines(text):
+    return re.findall(r"!pip install[^\n\"]*\"[^\"]+\"", text)
+
+
+def test_colab_install_line_is_one_line_everywhere():
+    """The README and every tutorial notebook install keras-tl with the same
+    line, and the extras it names exist in `setup.py`."""
+    import ast
+
+    import nbformat
+
+    readme = _pip_lines((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(readme) == 1, readme
+    line = readme[0]
+    assert "<" not in line, f"placeholder left in the README's install line: {line}"
+    notebooks = sorted((ROOT / "tutorials").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        cells = nbformat.read(path, as_version=4).cells
+        found = [hit for cell in cells if cell.cell_type == "code" for hit in _pip_lines(cell.source)]
+        assert found == [line], f"{path.name}: {found} != {[line]}"
+
+    extras = re.search(r"keras-tl\[([^\]]*)\]", line)
+    names = [name.strip() for name in extras.group(1).split(",")] if extras else []
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    call = next(node for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    declared = next(ast.literal_eval(kw.value) for kw in call.keywords if kw.arg == "extras_require")
+    for name in names:
+        assert name in declared, f"the install line names extra {name!r}, setup.py has {sorted(declared)}"
