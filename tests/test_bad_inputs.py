@@ -153,3 +153,27 @@ def test_non_utf8_text_names_the_row_and_the_line(tmp_path):
     path.write_bytes("text,label\ngood,1\nfine,1\ncaf\xe9,0\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"reviews.csv.*not UTF-8.*line 4"):
         read_text_csv(path)
+
+
+def test_export_refuses_what_is_not_a_model(tmp_path):
+    """`None`, a path (missing or not) or an array as the model: a TypeError
+    naming what was passed and the fix, before any file is touched."""
+    from keras_tl import export
+
+    target = tmp_path / "model.tflite"
+    with pytest.raises(TypeError, match=r"to_tflite\(\) takes a keras.Model.*got NoneType: None"):
+        export.to_tflite(None, target)
+    missing = str(tmp_path / "missing.keras")
+    with pytest.raises(TypeError, match=r"got the path .*missing\.keras.*no such file.*load_model"):
+        export.to_tflite(missing, target)
+    saved = tmp_path / "tiny.keras"
+    _tiny_backbone().save(saved)
+    with pytest.raises(TypeError, match=r"got the path .*tiny\.keras.*an existing file.*load_model"):
+        export.to_tflite(saved, target)
+    with pytest.raises(TypeError, match=r"got ndarray"):
+        export.to_tflite(np.zeros((2, 8, 8, 1)), target)
+    with pytest.raises(TypeError, match=r"text_to_tflite\(\) takes a keras.Model.*NoneType"):
+        export.text_to_tflite(None, target)
+    with pytest.raises(TypeError, match=r"quantize_selectively\(\) takes a keras.Model.*path 'model'"):
+        export.quantize_selectively("model", np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8, 1)))
+    assert list(tmp_path.iterdir()) == [saved]

@@ -105,6 +105,39 @@ def _unsupported_ops(message):
     return list(dict.fromkeys(ops)), list(dict.fromkeys(layers))
 
 
+def _is_tf_keras(model):
+    # tf_keras models (quantization-aware training copies) convert too; they
+    # are recognised by their classes' module, so tf_keras is never imported.
+    return any(
+        cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__
+    ) and hasattr(model, "layers")
+
+
+def _check_model(model, function):
+    """Refuses a first argument that is not a model, naming what it is.
+
+    Without this, `None` or a path fails deep inside the converter with an
+    `AttributeError` that names neither the argument nor the fix.
+    """
+    if _is_keras3(model) or _is_tf_keras(model):
+        return
+    if isinstance(model, (str, bytes, os.PathLike)):
+        path = os.fsdecode(model)
+        state = "an existing file" if os.path.exists(path) else "no such file"
+        raise TypeError(
+            f"{function}() takes a keras.Model as `model`; got the path "
+            f"{path!r} ({state}). Load the model first: "
+            f"{function}(keras.models.load_model({path!r}), ...)."
+        )
+    shown = repr(model)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    raise TypeError(
+        f"{function}() takes a keras.Model as `model`; got "
+        f"{type(model).__name__}: {shown}."
+    )
+
+
 def _check_path(path):
     path = os.fspath(path)
     if not path.endswith(".tflite"):

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
+from keras_tl.export.convert import _check_model
 from keras_tl.export.convert import _check_options
 from keras_tl.export.convert import _check_path
 from keras_tl.export.convert import _convert
@@ -191,6 +192,8 @@ def to_tflite(
         An `ExportReport`.
 
     Raises:
+        TypeError: `model` is not a Keras model (e.g. `None` or a path:
+            load a saved model with `keras.models.load_model` first).
         ValueError: a bad path or option, int8 without representative
             data, or class names that do not match the outputs.
         UnsupportedOpsError: the model uses ops outside the TFLite builtins;
@@ -205,6 +208,7 @@ def to_tflite(
     print(report)
     ```
     """
+    _check_model(model, "to_tflite")
     path = _check_path(path)
     _check_tensorflow_backend()
     _check_options(quantization, representative_data, io_dtype, min_agreement)

@@ -34,6 +34,7 @@ import warnings
 
 import numpy as np
 
+from keras_tl.export.convert import _check_model
 from keras_tl.export.data import _representative_dataset
 from keras_tl.export.data import _take
 from keras_tl.export.interpreter import LiteRTModel
@@ -198,6 +199,7 @@ def quantize_selectively(
         A `SelectiveQuantization`.
 
     Raises:
+        TypeError: `model` is not a Keras model.
         ValueError: `reference` is not one row of at least two class scores
             per sample.
 
@@ -210,6 +212,7 @@ def quantize_selectively(
           selection.size_bytes / selection.full_int8_size_bytes)
     ```
     """
+    _check_model(model, "quantize_selectively")
     if reference is None:
         reference = model.predict(selection_data, batch_size=64, verbose=0)
     reference = np.asarray(reference, np.float32)

@@ -16,6 +16,7 @@ import numpy as np
 from keras_tl._utils.io import save_directory_atomic
 from keras_tl._utils.io import write_atomic
 from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
+from keras_tl.export.convert import _check_model
 from keras_tl.export.convert import _check_options
 from keras_tl.export.convert import _check_path
 from keras_tl.export.convert import _convert
@@ -185,6 +186,7 @@ def text_to_tflite(
     TFLiteTextClassifier.load("phone/sentiment.tflite").predict(["Great!"])
     ```
     """
+    _check_model(model, "text_to_tflite")
     path = _check_path(path)
     _check_options(quantization, representative_data, "float32")
     preprocessor, sequence_length = _text_parts(model, preprocessor)
