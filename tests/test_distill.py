@@ -463,3 +463,219 @@ def test_standardized_loss_has_finite_gradients_for_equal_student_logits():
             loss = keras.ops.sum(soft_target_loss(teacher, student, 4.0, standardize=True))
         gradient = tape.gradient(loss, student.value)
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(gradient)))
+
+
+# -- teachers ending in probabilities, whatever their structure ----------
+
+
+def _image_data(n=16, seed=0, classes=NUM_CLASSES):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8, 8, 1)).astype("float32")
+    return x, (np.arange(n) % classes).astype("int32")
+
+
+def _image_logits_model(name, seed):
+    """A small conv net from 8x8 images to NUM_CLASSES logits."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(3, 3, activation="relu")(inputs)
+    h = keras.layers.Flatten()(h)
+    return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES, name="scores")(h), name=name)
+
+
+def _image_student():
+    return build_small_cnn((8, 8, 1), NUM_CLASSES, width=2, name="student")
+
+
+def _exact_logits(model, x):
+    return keras.Model(model.inputs, model.get_layer("scores").output).predict(x, verbose=0)
+
+
+def test_nested_softmax_teachers_give_their_exact_logits():
+    """A final Activation("softmax") or Softmax layer, inside a model the
+    teacher ends with (a Sequential around a functional model, a functional
+    model around a Sequential): the logits before it, not log-probabilities
+    (which differ from them by each example's log-sum-exp)."""
+    x, _ = _image_data()
+    for softmax in (lambda: keras.layers.Activation("softmax"), keras.layers.Softmax):
+        core = _image_logits_model("core", 1)
+        inner = keras.Model(core.inputs, softmax()(core.output), name="inner")
+        want = _exact_logits(core, x)
+        wrapped = keras.Sequential([keras.Input((8, 8, 1)), inner], name="wrapped")
+        inputs = keras.Input((8, 8, 1))
+        around = keras.Model(inputs, keras.layers.Identity()(inner(inputs)), name="around")
+        for teacher in (inner, wrapped, around):
+            distiller = Distiller(student=_image_student(), teacher=teacher)
+            assert distiller._sources["teacher"][1] == "logits", teacher.name
+            np.testing.assert_allclose(distiller.teacher_logits(x)["logits"], want,
+                                       rtol=1e-4, atol=1e-5, err_msg=teacher.name)
+    # A Sequential ending in a softmax Dense, wrapped: the pre-activation,
+    # recomputed from the Dense layer's input and weights.
+    keras.utils.set_random_seed(2)
+    sequential = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                   keras.layers.Dense(NUM_CLASSES, activation="softmax")])
+    inputs = keras.Input((8, 8, 1))
+    teacher = keras.Model(inputs, sequential(inputs))
+    dense = sequential.layers[-1]
+    kernel, bias = dense.get_weights()
+    want = x.reshape(len(x), -1) @ kernel + bias
+    distiller = Distiller(student=_image_student(), teacher=teacher)
+    np.testing.assert_allclose(distiller.teacher_logits(x)["logits"], want, rtol=1e-4, atol=1e-5)
+    distiller.compile(optimizer="adam")
+    history = distiller.fit(x, _image_data()[1], epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_keras_tl_head_teacher_gives_the_head_logits():
+    """keras-tl's head (Dense "logits", softmax "probabilities", ClassNames)
+    nested in a teacher: the Dense layer's output exactly."""
+    from keras_tl.heads import build_head
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, activation="relu")(inputs))
+    head = build_head(int(features.shape[-1]), NUM_CLASSES, list("abcd"))
+    teacher = keras.Model(inputs, head(features), name="headed")
+    x, y = _image_data()
+    logits_view = keras.Model(head.inputs, head.get_layer("logits").output)
+    want = logits_view.predict(keras.Model(inputs, features).predict(x, verbose=0), verbose=0)
+    distiller = Distiller(student=_image_student(), teacher=teacher)
+    np.testing.assert_allclose(distiller.teacher_logits(x)["logits"], want, rtol=1e-4, atol=1e-5)
+    # The recipe distils it (class names included) on the cached logits.
+    student = distill(teacher, _image_student(), (x, y), epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(student.history.history["loss"][0])
+
+
+class _SubclassedTeacher(keras.Model):
+    """A teacher with its own `call`: no layer graph, no `.output`."""
+
+    def __init__(self, probabilities=False, **kwargs):
+        super().__init__(**kwargs)
+        self.probabilities = probabilities
+        self.flatten = keras.layers.Flatten()
+        self.hidden = keras.layers.Dense(6, activation="relu")
+        self.scores = keras.layers.Dense(NUM_CLASSES)
+
+    def call(self, inputs):
+        logits = self.scores(self.hidden(self.flatten(inputs)))
+        return keras.ops.softmax(logits) if self.probabilities else logits
+
+    def logits(self, inputs):
+        return self.scores(self.hidden(self.flatten(inputs)))
+
+
+def _subclassed_teacher(probabilities, x):
+    keras.utils.set_random_seed(4)
+    teacher = _SubclassedTeacher(probabilities, name="sub_teacher")
+    teacher(x[:1])
+    return teacher
+
+
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_subclassed_teacher_is_checked_on_a_batch(probabilities):
+    x, y = _image_data()
+    teacher = _subclassed_teacher(probabilities, x)
+    logits = keras.ops.convert_to_numpy(teacher.logits(x))
+    said = "taken as probabilities" if probabilities else "taken as logits"
+    distiller = Distiller(student=_image_student(), teacher=teacher)
+    distiller.compile(optimizer="adam", alpha=0.3, temperature=2.0)
+    with pytest.warns(UserWarning, match=f"subclassed model.*{said}"):
+        got = distiller.teacher_logits(x)["logits"]
+    if probabilities:
+        # log(p): the logits up to each example's log-sum-exp.
+        np.testing.assert_allclose(got, _log_softmax(logits), rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_allclose(got, logits, rtol=1e-5, atol=1e-6)
+    # The loss is the formula on those teacher logits.
+    s = keras.ops.convert_to_numpy(distiller.student(x, training=False))
+    s = keras.ops.convert_to_numpy(keras.Model(distiller.student.inputs,
+                                               distiller.student.get_layer("logits").output)(x))
+    ce = -_log_softmax(s)[np.arange(len(y)), y].mean()
+    kd = _kd_numpy(got, s, 2.0, standardize=True).mean()
+    np.testing.assert_allclose(float(distiller.compute_loss(x, y, training=False)),
+                               0.3 * ce + 0.7 * kd, rtol=1e-4)
+
+    # Online (the teacher runs inside each step): decided on the first batch
+    # before the step is traced.
+    fresh = Distiller(student=_image_student(), teacher=teacher)
+    fresh.compile(optimizer="adam")
+    with pytest.warns(UserWarning, match=said):
+        history = fresh.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1,
+                            verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert fresh._sources["teacher"][1] == ("probabilities" if probabilities else "logits")
+
+
+def test_recipe_distils_a_subclassed_teacher():
+    """Input shape and number of classes come from the student model, or from
+    the data and the teacher's outputs (for a zoo student)."""
+    from keras_tl.data import as_dataset
+    from keras_tl.recipes.distill import _geometry_from_batch
+    from keras_tl.recipes.distill import _teacher_geometry
+
+    x, y = _image_data()
+    teacher = _subclassed_teacher(True, x)
+    with pytest.warns(UserWarning, match="taken as probabilities"):
+        student = distill(teacher, _image_student(), (x, y), epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(student.history.history["loss"][0])
+    assert _teacher_geometry(teacher, "mobilenet_v3_small") == (None, None)
+    data = as_dataset((x, y), batch_size=8)
+    assert _geometry_from_batch(teacher, data) == ((8, 8, 1), NUM_CLASSES)
+    # With an augmentation the teacher runs online.
+    teacher = _subclassed_teacher(False, x)
+    flip = keras.layers.RandomFlip("horizontal", seed=0)
+    with pytest.warns(UserWarning, match="taken as logits"):
+        student = distill(teacher, _image_student(), (x, y), epochs=1, batch_size=8,
+                          augmentation=flip, verbose=0)
+    assert np.isfinite(student.history.history["loss"][0])
+
+
+def test_explicit_teacher_outputs():
+    import warnings
+
+    x, y = _image_data()
+    # A softmax the graph search cannot see (a Lambda): "auto" takes the
+    # output as logits, "probabilities" uses its log.
+    core = _image_logits_model("core", 5)
+    hidden_softmax = keras.Model(core.inputs, keras.layers.Lambda(keras.ops.softmax)(core.output))
+    logits = _exact_logits(core, x)
+    auto = Distiller(student=_image_student(), teacher=hidden_softmax)
+    np.testing.assert_allclose(auto.teacher_logits(x)["logits"], _softmax(logits), rtol=1e-4)
+    said = Distiller(student=_image_student(), teacher=hidden_softmax,
+                     teacher_outputs="probabilities")
+    np.testing.assert_allclose(said.teacher_logits(x)["logits"], _log_softmax(logits),
+                               rtol=1e-4, atol=1e-5)
+    # "probabilities" still finds the logits where the graph shows them.
+    visible = keras.Model(core.inputs, keras.layers.Softmax()(core.output))
+    found = Distiller(student=_image_student(), teacher=visible, teacher_outputs="probabilities")
+    np.testing.assert_allclose(found.teacher_logits(x)["logits"], logits, rtol=1e-4, atol=1e-5)
+    # "logits" on a model ending in softmax: as said, with a warning.
+    with pytest.warns(UserWarning, match="teacher_outputs='logits', but the teacher"):
+        forced = Distiller(student=_image_student(), teacher=visible, teacher_outputs="logits")
+    np.testing.assert_allclose(forced.teacher_logits(x)["logits"], _softmax(logits), rtol=1e-4)
+    # A subclassed teacher, said outright: no batch check, no warning.
+    for probabilities in (False, True):
+        teacher = _subclassed_teacher(probabilities, x)
+        kind = "probabilities" if probabilities else "logits"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            distiller = Distiller(student=_image_student(), teacher=teacher, teacher_outputs=kind)
+            got = distiller.teacher_logits(x)["logits"]
+        want = keras.ops.convert_to_numpy(teacher.logits(x))
+        np.testing.assert_allclose(got, _log_softmax(want) if probabilities else want,
+                                   rtol=1e-4, atol=1e-5)
+    # Saved with the distiller's config; the recipe passes it on.
+    assert said.get_config()["teacher_outputs"] == "probabilities"
+    student = distill(hidden_softmax, _image_student(), (x, y), epochs=1, batch_size=8,
+                      teacher_outputs="probabilities", verbose=0)
+    assert np.isfinite(student.history.history["loss"][0])
+
+
+def test_unknown_teacher_outputs_is_refused():
+    x, y = _image_data()
+    teacher = _image_logits_model("teacher", 6)
+    match = "teacher_outputs must be one of 'auto', 'logits', 'probabilities'; got 'softmax'"
+    with pytest.raises(ValueError, match=match):
+        Distiller(student=_image_student(), teacher=teacher, teacher_outputs="softmax")
+    with pytest.raises(ValueError, match=match):
+        distill(teacher, _image_student(), (x, y), epochs=1, teacher_outputs="softmax", verbose=0)

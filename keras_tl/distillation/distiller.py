@@ -17,9 +17,11 @@ from keras_tl._utils.distribute import num_replicas
 from keras_tl._utils.validation import check_same_length
 from keras_tl._utils.validation import dataset_arrays
 from keras_tl._utils.validation import pair_spec
+from keras_tl.distillation.logits import _check_teacher_outputs
 from keras_tl.distillation.logits import _layer_tensor
 from keras_tl.distillation.logits import _logits_source
 from keras_tl.distillation.logits import _model_inputs
+from keras_tl.distillation.logits import _outputs_kind
 from keras_tl.distillation.logits import _to_logits
 from keras_tl.distillation.losses import HintDistillation
 from keras_tl.distillation.losses import SoftTargetDistillation
@@ -113,7 +115,17 @@ class Distiller(keras.distillation.Distiller):
     and the standardization ignore, so the loss is unchanged except where
     probabilities underflow to 0. Layers after the softmax that pass its
     output through (keras-tl's `ClassNames`, `Identity`, `Dropout`) are
-    looked past. Otherwise the output is taken as logits.
+    looked past. Otherwise the output is taken as logits. The same search
+    runs inside a nested model the teacher ends with (a classifier head, a
+    model wrapped in a `Sequential`).
+
+    A subclassed teacher (a `keras.Model` subclass with its own `call`)
+    has no graph to search: with `teacher_outputs="auto"` its outputs on
+    the first batch the distiller sees (`fit`, `evaluate`,
+    `teacher_logits`, `cache_teacher_logits`) decide. Rows in [0, 1] that
+    sum to 1 are probabilities, whose log is used; anything else is logits.
+    A warning says what was decided; `teacher_outputs="logits"` or
+    `"probabilities"` says it instead.
 
     Teacher logits can be computed once: `cache_teacher_logits(data)`
     returns a dataset whose targets carry them, and `fit` on it runs only
@@ -133,8 +145,16 @@ class Distiller(keras.distillation.Distiller):
             also match that student layer, through a learned linear
             projection, to that teacher layer (see `HintDistillation`).
         hint_weight: weight of the hint loss.
-        teacher_logits_layer: name of the teacher layer giving logits.
+        teacher_logits_layer: name of the teacher layer giving logits;
+            takes precedence over `teacher_outputs`.
         student_logits_layer: name of the student layer giving logits.
+        teacher_outputs: what the teacher's output is. `"auto"` (default):
+            found from its layers, or for a subclassed teacher from its
+            outputs on a batch. `"logits"`: used as they are.
+            `"probabilities"` (softmax outputs): the logits before the
+            softmax where the graph reaches them, else the log of the
+            probabilities (clipped at 1e-12), which tempers the same way:
+            softmax(log(p) / T) is p softened by T.
         name: model name.
         **kwargs: standard `keras.Model` arguments.
 
@@ -146,6 +166,10 @@ class Distiller(keras.distillation.Distiller):
                       alpha=0.5, temperature=4.0)
     distiller.fit(distiller.cache_teacher_logits((x, y)), epochs=10)
     distiller.student.predict(x_test)
+
+    # A subclassed teacher ending in softmax, said outright:
+    distiller = Distiller(student=student, teacher=my_subclassed_teacher,
+                          teacher_outputs="probabilities")
     ```
     """
 
@@ -160,9 +184,11 @@ class Distiller(keras.distillation.Distiller):
         hint_weight=1.0,
         teacher_logits_layer=None,
         student_logits_layer=None,
+        teacher_outputs="auto",
         name="distiller",
         **kwargs,
     ):
+        teacher_outputs = _check_teacher_outputs(teacher_outputs)
         alpha = _check_alpha(alpha)
         temperature = _check_temperature(temperature)
         for role, model in (("student", student), ("teacher", teacher)):
@@ -179,6 +205,7 @@ class Distiller(keras.distillation.Distiller):
             hint_layers = tuple(hint_layers)
         self._teacher_logits_layer = teacher_logits_layer
         self._student_logits_layer = student_logits_layer
+        self._teacher_outputs = teacher_outputs
         self._hint_layers = hint_layers
         losses = [SoftTargetDistillation(temperature, standardize)]
         weights = [1.0]
@@ -221,11 +248,15 @@ class Distiller(keras.distillation.Distiller):
             ("teacher", teacher, teacher_outputs),
             ("student", student, student_outputs),
         ):
+            said = self._teacher_outputs if role == "teacher" else "auto"
             if getattr(model, "inputs", None) is None:
-                self._sources[role] = (None, "logits", None)
+                # No graph: the kind is what the user said, or (None) decided
+                # on the first batch of the teacher's outputs.
+                kind = {"auto": None}.get(said, said) if role == "teacher" else "logits"
+                self._sources[role] = (None, kind, None)
                 continue
             tensor, kind, layer = _logits_source(
-                model, getattr(self, f"_{role}_logits_layer"), role
+                model, getattr(self, f"_{role}_logits_layer"), role, said
             )
             self._sources[role] = (tensor, kind, layer)
             outputs["logits"] = tensor
@@ -381,6 +412,7 @@ class Distiller(keras.distillation.Distiller):
             else 1.0,
             "teacher_logits_layer": self._teacher_logits_layer,
             "student_logits_layer": self._student_logits_layer,
+            "teacher_outputs": self._teacher_outputs,
         }
 
     @classmethod
@@ -426,6 +458,7 @@ class Distiller(keras.distillation.Distiller):
         needs_hint = self._hint_layers is not None
         if teacher_logits is None or (needs_hint and teacher_hint is None):
             teacher = self._teacher_views(x)
+            self._decide_teacher_outputs(teacher["logits"])
             teacher_logits = _to_logits(teacher["logits"], *self._sources["teacher"][1:])
             teacher_hint = teacher.get("hint")
         student_logits = _to_logits(student["logits"], *self._sources["student"][1:])
@@ -485,6 +518,40 @@ class Distiller(keras.distillation.Distiller):
         if self.hint_loss_tracker is not None:
             self.hint_loss_tracker.reset_state()
 
+    # -- a subclassed teacher's outputs --------------------------------
+
+    def _decide_teacher_outputs(self, values):
+        """Decides, once, whether a graphless teacher gives probabilities."""
+        if self._sources["teacher"][1] is not None:
+            return
+        try:
+            values = np.asarray(ops.convert_to_numpy(values))
+        except Exception:
+            # A symbolic tensor (inside a traced `train_step`): no values.
+            raise ValueError(
+                "teacher_outputs='auto' with a subclassed teacher is decided "
+                "on a batch of its outputs, and none was seen before this "
+                "traced step. Pass teacher_outputs='logits' or "
+                "'probabilities', or call fit, evaluate or "
+                "cache_teacher_logits on arrays or a tf.data.Dataset first."
+            ) from None
+        self._sources["teacher"] = (None, _outputs_kind(values), None)
+
+    def _decide_on_first_batch(self, x, batch_size):
+        if self._sources["teacher"][1] is not None:
+            return
+        inputs = _first_inputs(x, batch_size)
+        if inputs is not None:
+            self._decide_teacher_outputs(self.teacher(inputs, training=False))
+
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        self._decide_on_first_batch(x, batch_size)
+        return super().fit(x, y, batch_size, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        self._decide_on_first_batch(x, batch_size)
+        return super().evaluate(x, y, batch_size, *args, **kwargs)
+
     # -- cached teacher outputs -----------------------------------------
 
     def teacher_logits(self, x, batch_size=64):
@@ -509,6 +576,7 @@ class Distiller(keras.distillation.Distiller):
             views = self._teacher_feature_extractor.predict(x, batch_size=batch_size, verbose=0)
         else:
             views = {"logits": self.teacher.predict(x, batch_size=batch_size, verbose=0)}
+        self._decide_teacher_outputs(views["logits"])
         logits = _to_logits(views["logits"], *self._sources["teacher"][1:])
         result = {"logits": np.asarray(ops.convert_to_numpy(logits), np.float32)}
         if "hint" in views:
@@ -554,6 +622,22 @@ class Distiller(keras.distillation.Distiller):
             n = len(y)
             dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _first_inputs(x, batch_size):
+    """The inputs of the first batch of `fit`'s `x`, or `None`."""
+    if isinstance(x, tf.data.Dataset):
+        for batch in x.take(1):
+            return batch[0] if isinstance(batch, tuple) else batch
+        return None
+    if isinstance(x, keras.utils.PyDataset):
+        batch = x[0]
+        return batch[0] if isinstance(batch, tuple) else batch
+    flat = keras.tree.flatten(x) if x is not None else []
+    if flat and all(getattr(a, "ndim", 0) >= 1 for a in flat):
+        n = batch_size or 32
+        return keras.tree.map_structure(lambda a: a[:n], x)
+    return None
 
 
 def _materialize(data):

@@ -36,6 +36,7 @@ def distill(
     validation_split=None,
     augmentation=None,
     hint_layers=None,
+    teacher_outputs="auto",
     student_weights="imagenet",
     restore_best_weights=True,
     strategy=None,
@@ -65,7 +66,9 @@ def distill(
     Args:
         teacher: a trained `keras.Model` from images to class scores
             (logits or softmax: see `keras_tl.Distiller` for how logits are
-            found).
+            found). A subclassed model works too: its input shape and number
+            of classes are read from the student model, or from the
+            teacher's outputs on the first training batch.
         student: a zoo name (e.g. `"mobilenet_v3_small"`, built at the
             teacher's input size with a head for the teacher's classes) or
             a `keras.Model` with the teacher's inputs and classes.
@@ -90,6 +93,11 @@ def distill(
             makes the teacher run online.
         hint_layers: optional `(student_layer, teacher_layer)` names for a
             hint loss through a learned projection.
+        teacher_outputs: what the teacher's output is: `"auto"` (found from
+            its layers; for a subclassed teacher, from its outputs on a
+            batch, with a warning saying what was decided), `"logits"` or
+            `"probabilities"` (the logits before the softmax where they can
+            be reached, else the log of the probabilities).
         student_weights: weights of a zoo-name student: `"imagenet"`,
             `None` or a weights file.
         restore_best_weights: with validation data, return the student of
@@ -121,9 +129,10 @@ def distill(
         raise TypeError(
             f"teacher must be a trained keras.Model; got {type(teacher).__name__}."
         )
-    input_shape = tuple(teacher.input_shape[1:])
-    num_classes = int(teacher.output_shape[-1])
-    image_size = input_shape[:2] if None not in input_shape[:2] else None
+    input_shape, num_classes = _teacher_geometry(teacher, student)
+    image_size = None
+    if input_shape is not None and None not in input_shape[:2]:
+        image_size = input_shape[:2]
     data = as_dataset(
         train_data,
         batch_size=batch_size,
@@ -135,6 +144,8 @@ def distill(
         shuffle=True,
         seed=seed,
     )
+    if num_classes is None:
+        input_shape, num_classes = _geometry_from_batch(teacher, data)
     if learning_rate is None:
         pretrained = isinstance(student, str) and student_weights is not None
         learning_rate = 1e-3 if pretrained else 3e-3
@@ -156,6 +167,7 @@ def distill(
             alpha=alpha,
             standardize=standardize,
             hint_layers=hint_layers,
+            teacher_outputs=teacher_outputs,
         )
         distiller.compile(
             optimizer=keras.optimizers.Adam(rate), metrics=["accuracy"]
@@ -213,6 +225,41 @@ def _learning_rate(learning_rate, warmup_fraction, train, epochs):
         # An infinite or unknown-length dataset: no schedule length to plan.
         return learning_rate
     return make_schedule("cosine", learning_rate, steps_per_epoch * epochs, warmup_fraction)
+
+
+def _teacher_geometry(teacher, student):
+    """The teacher's `(input_shape, num_classes)`, `None` where unknown.
+
+    A subclassed teacher has neither: a student model gives the input shape,
+    and `_geometry_from_batch` the rest once the data is read.
+    """
+    if getattr(teacher, "inputs", None):
+        return tuple(teacher.input_shape[1:]), int(teacher.output_shape[-1])
+    if isinstance(student, keras.Model) and getattr(student, "inputs", None):
+        return tuple(student.input_shape[1:]), None
+    return None, None
+
+
+def _geometry_from_batch(teacher, data):
+    """Input shape and class count of a subclassed teacher, on one batch."""
+    for batch in data.train.take(1):
+        images = batch[0]
+        scores = teacher(images, training=False)
+        if len(scores.shape) != 2:
+            raise ValueError(
+                f"The teacher {teacher.name!r} gives outputs of shape "
+                f"{tuple(scores.shape)} on a batch of shape "
+                f"{tuple(images.shape)}; distillation needs one row of class "
+                "scores per image."
+            )
+        num_classes = int(scores.shape[-1])
+        if data.num_classes is not None and data.num_classes > num_classes:
+            raise ValueError(
+                f"The labels have {data.num_classes} classes but the teacher "
+                f"{teacher.name!r} gives {num_classes} class scores."
+            )
+        return tuple(images.shape[1:]), num_classes
+    raise ValueError("train_data is empty: no batch to run the teacher on.")
 
 
 def _augment(augmentation, images):
