@@ -179,9 +179,10 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
                 f"initially_trainable={self.initially_trainable} but the backbone "
                 f"has {len(self.stages)} stages."
             )
-        if self.rewarm_steps and not isinstance(
-            self.model.optimizer, keras.optimizers.MultiOptimizer
-        ):
+        optimizer = self.model.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = optimizer.inner_optimizer
+        if self.rewarm_steps and not isinstance(optimizer, keras.optimizers.MultiOptimizer):
             raise ValueError(
                 "rewarm_steps needs a per-stage optimizer; compile with "
                 "keras_tl.discriminative_optimizer(stages, ...)."

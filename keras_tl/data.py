@@ -30,6 +30,11 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
+# Decoded, resized images of a folder split are kept in memory after the
+# first epoch when they take at most this many bytes (float32 pixels), so
+# later epochs skip reading and decoding the files.
+_CACHE_BYTES = 2 * 1024**3
+
 
 @dataclasses.dataclass
 class ImageData:
@@ -209,6 +214,11 @@ def as_dataset(
 ):
     """Turns a folder, `(x, y)` arrays or a `tf.data.Dataset` into `ImageData`.
 
+    Image files are read and decoded in parallel (`tf.data.AUTOTUNE`),
+    kept in memory after the first epoch when a split's decoded images take
+    at most 2 GiB, and every dataset prefetches its next batches while the
+    model trains.
+
     Args:
         data: a folder path (one subfolder per class), a tuple `(x, y)` of
             numpy arrays, or a `tf.data.Dataset` of `(image, label)` (batched
@@ -266,10 +276,14 @@ def as_dataset(
 
         def make(indices):
             ds = tf.data.Dataset.from_tensor_slices((x_source[indices], y[indices]))
-            return ds.map(
+            ds = ds.map(
                 lambda p, l: (_load_image(p, image_size, channels), l),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
+            # Before the shuffle, so each epoch reshuffles the cached images.
+            if len(indices) * 4 * int(np.prod(image_size)) * channels <= _CACHE_BYTES:
+                ds = ds.cache()
+            return ds
 
         image_shape = (*image_size, channels)
         n = len(paths)
@@ -357,7 +371,10 @@ def _from_tf_dataset(
         data = data.unbatch()
         spec = data.element_spec
     if image_size is not None:
-        data = data.map(lambda x, y: (tf.image.resize(x, image_size), y))
+        data = data.map(
+            lambda x, y: (tf.image.resize(x, image_size), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         spec = data.element_spec
     if num_classes is None:
         if class_names is not None:

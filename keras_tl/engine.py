@@ -168,6 +168,7 @@ def fit_stages(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     checkpoint_dir=None,
     strategy=None,
+    jit_compile="auto",
     verbose: int = 1,
 ):
     """Phase 2: unfreezes `stages` top-down inside one `fit`.
@@ -207,6 +208,10 @@ def fit_stages(
             unfreezing state); called again after an interruption, the run
             resumes after the last finished epoch. Deleted when it ends.
         strategy: a `tf.distribute.Strategy` (TensorFlow), or `None`.
+        jit_compile: `model.compile`'s: `True` (XLA), `False` or `"auto"`.
+            A model whose dtype policy is `"mixed_float16"` gets its
+            optimizer wrapped in a `LossScaleOptimizer` by `compile`; the
+            rebuilt optimizers of later stages keep the wrapper.
         verbose: 0 silent, 1 progress.
 
     Returns:
@@ -234,7 +239,7 @@ def fit_stages(
             steps_per_epoch=steps_per_epoch, rate=rate, optimizer=optimizer,
             optimizer_kwargs=optimizer_kwargs, loss=loss, metrics=metrics,
             class_weight=class_weight, callbacks=callbacks, strategy=strategy,
-            verbose=verbose,
+            jit_compile=jit_compile, verbose=verbose,
         ), None
     if unfreeze is None:
         unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable)
@@ -249,6 +254,7 @@ def fit_stages(
             ),
             loss=loss,
             metrics=list(metrics),
+            jit_compile=jit_compile,
         )
     history = model.fit(
         train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
@@ -272,7 +278,7 @@ class _TrainableParams(keras.callbacks.Callback):
 
 def _fit_trainable(model, train, *, validation, epochs, steps_per_epoch, rate, optimizer,
                    optimizer_kwargs, loss, metrics, class_weight, callbacks, strategy,
-                   verbose):
+                   jit_compile, verbose):
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get(
             {"class_name": optimizer,
@@ -282,7 +288,8 @@ def _fit_trainable(model, train, *, validation, epochs, steps_per_epoch, rate, o
         config = dict(optimizer.get_config(), learning_rate=rate, **(optimizer_kwargs or {}))
         optimizer = optimizer.__class__.from_config(config)
     with distribution_scope(strategy):
-        model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
+        model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics),
+                      jit_compile=jit_compile)
     return model.fit(
         train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
         class_weight=class_weight,

@@ -26,6 +26,7 @@ __all__ = [
     "stage_pattern",
 ]
 
+LossScaleOptimizer = keras.optimizers.LossScaleOptimizer
 MultiOptimizer = keras.optimizers.MultiOptimizer
 OptimizerMap = keras.optimizers.OptimizerMap
 
@@ -170,6 +171,9 @@ def learning_rates(optimizer):
     # -> {'group3_adam': 0.000385, 'group2_adam': 0.000148, 'head_adam': 0.001}
     ```
     """
+    if isinstance(optimizer, LossScaleOptimizer):
+        # Mixed float16: Keras wraps the optimizer to scale the loss.
+        optimizer = optimizer.inner_optimizer
     if not isinstance(optimizer, MultiOptimizer):
         return {optimizer.name: _to_float(optimizer.learning_rate)}
     step = optimizer.iterations
@@ -204,6 +208,10 @@ def rebuild_optimizer(optimizer, variables, rewarm_steps=0):
     schedule stays in phase with the others). Call it inside the model's
     distribution strategy scope.
 
+    A `keras.optimizers.LossScaleOptimizer` (what `compile` makes of the
+    optimizer of a `"mixed_float16"` model) is rebuilt around its rebuilt
+    inner optimizer, keeping its current loss scale.
+
     Args:
         optimizer: the model's current optimizer (built or not).
         variables: the model's new `trainable_variables`.
@@ -230,6 +238,8 @@ def rebuild_optimizer(optimizer, variables, rewarm_steps=0):
     ```
     """
     variables = list(variables)
+    if isinstance(optimizer, LossScaleOptimizer):
+        return _rebuild_loss_scaled(optimizer, variables, rewarm_steps)
     if rewarm_steps and not isinstance(optimizer, MultiOptimizer):
         raise ValueError(
             "rewarm_steps re-warms the sub-optimizer of a newly unfrozen stage, "
@@ -244,6 +254,27 @@ def rebuild_optimizer(optimizer, variables, rewarm_steps=0):
     if isinstance(optimizer, MultiOptimizer):
         return _rebuild_multi(optimizer, variables, rewarm_steps)
     return _rebuild_single(optimizer, variables)
+
+
+def _rebuild_loss_scaled(optimizer, variables, rewarm_steps):
+    if not optimizer.built:
+        optimizer.build(variables)
+        return optimizer
+    inner = rebuild_optimizer(optimizer.inner_optimizer, variables, rewarm_steps)
+    if inner is optimizer.inner_optimizer:
+        return optimizer
+    new = LossScaleOptimizer(
+        inner,
+        initial_scale=optimizer.initial_scale,
+        dynamic_growth_steps=optimizer.dynamic_growth_steps,
+        name=optimizer.name,
+    )
+    # `inner` is built already (its build returns at once); this builds the
+    # wrapper's own scale and counter, which carry on from the old ones.
+    new.build(variables)
+    new.dynamic_scale.assign(optimizer.dynamic_scale)
+    new.step_counter.assign(optimizer.step_counter)
+    return new
 
 
 def _key_set(variables):

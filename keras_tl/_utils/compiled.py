@@ -7,16 +7,20 @@ from keras_tl._utils.distribute import distribution_scope
 __all__ = ["compile_for_evaluation"]
 
 
-def compile_for_evaluation(model, strategy=None):
+def compile_for_evaluation(model, strategy=None, jit_compile="auto"):
     """Compiles `model` with integer-label cross-entropy, accuracy and Adam.
 
     A model saved uncompiled (or compiled for one-hot MixUp labels) cannot
     `evaluate(x, y)` after `keras.models.load_model`; a plain optimizer keeps
     the saved file loadable with `safe_mode=True`. `model.history` is kept.
+    A `"mixed_float16"` model gets no `LossScaleOptimizer` here: a reloaded
+    functional model has no model-level policy, so it would rebuild a plain
+    Adam and skip the saved wrapper's variables with a warning.
 
     Args:
         model: a classifier ending in a softmax.
         strategy: optional `tf.distribute` strategy the model was built under.
+        jit_compile: `model.compile`'s `jit_compile`.
 
     Returns:
         `model`.
@@ -27,6 +31,8 @@ def compile_for_evaluation(model, strategy=None):
             optimizer="adam",
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
+            jit_compile=jit_compile,
+            auto_scale_loss=False,
         )
         # An unbuilt optimizer saves 2 variables and loading warns that they
         # do not match the built one's.

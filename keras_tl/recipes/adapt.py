@@ -5,6 +5,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
+from keras_tl._utils.precision import apply_policy
+from keras_tl._utils.precision import check_jit_compile
+from keras_tl._utils.precision import loss_scaled
+from keras_tl._utils.precision import output_layers
+from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.validation import check_fit_arguments
 from keras_tl._utils.validation import count_steps
 from keras_tl.adapt import DannSchedule
@@ -40,6 +45,8 @@ def adapt_domain(
     checkpoint_dir=None,
     seed=0,
     verbose=1,
+    mixed_precision=False,
+    jit_compile="auto",
 ):
     """Adapts a classifier to target-domain images that have no labels.
 
@@ -81,6 +88,14 @@ def adapt_domain(
             after an interruption resumes after the last finished epoch.
         seed: seed of shuffling and the target pairing.
         verbose: 0 silent, 1 progress.
+        mixed_precision: `True` switches `model` in place to
+            `"mixed_float16"` when the backend sees a GPU, else to
+            `"mixed_bfloat16"` (or pass either name): variables stay
+            float32, its output layers (logits, softmax), the CORAL
+            covariances and the losses compute in float32. `False` leaves
+            the model's precision as it is.
+        jit_compile: `compile`'s `jit_compile` (`True` for XLA; `"auto"`
+            uses it where Keras supports it, e.g. on GPUs).
 
     Returns:
         The adapted `model`, with `model.history` (a `keras.callbacks.History`,
@@ -98,11 +113,14 @@ def adapt_domain(
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
     check_fit_arguments(epochs, batch_size, learning_rate)
+    policy = resolve_policy(mixed_precision)
+    check_jit_compile(jit_compile)
+    apply_policy(model, policy, output_layers(model))
     has_batchnorm = bool(batchnorm_layers(model))
     if method == "adabn":
         adabn(model, target_unlabeled, batch_size=batch_size)
         if not model.compiled:
-            compile_for_evaluation(model)
+            compile_for_evaluation(model, jit_compile=jit_compile)
         model.history = keras.callbacks.History()
         if verbose:
             print(f"AdaBN: re-estimated {len(batchnorm_layers(model))} BatchNorm layers.")
@@ -136,9 +154,12 @@ def adapt_domain(
     )
     schedule = make_schedule("cosine", learning_rate, epochs * steps, warmup_fraction=0.0)
     trainer.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        # The trainer is a subclassed model with a float32 policy (it would
+        # cast its inputs otherwise): loss scaling for float16 is explicit.
+        optimizer=loss_scaled(keras.optimizers.Adam(schedule), policy),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit_compile,
     )
     # Under several replicas, BatchNorm statistics would drift apart per replica.
     callbacks = (
@@ -157,7 +178,7 @@ def adapt_domain(
     if recalibrate_batchnorm and has_batchnorm:
         adabn(model, target_unlabeled, batch_size=batch_size)
     # The domain-adaptation trainer was compiled, not the model it wraps.
-    compile_for_evaluation(model)
+    compile_for_evaluation(model, jit_compile=jit_compile)
     model.history = history
     return model
 

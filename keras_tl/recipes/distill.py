@@ -5,6 +5,12 @@ import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.precision import apply_policy
+from keras_tl._utils.precision import check_jit_compile
+from keras_tl._utils.precision import loss_scaled
+from keras_tl._utils.precision import output_layers
+from keras_tl._utils.precision import precision_scope
+from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.backbones import build_backbone
 from keras_tl.callbacks import SyncBatchNormStatistics
@@ -44,6 +50,8 @@ def distill(
     checkpoint_dir=None,
     seed=0,
     verbose=1,
+    mixed_precision=False,
+    jit_compile="auto",
 ):
     """Trains `student` to imitate `teacher` on `train_data`; returns it.
 
@@ -110,6 +118,14 @@ def distill(
             after an interruption resumes after the last finished epoch.
         seed: seed of shuffling and the validation split.
         verbose: 0 silent, 1 progress.
+        mixed_precision: `True` trains the student in `"mixed_float16"` when
+            the backend sees a GPU, else in `"mixed_bfloat16"` (or pass
+            either name): variables stay float32, and its output layers
+            (logits, softmax) and the losses compute in float32. A student
+            given as a model is switched to the policy in place; the
+            teacher keeps its own. `False`: float32.
+        jit_compile: `compile`'s `jit_compile` (`True` for XLA; `"auto"`
+            uses it where Keras supports it, e.g. on GPUs).
 
     Returns:
         The trained student `keras.Model` (a plain Keras model: it saves,
@@ -125,6 +141,8 @@ def distill(
     ```
     """
     check_fit_arguments(epochs, batch_size, learning_rate)
+    policy = resolve_policy(mixed_precision)
+    check_jit_compile(jit_compile)
     if not isinstance(teacher, keras.Model):
         raise TypeError(
             f"teacher must be a trained keras.Model; got {type(teacher).__name__}."
@@ -153,13 +171,19 @@ def distill(
     with distribution_scope(strategy):
         if isinstance(student, str):
             student = _zoo_student(
-                student, student_weights, input_shape, num_classes, data.class_names
+                student, student_weights, input_shape, num_classes, data.class_names,
+                policy,
             )
         elif not isinstance(student, keras.Model):
             raise TypeError(
                 "student must be a zoo name (keras_tl.list_backbones()) or a "
                 f"keras.Model; got {type(student).__name__}."
             )
+        else:
+            apply_policy(student, policy, output_layers(student))
+        # Built outside the policy's scope: a subclassed model under a mixed
+        # policy would cast its inputs (the cached teacher logits among them)
+        # to float16/bfloat16. Its loss scaling is therefore explicit.
         distiller = Distiller(
             student=student,
             teacher=teacher,
@@ -170,7 +194,9 @@ def distill(
             teacher_outputs=teacher_outputs,
         )
         distiller.compile(
-            optimizer=keras.optimizers.Adam(rate), metrics=["accuracy"]
+            optimizer=loss_scaled(keras.optimizers.Adam(rate), policy),
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
         )
 
     if augmentation is None:
@@ -211,7 +237,7 @@ def distill(
     )
     student = distiller.student
     # The distiller was compiled, not the student it returns.
-    compile_for_evaluation(student, strategy)
+    compile_for_evaluation(student, strategy, jit_compile)
     student.history = history
     return student
 
@@ -268,9 +294,14 @@ def _augment(augmentation, images):
     return augmentation(images)
 
 
-def _zoo_student(name, weights, input_shape, num_classes, class_names):
-    backbone = build_backbone(
-        name, weights=weights, input_shape=input_shape, trainable=True
-    )
+def _zoo_student(name, weights, input_shape, num_classes, class_names, policy=None):
+    with precision_scope(policy):
+        backbone = build_backbone(
+            name, weights=weights, input_shape=input_shape, trainable=True
+        )
+    # Built outside the scope: the head computes in float32.
     head = build_head(int(backbone.output.shape[-1]), num_classes, class_names)
-    return attach_head(backbone, head, name=f"{backbone.name.replace('_backbone', '')}_student")
+    with precision_scope(policy):
+        return attach_head(
+            backbone, head, name=f"{backbone.name.replace('_backbone', '')}_student"
+        )

@@ -6,6 +6,11 @@ import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.precision import apply_policy
+from keras_tl._utils.precision import check_jit_compile
+from keras_tl._utils.precision import precision_scope
+from keras_tl._utils.precision import resolve_policy
+from keras_tl._utils.precision import uses_policy
 from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import augmented_copies as make_augmented_copies
@@ -46,6 +51,8 @@ def feature_extraction(
     checkpoint_dir=None,
     seed=0,
     verbose=1,
+    mixed_precision=False,
+    jit_compile="auto",
 ):
     """Trains a new head on a frozen pretrained backbone.
 
@@ -104,6 +111,14 @@ def feature_extraction(
             after an interruption resumes after the last finished epoch.
         seed: seed of the validation split, shuffling and fit.
         verbose: 0 silent, 1 progress.
+        mixed_precision: `True` computes the backbone in `"mixed_float16"`
+            when the backend sees a GPU, else in `"mixed_bfloat16"` (or pass
+            either name); variables stay float32 and the head (logits,
+            softmax) computes in float32, so the model predicts float32
+            probabilities. A backbone given as a model is switched to the
+            policy in place. `False`: float32 throughout.
+        jit_compile: `model.compile`'s `jit_compile` (`True` for XLA; `"auto"`
+            uses it where Keras supports it, e.g. on GPUs).
 
     Returns:
         A `keras.Model` from raw images to class probabilities
@@ -118,6 +133,8 @@ def feature_extraction(
     ```
     """
     check_fit_arguments(epochs, batch_size, learning_rate)
+    policy = resolve_policy(mixed_precision)
+    check_jit_compile(jit_compile)
     image_size = tuple(input_shape[:2]) if input_shape is not None else None
     data = as_dataset(
         train_data,
@@ -134,9 +151,15 @@ def feature_extraction(
     with distribution_scope(strategy):
         if isinstance(backbone, str) and input_shape is None:
             input_shape = data.image_shape
-        extractor = build_backbone(backbone, weights=weights, input_shape=input_shape)
+        with precision_scope(policy):
+            extractor = build_backbone(backbone, weights=weights, input_shape=input_shape)
+        if not uses_policy(extractor, policy):
+            # A backbone given as a model was built before the scope, and a
+            # preset may name its own dtype: switch them in place.
+            apply_policy(extractor, policy)
         extractor.trainable = False
         feature_dim = int(extractor.output.shape[-1])
+        # Built outside the scope: the head computes in float32.
         head = build_head(feature_dim, num_classes, data.class_names)
 
     cache = (lambda name: f"{cache_dir}/{name}.npy") if cache_dir else (lambda name: None)
@@ -153,7 +176,9 @@ def feature_extraction(
         train_features, train_labels, num_classes, validation=validation, C=C, seed=seed
     )
     head.get_layer("logits").set_weights([kernel, bias])
-    with distribution_scope(strategy):
+    # Under the policy, the model's own policy is mixed, so `compile` adds
+    # loss scaling for float16.
+    with distribution_scope(strategy), precision_scope(policy):
         model = attach_head(extractor, head)
 
     history = keras.callbacks.History()
@@ -185,6 +210,7 @@ def feature_extraction(
                 optimizer=keras.optimizers.Adam(learning_rate),
                 loss=loss,
                 metrics=["accuracy"],
+                jit_compile=jit_compile,
             )
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
@@ -193,7 +219,7 @@ def feature_extraction(
             verbose=verbose,
         )
     # The fast path never compiles, and MixUp compiles for one-hot labels.
-    compile_for_evaluation(model, strategy)
+    compile_for_evaluation(model, strategy, jit_compile)
     model.history = history
     return model
 

@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.precision import check_jit_compile
+from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import get as get_augmentation
@@ -75,6 +77,8 @@ def fine_tune(
     verbose=1,
     lr_factor=None,
     lora_rank=None,
+    mixed_precision=False,
+    jit_compile="auto",
 ):
     """Fine-tunes a pretrained backbone: head first, then gradual unfreezing.
 
@@ -166,6 +170,15 @@ def fine_tune(
         lora_rank: train rank-`lora_rank` LoRA adapters instead of
             unfreezing stages (needs `Dense`/`EinsumDense` kernels in the
             backbone: transformers; `None`: full fine-tuning by stages).
+        mixed_precision: `True` computes the backbone in `"mixed_float16"`
+            when the backend sees a GPU, else in `"mixed_bfloat16"` (or pass
+            either name): variables stay float32, the head (logits, softmax)
+            and the loss compute in float32, and with float16 `compile`
+            wraps the optimizer in a `keras.optimizers.LossScaleOptimizer`
+            (kept through each unfreezing). The returned model keeps the
+            policy and predicts float32 probabilities. `False`: float32.
+        jit_compile: `model.compile`'s `jit_compile` (`True` for XLA; `"auto"`
+            uses it where Keras supports it, e.g. on GPUs).
 
     Returns:
         A `keras.Model` from raw images to class probabilities, with
@@ -184,6 +197,9 @@ def fine_tune(
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}.")
     layer_decay = _layer_decay(layer_decay, lr_factor)
+    # Checked before the head phase spends time on the data.
+    resolve_policy(mixed_precision)
+    check_jit_compile(jit_compile)
     if lora_rank is not None:
         if int(lora_rank) != lora_rank or lora_rank < 1:
             raise ValueError(f"lora_rank must be an integer >= 1; got {lora_rank!r}.")
@@ -211,7 +227,8 @@ def fine_tune(
         backbone, data, num_classes=data.num_classes, class_names=data.class_names,
         epochs=head_epochs, batch_size=batch_size, weights=weights,
         input_shape=input_shape, augmentation=augmentation, strategy=strategy,
-        seed=seed, verbose=verbose,
+        seed=seed, verbose=verbose, mixed_precision=mixed_precision,
+        jit_compile=jit_compile,
     )
     head_history = model.history
     network = _nested_backbone(model)
@@ -256,7 +273,7 @@ def fine_tune(
         rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
         callbacks=[SyncBatchNormStatistics()] + list(callbacks or []),
         checkpoint_dir=checkpoint_dir,
-        strategy=strategy, verbose=verbose,
+        strategy=strategy, jit_compile=jit_compile, verbose=verbose,
     )
     if lora_rank is not None:
         merge_lora(model)
@@ -267,11 +284,14 @@ def fine_tune(
         # which would be saved with the model.
         with distribution_scope(strategy):
             model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
-                          metrics=["accuracy"])
+                          metrics=["accuracy"], jit_compile=jit_compile,
+                          # As `compile_for_evaluation`: a reloaded model would
+                          # not rebuild a loss-scale wrapper.
+                          auto_scale_loss=False)
             model.optimizer.build(model.trainable_variables)
     if loss != "sparse_categorical_crossentropy":
         # Trained on one-hot MixUp labels; the saved model evaluates integer ones.
-        compile_for_evaluation(model, strategy)
+        compile_for_evaluation(model, strategy, jit_compile)
     model.history = _merge_histories(head_history, history, model)
     model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
     return model

@@ -23,6 +23,11 @@ import time
 import keras
 import numpy as np
 
+from keras_tl._utils.precision import apply_policy
+from keras_tl._utils.precision import check_jit_compile
+from keras_tl._utils.precision import precision_scope
+from keras_tl._utils.precision import resolve_policy
+from keras_tl._utils.precision import uses_policy
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
 from keras_tl.lora import enable_lora
@@ -80,6 +85,8 @@ def text_classifier(
     seed=0,
     verbose=1,
     lora_rank=None,
+    mixed_precision=False,
+    jit_compile="auto",
 ):
     """Trains a text classifier on a KerasHub BERT-family encoder.
 
@@ -146,6 +153,15 @@ def text_classifier(
         verbose: 0 silent, 1 progress.
         lora_rank: train rank-`lora_rank` LoRA adapters (and the head)
             instead of unfreezing layers; `None` for full fine-tuning.
+        mixed_precision: `True` computes the encoder in `"mixed_float16"`
+            when the backend sees a GPU, else in `"mixed_bfloat16"` (or pass
+            either name): variables stay float32, the head (logits, softmax)
+            and the loss compute in float32, and with float16 `compile`
+            wraps the optimizer in a `keras.optimizers.LossScaleOptimizer`.
+            The returned model keeps the policy and predicts float32
+            probabilities. `False`: float32.
+        jit_compile: `compile`'s `jit_compile` (`True` for XLA; `"auto"`
+            uses it where Keras supports it, e.g. on GPUs).
 
     Returns:
         A `keras_tl.text.PooledTextClassifier` that predicts class
@@ -175,6 +191,8 @@ def text_classifier(
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay}.")
     if lora_rank is not None and (int(lora_rank) != lora_rank or lora_rank < 1):
         raise ValueError(f"lora_rank must be an integer >= 1; got {lora_rank!r}.")
+    policy = resolve_policy(mixed_precision)
+    check_jit_compile(jit_compile)
     if learning_rate is None:
         learning_rate = FULL_LEARNING_RATE if lora_rank is None else LORA_LEARNING_RATE
     keras.utils.set_random_seed(seed)
@@ -191,10 +209,17 @@ def text_classifier(
     )
     if class_weight == "balanced":
         class_weight = _balanced_class_weight(data.labels, data.num_classes)
-    model = build_text_classifier(
-        preset, data.num_classes, sequence_length=sequence_length,
-        pooling=pooling, class_names=data.class_names, dropout=dropout,
-    )
+    with precision_scope(policy):
+        model = build_text_classifier(
+            preset, data.num_classes, sequence_length=sequence_length,
+            pooling=pooling, class_names=data.class_names, dropout=dropout,
+        )
+    if not uses_policy(model.backbone, policy):
+        # A backbone passed in, or a preset that names its own dtype.
+        apply_policy(model.backbone, policy)
+    # The head computes the probabilities and the loss reads them: float32.
+    # (The preprocessor's tokenizer keeps its integer and string dtypes.)
+    apply_policy(model.head, "float32" if policy else None)
     stages = get_text_stages(model)
     for stage in stages:
         stage.set_trainable(False)
@@ -227,7 +252,8 @@ def text_classifier(
                   learning_rate=learning_rate, schedule=schedule,
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay,
                   class_weight=class_weight, callbacks=callbacks, chosen_c=chosen_c,
-                  checkpoint_dir=checkpoint_dir, verbose=verbose)
+                  checkpoint_dir=checkpoint_dir, jit_compile=jit_compile,
+                  verbose=verbose)
     elif mode == "fine_tune" and epochs > 0:
         # One `fit` of `phases` sub-epochs over the repeated data; at each
         # sub-epoch boundary ProgressiveUnfreezing unfreezes the next group
@@ -247,7 +273,7 @@ def text_classifier(
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
-            checkpoint_dir=checkpoint_dir,
+            checkpoint_dir=checkpoint_dir, jit_compile=jit_compile,
             verbose=0,
         )
         for phase in range(phases):
@@ -262,8 +288,9 @@ def text_classifier(
             if verbose:
                 print(_describe(logs))
         # A plain optimizer, so the model saves and reloads like any KerasHub
-        # classifier (the per-stage optimizers are for training only).
-        model.compile()
+        # classifier (the per-stage optimizers are for training only; a
+        # reloaded model would not rebuild a loss-scale wrapper).
+        model.compile(jit_compile=jit_compile, auto_scale_loss=False)
     model.history = history
     model.stages = stages
     return model
@@ -271,7 +298,7 @@ def text_classifier(
 
 def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
               warmup_fraction, weight_decay, class_weight, callbacks, chosen_c,
-              checkpoint_dir, verbose):
+              checkpoint_dir, jit_compile, verbose):
     """LoRA adapters and the head in one `fit`, then merged into the kernels."""
     # BERT's pooler takes no part in mean pooling: no adapters for it.
     exclude = ("pooled_dense",) if model.pooling == "mean" else ()
@@ -288,7 +315,7 @@ def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         class_weight=class_weight, callbacks=[timer] + list(callbacks or []), verbose=0,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=checkpoint_dir, jit_compile=jit_compile,
     )
     for epoch in range(num_epochs):
         logs = {k: v[epoch] for k, v in fitted.history.items()}
@@ -303,7 +330,7 @@ def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
     freeze(model.backbone)
     # A plain optimizer, built without the adapters, so the model saves and
     # reloads like any KerasHub classifier.
-    model.compile()
+    model.compile(jit_compile=jit_compile, auto_scale_loss=False)
 
 
 class _EpochTimer(keras.callbacks.Callback):
