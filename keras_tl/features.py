@@ -86,11 +86,17 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
         if cache_path is None:
             return np.concatenate(chunks), labels
         memmap.flush()
-        embeddings = np.asarray(memmap[:offset])
-        # Written whole and renamed, so an interrupted run leaves no partial cache.
-        _atomic_save(cache_path, embeddings)
+        if offset != len(memmap):
+            # Fewer rows than the dataset announced: keep the rows written.
+            _atomic_save(partial_path, np.asarray(memmap[:offset]))
+        del memmap
+        memmap = None
+        # Labels first, then the embeddings renamed into place: a cache
+        # whose embeddings exist is complete, and an interrupted run leaves
+        # none behind. The embeddings are never copied into memory.
         _atomic_save(_labels_path(cache_path), labels)
-        return embeddings, labels
+        os.replace(partial_path, cache_path)
+        return np.load(cache_path, mmap_mode="r"), labels
     finally:
         del memmap
         if partial_path is not None and os.path.exists(partial_path):

@@ -168,10 +168,16 @@ def feature_extraction(
     train_images = data.train_arrays if data.train_arrays is not None else data.train
     if augmentation is not None and augmented_copies:
         train_images = make_augmented_copies(data.train, augmentation, augmented_copies)
-    train_features, train_labels = extract(extractor, train_images, cache_path=cache("train"))
+    train_features, train_labels = extract(
+        extractor, train_images, batch_size=batch_size, cache_path=cache("train"),
+        verbose=verbose,
+    )
     validation = None
     if data.validation is not None:
-        validation = extract(extractor, data.validation, cache_path=cache("validation"))
+        validation = extract(
+            extractor, data.validation, batch_size=batch_size,
+            cache_path=cache("validation"), verbose=verbose,
+        )
     kernel, bias, chosen_c = fit_linear_head(
         train_features, train_labels, num_classes, validation=validation, C=C, seed=seed
     )
@@ -185,7 +191,7 @@ def feature_extraction(
     history.set_model(model)
     history.on_train_begin()
     if augmentation is None or augmented_copies:
-        logs = _head_logs(head, train_features, train_labels, validation)
+        logs = _head_logs(kernel, bias, train_features, train_labels, validation)
         logs["C"] = chosen_c
         history.on_epoch_end(0, logs)
         if verbose:
@@ -224,13 +230,21 @@ def feature_extraction(
     return model
 
 
-def _head_logs(head, features, labels, validation):
-    def scores(f, y):
-        probs = head.predict(f, batch_size=1024, verbose=0)
+def _head_logs(kernel, bias, features, labels, validation):
+    # The head's own math (unit norm, dense, softmax) on the cached
+    # embeddings, eagerly: no second traced predict function for numbers
+    # the fit already has.
+    def scores(features, y):
         y = np.asarray(y)
-        loss = keras.losses.sparse_categorical_crossentropy(y, probs)
-        loss = float(np.mean(keras.ops.convert_to_numpy(loss)))
-        return loss, float((probs.argmax(-1) == y).mean())
+        losses, hits = [], 0
+        # In chunks: the embeddings may be a memory map larger than memory.
+        for start in range(0, len(y), 8192):
+            chunk = tf.constant(np.asarray(features[start : start + 8192]), tf.float32)
+            logits = tf.matmul(tf.math.l2_normalize(chunk, axis=1), kernel) + bias
+            targets = y[start : start + 8192]
+            losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits).numpy())
+            hits += int((np.argmax(logits.numpy(), axis=-1) == targets).sum())
+        return float(np.concatenate(losses).mean()), hits / len(y)
 
     logs = {}
     logs["loss"], logs["accuracy"] = scores(features, labels)
