@@ -121,8 +121,8 @@ class Distiller(keras.distillation.Distiller):
 
     A subclassed teacher (a `keras.Model` subclass with its own `call`)
     has no graph to search: with `teacher_outputs="auto"` its outputs on
-    the first batch the distiller sees (`fit`, `evaluate`,
-    `teacher_logits`, `cache_teacher_logits`) decide. Rows in [0, 1] that
+    the first data the distiller sees (the first batch of `fit` or
+    `evaluate`, all of `teacher_logits` or `cache_teacher_logits`) decide. Rows in [0, 1] that
     sum to 1 are probabilities, whose log is used; anything else is logits.
     A warning says what was decided; `teacher_outputs="logits"` or
     `"probabilities"` says it instead.
