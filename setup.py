@@ -26,11 +26,16 @@ setup(
     install_requires=[
         # The full wheel: keras-hub, tf-keras and tfmot depend on `tensorflow`,
         # so `tensorflow-cpu` would end up installed beside it and break it.
-        "tensorflow==2.21.*",
+        # As wide as measured: the suite passes on 2.21, and the training
+        # tests (feature extraction, fine-tuning, distillation) on 2.20, so
+        # an image with either keeps its TensorFlow. keras-hub 0.32 needs
+        # tensorflow-text>=2.20.1, so 2.19 would mean an older keras-hub.
+        "tensorflow>=2.20,<2.22",
         "keras>=3.15,<4",
         "keras-hub==0.32.*",
         # Without it, KerasHub tokenizers cannot run inside `fit` on strings.
-        "tensorflow-text==2.21.*",
+        # Its minor version follows TensorFlow's.
+        "tensorflow-text>=2.20,<2.22",
         # KerasHub's Hugging Face converter (local folders and hf:// presets).
         "safetensors",
         "ai-edge-litert>=2.3",
