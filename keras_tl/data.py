@@ -211,13 +211,14 @@ def as_dataset(
     channels=3,
     shuffle=True,
     seed=0,
+    cache=True,
 ):
     """Turns a folder, `(x, y)` arrays or a `tf.data.Dataset` into `ImageData`.
 
     Image files are read and decoded in parallel (`tf.data.AUTOTUNE`),
     kept in memory after the first epoch when a split's decoded images take
-    at most 2 GiB, and every dataset prefetches its next batches while the
-    model trains.
+    at most 2 GiB (and `cache` is on), and every dataset prefetches its next
+    batches while the model trains.
 
     Args:
         data: a folder path (one subfolder per class), a tuple `(x, y)` of
@@ -235,6 +236,9 @@ def as_dataset(
         channels: channels decoded from image files (3 = RGB).
         shuffle: shuffle the training split every epoch.
         seed: seed of the split and the shuffle.
+        cache: keep a folder's decoded images in memory after the first
+            epoch (when they fit in 2 GiB). Turn it off for data read once,
+            such as the one forward pass of cached feature extraction.
 
     Returns:
         An `ImageData`.
@@ -281,7 +285,8 @@ def as_dataset(
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
             # Before the shuffle, so each epoch reshuffles the cached images.
-            if len(indices) * 4 * int(np.prod(image_size)) * channels <= _CACHE_BYTES:
+            decoded_bytes = len(indices) * 4 * int(np.prod(image_size)) * channels
+            if cache and decoded_bytes <= _CACHE_BYTES:
                 ds = ds.cache()
             return ds
 

@@ -10,6 +10,7 @@ import os
 import keras
 import numpy as np
 
+from keras_tl._utils.arrays import aligned_empty
 from keras_tl._utils.io import save_atomic
 from keras_tl.data import as_dataset
 
@@ -52,7 +53,7 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
         data = as_dataset(data, batch_size=batch_size, shuffle=False).train
     if cache_path is not None and os.path.exists(cache_path):
         labels_path = _labels_path(cache_path)
-        return np.load(cache_path, mmap_mode="r"), np.load(labels_path)
+        return _load_cache(cache_path), np.load(labels_path)
     # One pass that yields images and labels together: a dataset that
     # reshuffles every iteration would misalign two separate passes. Each
     # batch goes through `predict`, whose compiled function Keras keeps on
@@ -63,44 +64,56 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
 
     progress = keras.utils.Progbar(_known_length(data)) if verbose else None
     partial_path = None if cache_path is None else cache_path + ".partial.npy"
-    chunks, labels, memmap, offset = [], [], None, 0
+    chunks, labels, store, offset = [], [], None, 0
     try:
         for images, batch_labels in data:
             features = np.asarray(forward(images), np.float32)
             labels.append(np.asarray(batch_labels))
             if progress is not None:
                 progress.add(1)
-            if cache_path is None:
-                chunks.append(features)
-                continue
-            if memmap is None:
-                memmap = np.lib.format.open_memmap(
+            if store is None and cache_path is not None:
+                store = np.lib.format.open_memmap(
                     partial_path, mode="w+", dtype=np.float32,
                     shape=(_cardinality(data, images.shape[0]), features.shape[-1]),
                 )
-            memmap[offset : offset + len(features)] = features
+            elif store is None and _known_length(data) is not None:
+                # Filled in place: gathering batches and concatenating them
+                # would hold the embeddings twice.
+                rows = _known_length(data) * int(images.shape[0])
+                store = aligned_empty((rows, features.shape[-1]))
+            if store is None:
+                chunks.append(features)
+                continue
+            store[offset : offset + len(features)] = features
             offset += len(features)
         if not labels:
             raise ValueError("The data is empty: no batch to extract features from.")
         labels = np.concatenate(labels)
         if cache_path is None:
-            return np.concatenate(chunks), labels
-        memmap.flush()
-        if offset != len(memmap):
+            return (np.concatenate(chunks) if chunks else store[:offset]), labels
+        store.flush()
+        if offset != len(store):
             # Fewer rows than the dataset announced: keep the rows written.
-            _atomic_save(partial_path, np.asarray(memmap[:offset]))
-        del memmap
-        memmap = None
+            _atomic_save(partial_path, np.asarray(store[:offset]))
+        del store
+        store = None
         # Labels first, then the embeddings renamed into place: a cache
         # whose embeddings exist is complete, and an interrupted run leaves
         # none behind. The embeddings are never copied into memory.
         _atomic_save(_labels_path(cache_path), labels)
         os.replace(partial_path, cache_path)
-        return np.load(cache_path, mmap_mode="r"), labels
+        return _load_cache(cache_path), labels
     finally:
-        del memmap
+        del store
         if partial_path is not None and os.path.exists(partial_path):
             os.remove(partial_path)
+
+
+def _load_cache(cache_path):
+    # Copy-on-write: pages are read from the file on demand and never
+    # written back, and the map is writable, so TensorFlow can use it in
+    # place (see `keras_tl._utils.logistic.shared_tensor`).
+    return np.load(cache_path, mmap_mode="c")
 
 
 def _is_array_pair(data):

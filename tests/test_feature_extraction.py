@@ -73,6 +73,12 @@ def test_extract_cache_on_disk(mnist_cnn_small, digits_target, tmp_path):
     second, labels2 = extract(backbone, (x[:100], y[:100]), cache_path=path)
     np.testing.assert_array_equal(np.asarray(second), first)
     np.testing.assert_array_equal(labels2, labels)
+    # Both calls hand back the file itself, memory-mapped, not a copy in
+    # memory; writes to it stay private and never reach the cache.
+    for embeddings in (first, second):
+        assert isinstance(embeddings, np.memmap) and embeddings.mode == "c"
+    second[0] = -1.0
+    np.testing.assert_array_equal(np.load(path)[0], np.asarray(first)[0])
 
 
 def test_augmented_path_trains_in_loop_with_backbone_frozen(mnist_cnn_small, digits_target):

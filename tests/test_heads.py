@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from keras_tl._utils import arrays
 from keras_tl._utils import logistic
 from keras_tl.heads import fit_linear_head
 
@@ -97,3 +98,16 @@ def test_large_data_chooses_on_one_hold_out(monkeypatch):
     features, labels = _embeddings(200, 24, seed=3)
     fit_linear_head(features, labels, 4)
     assert seen == [len(heads.LOGISTIC_C_GRID), 1]
+
+
+def test_embeddings_reach_tensorflow_without_a_copy():
+    # Large embeddings are used in place: the tensor is the array's memory.
+    array = arrays.aligned_empty((6, 3))
+    array[:] = 1.0
+    tensor = arrays.shared_tensor(array)
+    array[0, 0] = 5.0
+    assert float(tensor[0, 0]) == 5.0
+    # What cannot be shared (another dtype, a misaligned view) is converted.
+    for other in (np.ones((2, 2), np.float64), arrays.aligned_empty((9,))[1:]):
+        converted = arrays.shared_tensor(other)
+        assert converted.dtype.name == "float32" and converted.shape == other.shape

@@ -25,6 +25,10 @@ or rotated copy of them is made.
 
 import numpy as np
 
+from keras_tl._utils.arrays import shared_tensor
+
+__all__ = ["BatchedLogisticSolver", "PrincipalBasis", "row_scales"]
+
 # Rows per chunk when reducing over memory-mapped embeddings.
 _CHUNK = 8192
 
@@ -113,9 +117,7 @@ class BatchedLogisticSolver:
             self.x_scales = tf.ones((len(labels),), tf.float32)
             self.projection = None
         else:
-            # A .npy memory map is 64-byte aligned, so TensorFlow can read it
-            # without a private copy of the embeddings.
-            self.x = tf.convert_to_tensor(features, tf.float32)
+            self.x = shared_tensor(features)
             self.x_scales = tf.constant(scales)
             self.projection = tf.constant(self.space.basis)
         self.onehot = tf.one_hot(np.asarray(labels, np.int64), num_classes)

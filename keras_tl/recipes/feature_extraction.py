@@ -146,6 +146,9 @@ def feature_extraction(
         class_names=class_names,
         shuffle=False,
         seed=seed,
+        # The fast path reads the images once: keeping them would only
+        # hold memory. The in-loop path reads them every epoch.
+        cache=augmentation is not None and not augmented_copies,
     )
     num_classes = data.num_classes
     with distribution_scope(strategy):
