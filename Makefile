@@ -40,18 +40,25 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/keras-tl demo
 
 # Two workers: much of a test's time is single-threaded Python and tracing.
+# `--dist loadgroup` hands tests out one at a time, heaviest first (see
+# tests/conftest.py), and keeps tests that share a trained model
+# (`xdist_group`) on one worker, so it is trained once.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
 # The suite runs on TensorFlow, then its backend-independent tests (all but
 # `tensorflow_only`: tf.distribute, LiteRT conversion, tfmot, notebooks) on JAX.
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 --durations=15 tests
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) --durations=15 tests
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q --doctest-modules keras_tl
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n 2 -m "not slow and not tensorflow_only" $(JAX_TESTS)
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(PYTEST) --durations=10 -m "not slow and not tensorflow_only" $(JAX_TESTS)
 
+# The development loop: everything but `slow` tests and `integration` runs
+# (notebooks, recipe scripts, CLI training and export, demo, resume).
 test-fast: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow and not integration" tests
 
 test-jax: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n 2 -m "not tensorflow_only" tests
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(PYTEST) -m "not tensorflow_only" tests
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -10,8 +10,12 @@ __all__ = ["build_parser", "main"]
 
 
 def _demo(args):
+    from keras_tl.examples.demo import QUICK
     from keras_tl.examples.demo import run_demo
 
+    if args.quick:
+        run_demo(out_dir=args.out, **QUICK)
+        return 0
     labels = tuple(int(k) for k in args.labels.split(","))
     seeds = tuple(range(args.seeds))
     run_demo(labels_per_class=labels, seeds=seeds, out_dir=args.out)
@@ -161,7 +165,17 @@ def _export(args):
             "int8 quantization needs representative images to calibrate "
             "activation ranges: pass --data DIR (a few hundred training images)."
         )
-    report = keras_tl.to_tflite(
+    from keras_tl._utils.logs import quiet_converter
+
+    with quiet_converter():
+        report = _to_tflite(keras_tl, model, output, args, data)
+    print(report)
+    print(f"Wrote {report.path}, {report.labels_path} and {report.report_path}.")
+    return 0
+
+
+def _to_tflite(keras_tl, model, output, args, data):
+    return keras_tl.to_tflite(
         model,
         output,
         quantization=args.quantization,
@@ -174,9 +188,6 @@ def _export(args):
         grayscale_input=args.grayscale_input,
         normalization=tuple(args.normalization),
     )
-    print(report)
-    print(f"Wrote {report.path}, {report.labels_path} and {report.report_path}.")
-    return 0
 
 
 def _run_on_tensorflow(argv):
@@ -207,6 +218,9 @@ def build_parser():
     demo.add_argument("--labels", default="1,2,5,10", help="labels per class, comma-separated")
     demo.add_argument("--seeds", type=int, default=3, help="number of seeds")
     demo.add_argument("--out", default="artifacts/demo", help="output folder")
+    demo.add_argument("--quick", action="store_true",
+                      help="every stage on one label budget, one seed and two methods, "
+                           "in about a minute: a check of the setup, not the table")
     demo.set_defaults(func=_demo)
 
     train = sub.add_parser("train", help="train a classifier on an image folder")
@@ -288,6 +302,11 @@ def main(argv=None):
     ```
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_tl._utils.logs import drop_retracing_warnings
+
+    # Commands that train and convert create new models one after another;
+    # TensorFlow's retracing warning about them is expected, not advice.
+    drop_retracing_warnings()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[1:]

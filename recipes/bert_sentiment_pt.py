@@ -37,6 +37,7 @@ import os
 import keras
 import numpy as np
 
+from keras_tl._utils.logs import drop_retracing_warnings
 from keras_tl.recipes.text_classifier import text_classifier
 from keras_tl.text import DEFAULT_TEXT_PRESET
 from keras_tl.text import read_text_csv
@@ -147,4 +148,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # TensorFlow's retracing warning (a new model per training phase) is not
+    # for the reader of this script.
+    drop_retracing_warnings()
     main()

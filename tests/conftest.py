@@ -31,6 +31,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a test that takes more than ~20 s")
     config.addinivalue_line(
         "markers",
+        "integration: an end-to-end run (notebook, recipe script, CLI verb, demo, "
+        "resume after a kill); `make test` runs them, `make test-fast` skips them",
+    )
+    config.addinivalue_line(
+        "markers",
         "tensorflow_only: needs the TensorFlow backend (tf.distribute, LiteRT "
         "conversion, tfmot, notebooks and scripts run once, on TensorFlow)",
     )
@@ -40,6 +45,11 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     import pytest
 
+    # Heavy tests first: pytest-xdist hands tests out in this order, so the
+    # long ones start while the short ones fill in around them, instead of
+    # one of them starting last and leaving the other worker idle. The sort
+    # is stable and the same in every worker (xdist requires that).
+    items.sort(key=lambda item: 0 if "integration" in item.keywords else 1)
     for item in items:
         if BACKEND != "tensorflow" and "tensorflow_only" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=f"TensorFlow backend only (running {BACKEND})"))

@@ -18,6 +18,7 @@ def _load(name):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_feature_extraction_leaves_smoke(tmp_path):
     script = _load("feature_extraction_leaves")
     model, report = script.main(["--smoke", "--out", str(tmp_path)])
@@ -30,6 +31,7 @@ def test_feature_extraction_leaves_smoke(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_distill_for_mobile_smoke(tmp_path):
     script = _load("distill_for_mobile")
     teacher, student, reports, agreement = script.main(["--smoke", "--out", str(tmp_path)])

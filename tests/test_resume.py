@@ -40,19 +40,38 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _run(tmp_path, name, checkpoint_dir, kill_after):
+def _start(tmp_path, name, checkpoint_dir, kill_after):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     out = tmp_path / f"{name}.npy"
-    result = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(out), str(checkpoint_dir or ""), str(kill_after)],
-        capture_output=True, text=True, env=env, timeout=600,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
-    return result, out
+    return process, out
+
+
+def _finish(started):
+    process, out = started
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), out
+
+
+def _run(tmp_path, name, checkpoint_dir, kill_after):
+    return _finish(_start(tmp_path, name, checkpoint_dir, kill_after))
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fine_tune_killed_mid_way_resumes_from_its_checkpoint(tmp_path):
     checkpoint_dir = tmp_path / "checkpoint"
+    # The uninterrupted reference shares nothing with the killed and resumed
+    # runs, so it runs beside them: most of each run is starting Python and
+    # TensorFlow, which overlaps well.
+    reference_run = _start(tmp_path, "reference", None, kill_after=-1)
     killed, _ = _run(tmp_path, "killed", checkpoint_dir, kill_after=1)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (checkpoint_dir / "progressive_unfreezing.json").exists()
@@ -62,7 +81,7 @@ def test_fine_tune_killed_mid_way_resumes_from_its_checkpoint(tmp_path):
     # Only epochs 3 and 4 ran, with the stages an uninterrupted run has then.
     assert "stages [2.0, 3.0]" in resumed.stdout or "stages [2, 3]" in resumed.stdout
     assert not checkpoint_dir.exists(), "the checkpoint is removed when training ends"
-    reference, reference_out = _run(tmp_path, "reference", None, kill_after=-1)
+    reference, reference_out = _finish(reference_run)
     assert reference.returncode == 0, reference.stderr[-2000:]
     # The resumed epochs draw their batches in a new shuffled order, so the
     # weights differ by the noise of a reshuffle, not by a lost state: a run

@@ -310,6 +310,7 @@ def test_recipe_feature_extraction_mode_trains_only_the_head():
         text_classifier((texts, labels), preset=parts, mode="finetune")
 
 
+@pytest.mark.integration
 def test_bert_sentiment_pt_smoke(tmp_path):
     import importlib.util
 

@@ -23,6 +23,7 @@ def test_there_are_three_tutorials():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_TL_SMOKE", "1")
