@@ -12,6 +12,7 @@ from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.precision import uses_policy
 from keras_tl._utils.validation import check_fit_arguments
+from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import augmented_copies as make_augmented_copies
 from keras_tl.augment import get as get_augmentation
@@ -204,8 +205,12 @@ def feature_extraction(
                 + ", ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "C")
             )
     else:
+        steps_per_epoch = count_steps(data.train)
         train = augment_dataset(
-            data.train.unbatch().shuffle(4096, seed=seed).batch(batch_size),
+            data.train.unbatch().shuffle(4096, seed=seed).batch(batch_size)
+            # unbatch() loses the length; without it Keras warns at the end
+            # of the first epoch that the input "ran out of data".
+            .apply(tf.data.experimental.assert_cardinality(steps_per_epoch)),
             augmentation, num_classes,
         )
         validation_ds = data.validation
