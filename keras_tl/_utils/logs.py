@@ -23,7 +23,7 @@ import re
 import sys
 import tempfile
 
-__all__ = ["CONVERTER_NOTICES", "drop_retracing_warnings", "quiet_converter"]
+__all__ = ["CONVERTER_NOTICES", "RETRACING_MESSAGE", "drop_retracing_warnings", "quiet_converter"]
 
 RETRACING_MESSAGE = "triggered tf.function retracing"
 
