@@ -111,3 +111,12 @@ def test_embeddings_reach_tensorflow_without_a_copy():
     for other in (np.ones((2, 2), np.float64), arrays.aligned_empty((9,))[1:]):
         converted = arrays.shared_tensor(other)
         assert converted.dtype.name == "float32" and converted.shape == other.shape
+
+
+def test_non_finite_embeddings_are_named_before_any_fit():
+    # A NaN image in a tf.data input reaches the head as a NaN embedding.
+    features, labels = _embeddings(30, 8, seed=4)
+    features[7, 2] = np.nan
+    features[12, 0] = np.inf
+    with pytest.raises(ValueError, match=r"2 example\(s\) are not finite.*first is example 7"):
+        fit_linear_head(features, labels, 4)

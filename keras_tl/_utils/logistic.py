@@ -35,11 +35,20 @@ _CHUNK = 8192
 
 def row_scales(features):
     """`1 / ||row||`, as `keras.layers.UnitNormalization` divides (floored)."""
-    scales = np.empty(len(features), np.float32)
+    norms = np.empty(len(features), np.float32)
     for start in range(0, len(features), _CHUNK):
         chunk = np.asarray(features[start : start + _CHUNK], np.float32)
-        scales[start : start + _CHUNK] = 1.0 / np.maximum(np.linalg.norm(chunk, axis=1), 1e-6)
-    return scales
+        norms[start : start + _CHUNK] = np.linalg.norm(chunk, axis=1)
+    # A NaN or inf anywhere in a row makes its norm non-finite: one pass
+    # checks every value, and names the example before any solver sees it.
+    bad = np.flatnonzero(~np.isfinite(norms))
+    if len(bad):
+        raise ValueError(
+            f"The embeddings of {len(bad)} example(s) are not finite (NaN or inf); the "
+            f"first is example {int(bad[0])} of the training data. Its input holds NaN "
+            "or inf values (or the backbone overflowed on it): fix or drop it."
+        )
+    return 1.0 / np.maximum(norms, 1e-6)
 
 
 class PrincipalBasis:
