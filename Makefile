@@ -40,9 +40,9 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/keras-tl demo
 
 # Two workers: much of a test's time is single-threaded Python and tracing.
-# `--dist loadgroup` hands tests out one at a time, heaviest first (see
-# tests/conftest.py), and keeps tests that share a trained model
-# (`xdist_group`) on one worker, so it is trained once.
+# `--dist loadgroup` hands tests out one at a time, in collection order:
+# the heavy integration runs first (see tests/conftest.py), so neither
+# worker is left with a long test at the end.
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The suite runs on TensorFlow, then its backend-independent tests (all but

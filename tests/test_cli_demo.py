@@ -22,30 +22,37 @@ def _folder(root):
 
 # One CLI-trained model serves the train, evaluate, predict and export checks:
 # training and converting a zoo backbone is the expensive part, and the
-# verbs are meant to run one after the other on the same file. The group
-# keeps these tests on one pytest-xdist worker, so the model is trained once.
+# verbs are meant to run one after the other on the same file.
 cli_model_group = pytest.mark.xdist_group("cli_trained_model")
 
 
-@pytest.fixture(scope="module")
-def cli_trained(tmp_path_factory):
+@pytest.fixture(scope="session")
+def cli_trained(tmp_path_factory, worker_id):
     """`keras-tl train` on a two-class image folder: `(data, model_path, stdout)`.
 
+    Trained once per test run: pytest-xdist workers share the folder above
+    their own temporary folders, and a file lock lets the first one train.
     MobileNet (v1) is the smallest zoo backbone the CLI accepts by name;
     the checks are about the verbs and the files they write, not accuracy.
     """
     import contextlib
     import io
 
-    root = tmp_path_factory.mktemp("cli")
-    data = _folder(root / "leaves")
-    out = root / "out" / "model.keras"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = main(["train", str(data), "--backbone", "mobilenet", "--weights", "none",
-                     "--image-size", "32", "--epochs", "2", "--out", str(out)])
-    assert code == 0
-    return data, out, printed.getvalue()
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if worker_id != "master" else base) / "cli_trained_model"
+    data, out, log = root / "leaves", root / "out" / "model.keras", root / "train_stdout.txt"
+    with FileLock(str(root) + ".lock"):
+        if not log.exists():
+            _folder(data)
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                code = main(["train", str(data), "--backbone", "mobilenet", "--weights",
+                             "none", "--image-size", "32", "--epochs", "2", "--out", str(out)])
+            assert code == 0
+            log.write_text(printed.getvalue())
+    return data, out, log.read_text()
 
 
 @pytest.mark.integration
