@@ -25,6 +25,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_tl._utils.validation import check_finite
+
 __all__ = [
     "ALIGNMENT_METHODS",
     "DannSchedule",
@@ -91,7 +93,10 @@ def adabn(model, target_images, batch_size=64):
         `model`, adapted.
 
     Raises:
-        ValueError: when the model has no BatchNormalization layer.
+        ValueError: when the model has no BatchNormalization layer, when
+            target arrays hold NaN or infinity (checked before the pass), or
+            when the statistics computed from a `tf.data.Dataset` are not
+            finite; the model is left unchanged.
 
     Example:
 
@@ -107,6 +112,14 @@ def adabn(model, target_images, batch_size=64):
             f"{model.name} has no BatchNormalization layer, so AdaBN has no "
             "statistics to re-estimate. Use method='coral' or 'dann' instead."
         )
+    arrays = target_images
+    if isinstance(arrays, tuple) and len(arrays) == 2:
+        arrays = arrays[0]
+    from_dataset = hasattr(arrays, "element_spec")
+    if not from_dataset:
+        # One NaN pixel would make every statistic, then every prediction,
+        # NaN; arrays can be checked (and the image named) before any work.
+        check_finite(np.asarray(arrays), "target_images")
     totals = {id(layer): [0.0, 0.0, 0] for layer in layers}
     for layer in layers:
         # An instance attribute shadows the class's `call` for this pass only,
@@ -118,12 +131,32 @@ def adabn(model, target_images, batch_size=64):
     finally:
         for layer in layers:
             del layer.call
+    # All statistics are computed and checked before any is written, so an
+    # error leaves the model as it was.
+    statistics = []
     for layer in layers:
         total, total_sq, count = totals[id(layer)]
         if count == 0:
             raise ValueError("target_images is empty: no image to estimate statistics on.")
         mean = total / count
         variance = np.maximum(total_sq / count - mean**2, 0.0)
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(variance))):
+            # Finite arrays were checked above: then the model itself
+            # overflows or holds NaN weights.
+            cause = (
+                "the target data has non-finite values. Fix or drop those "
+                "images (tf.math.is_finite finds them)"
+                if from_dataset
+                else "the model produces non-finite values on the (finite) target "
+                "images; check its weights"
+            )
+            raise ValueError(
+                "AdaBN computed non-finite statistics (NaN or inf) for the "
+                f"BatchNormalization layer {layer.name!r}: {cause}. The model's "
+                "statistics are left unchanged."
+            )
+        statistics.append((layer, mean, variance))
+    for layer, mean, variance in statistics:
         layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
         layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
     return model

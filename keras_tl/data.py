@@ -226,7 +226,11 @@ def as_dataset(
             or not).
         batch_size: batch size of the returned datasets.
         validation_split: fraction held out for validation, drawn with
-            `seed` (the same images every run).
+            `seed` (the same images every run). From a `tf.data.Dataset`,
+            each example goes to validation with this probability; the
+            examples are counted first (one pass over the data when its
+            length is unknown) so that a split leaving either side empty
+            is refused.
         validation_data: a separate validation set in any of the same forms;
             excludes `validation_split`.
         image_size: `(height, width)`; required for folders of images of
@@ -245,7 +249,8 @@ def as_dataset(
 
     Raises:
         ValueError: arrays of different lengths, labels out of range, fewer
-            than two classes, an empty class folder.
+            than two classes, an empty class folder, a `validation_split`
+            that leaves no example for training or for validation.
 
     Example:
 
@@ -381,6 +386,7 @@ def _from_tf_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         spec = data.element_spec
+    num_examples = None
     if num_classes is None:
         if class_names is not None:
             num_classes = len(class_names)
@@ -390,19 +396,33 @@ def _from_tf_dataset(
             )
             if labels.size == 0:
                 raise ValueError("The tf.data.Dataset is empty.")
+            num_examples = labels.size
             num_classes = int(labels.max()) + 1
             if labels.min() < 0:
                 raise ValueError("Labels out of range: negative labels found.")
     val_ds = None
     if validation_split:
-        def is_val(index, _):
+        # Each example is drawn into validation by its position alone, so the
+        # split is the same every pass without holding the data in memory.
+        def in_validation(index):
             draw = tf.random.stateless_uniform([], seed=[seed, tf.cast(index, tf.int32)])
             return draw < validation_split
 
+        # Named functions, not lambdas: AutoGraph reads their source, and two
+        # lambdas on one line make it print a notice that it cannot.
+        def is_val(index, element):
+            return in_validation(index)
+
+        def is_train(index, element):
+            return tf.logical_not(in_validation(index))
+
+        def drop_index(index, element):
+            return element
+
+        _check_split_sizes(data, validation_split, num_examples, in_validation)
         indexed = data.enumerate()
-        val_ds = indexed.filter(is_val).map(lambda i, e: e)
-        data = indexed.filter(lambda i, e: tf.logical_not(is_val(i, e))).map(lambda i, e: e)
-        val_ds = _batch(val_ds, batch_size, False, seed)
+        val_ds = _batch(indexed.filter(is_val).map(drop_index), batch_size, False, seed)
+        data = indexed.filter(is_train).map(drop_index)
     elif validation_data is not None:
         val_ds = as_dataset(
             validation_data, batch_size=batch_size, num_classes=num_classes,
@@ -411,6 +431,34 @@ def _from_tf_dataset(
     train_ds = _batch(data, batch_size, shuffle, seed)
     class_names = class_names or [str(i) for i in range(num_classes)]
     return ImageData(train_ds, val_ds, list(class_names), tuple(spec[0].shape))
+
+
+def _check_split_sizes(data, validation_split, num_examples, in_validation):
+    """Raises `ValueError` when the split leaves either side empty.
+
+    The examples are counted with one pass over `data` unless their number is
+    known (from its cardinality or an earlier pass); the draws themselves
+    depend on the positions only, so they are counted without the data.
+    """
+    if num_examples is None:
+        num_examples = int(data.cardinality())
+        if num_examples < 0:
+            num_examples = int(data.reduce(np.int64(0), lambda count, _: count + 1))
+    if num_examples == 0:
+        raise ValueError("The tf.data.Dataset is empty.")
+    num_val = int(
+        tf.data.Dataset.range(num_examples)
+        .map(lambda index: tf.cast(in_validation(index), tf.int64))
+        .reduce(np.int64(0), tf.add)
+    )
+    if not 0 < num_val < num_examples:
+        raise ValueError(
+            f"validation_split={validation_split} of {num_examples} examples leaves "
+            f"{num_val} for validation and {num_examples - num_val} for training; "
+            "both need at least one. Each example of a tf.data.Dataset goes to "
+            "validation with that probability: choose a fraction further from 0 "
+            "and 1, or pass validation_data."
+        )
 
 
 def to_arrays(dataset, limit=None):

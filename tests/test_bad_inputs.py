@@ -6,17 +6,26 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
+from test_text import tiny_parts
 
 from keras_tl import NonFiniteLossError
 from keras_tl import StopOnNonFiniteLoss
+from keras_tl.adapt import adabn
 from keras_tl.data import as_dataset
 from keras_tl.data import scan_image_folder
+from keras_tl.recipes import adapt_domain
 from keras_tl.recipes import distill
 from keras_tl.recipes import feature_extraction
 from keras_tl.recipes import fine_tune
+from keras_tl.recipes import text_classifier
 from keras_tl.text import as_text_dataset
 from keras_tl.text import read_text_csv
+
+TEXTS = ["good film", "great movie", "loved it", "fine actors",
+         "bad film", "awful movie", "hated it", "dull actors"]
+TEXT_LABELS = [1, 1, 1, 1, 0, 0, 0, 0]
 
 
 def _images(n=12, seed=0):
@@ -177,3 +186,67 @@ def test_export_refuses_what_is_not_a_model(tmp_path):
     with pytest.raises(TypeError, match=r"quantize_selectively\(\) takes a keras.Model.*path 'model'"):
         export.quantize_selectively("model", np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8, 1)))
     assert list(tmp_path.iterdir()) == [saved]
+
+
+def test_text_batch_size_below_one_is_refused():
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1; got 0\."):
+        as_text_dataset((TEXTS, TEXT_LABELS), batch_size=0)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1; got 0\."):
+        text_classifier((TEXTS, TEXT_LABELS), preset=tiny_parts(), batch_size=0, verbose=0)
+
+
+def test_tf_dataset_split_that_leaves_nothing_is_refused(capsys, caplog):
+    x, y = _images(n=10)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    with pytest.raises(ValueError, match="leaves 10 for validation and 0 for training"):
+        as_dataset(dataset, validation_split=0.99)
+    # Batched with known classes: the examples are counted in a pass.
+    with pytest.raises(ValueError, match="leaves 0 for validation and 10 for training"):
+        as_dataset(dataset.batch(3), validation_split=0.01, num_classes=2)
+    data = as_dataset(dataset, validation_split=0.3)
+    sizes = [sum(len(b) for b, _ in split) for split in (data.train, data.validation)]
+    assert sum(sizes) == 10 and min(sizes) > 0
+    # No AutoGraph notice about the split's functions on the terminal.
+    captured = capsys.readouterr()
+    assert "could not parse" not in captured.out + captured.err + caplog.text
+
+
+def _bn_image_model():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def test_adabn_refuses_non_finite_targets_and_leaves_the_model_unchanged():
+    model = _bn_image_model()
+    before = [w.copy() for w in model.get_weights()]
+    target, _ = _images()
+    target[2, 1, 1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"target_images has 1 non-finite value.*image 2"):
+        adabn(model, target)
+    with pytest.raises(ValueError, match=r"target_unlabeled has 1 non-finite value.*image 2"):
+        adapt_domain(model, None, target, method="adabn", verbose=0)
+    with pytest.raises(ValueError, match=r"layer 'bn'.*target data has non-finite values"):
+        adabn(model, tf.data.Dataset.from_tensor_slices(target).batch(4))
+    for weight, expected in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(weight, expected)
+
+
+@pytest.mark.parametrize("epochs", [-1, float("nan"), "3"])
+def test_text_classifier_refuses_bad_epochs(epochs):
+    with pytest.raises(ValueError, match=r"epochs must be a number >= 0 \(0 fits the head only\)"):
+        text_classifier((TEXTS, TEXT_LABELS), preset=tiny_parts(), epochs=epochs, verbose=0)
+
+
+def test_text_classifier_verbose_shows_the_encoder_pass(capsys):
+    text_classifier((TEXTS, TEXT_LABELS), preset=tiny_parts(), mode="feature_extraction",
+                    batch_size=2, validation_split=0.25, verbose=1)
+    out = capsys.readouterr().out
+    # Progress of the encoder over the 6 training and the 2 validation texts.
+    assert "━" in out and "2/2" in out and "1/1" in out
+    model = text_classifier((TEXTS, TEXT_LABELS), preset=tiny_parts(), epochs=0,
+                            batch_size=2, verbose=0)
+    assert capsys.readouterr().out == ""
+    assert model.history.history["phase"] == ["head"]

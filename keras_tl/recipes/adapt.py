@@ -10,6 +10,7 @@ from keras_tl._utils.precision import check_jit_compile
 from keras_tl._utils.precision import loss_scaled
 from keras_tl._utils.precision import output_layers
 from keras_tl._utils.precision import resolve_policy
+from keras_tl._utils.validation import check_finite
 from keras_tl._utils.validation import check_fit_arguments
 from keras_tl._utils.validation import count_steps
 from keras_tl.adapt import DannSchedule
@@ -68,7 +69,11 @@ def adapt_domain(
             `tf.data.Dataset` of `(image, label)` (not used by `"adabn"`).
         target_unlabeled: target images: an array, an `(x, y)` tuple
             (labels ignored) or a `tf.data.Dataset` of images or
-            `(images, labels)`.
+            `(images, labels)`. Arrays holding NaN or infinity raise a
+            `ValueError` before any work. From a dataset holding them,
+            AdaBN raises one and leaves the BatchNorm statistics as they
+            were (`"coral"`/`"dann"` training stops earlier, with a
+            `keras_tl.NonFiniteLossError`).
         method: `"adabn"`, `"coral"` or `"dann"`.
         epochs: passes over the source data (`"coral"`, `"dann"`).
         batch_size: images per domain in each training batch.
@@ -113,6 +118,14 @@ def adapt_domain(
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
     check_fit_arguments(epochs, batch_size, learning_rate)
+    target_arrays = target_unlabeled
+    if isinstance(target_arrays, tuple) and len(target_arrays) == 2:
+        target_arrays = target_arrays[0]
+    if not hasattr(target_arrays, "element_spec"):
+        # Before the model is touched: a NaN target image would end as NaN
+        # BatchNorm statistics (AdaBN) or a NaN alignment loss (CORAL, DANN).
+        # Datasets are checked by `adabn` on the statistics it computes.
+        check_finite(np.asarray(target_arrays), "target_unlabeled")
     policy = resolve_policy(mixed_precision)
     check_jit_compile(jit_compile)
     apply_policy(model, policy, output_layers(model))

@@ -28,6 +28,7 @@ from keras_tl._utils.precision import check_jit_compile
 from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.precision import uses_policy
+from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
 from keras_tl.lora import enable_lora
@@ -121,8 +122,11 @@ def text_classifier(
         mode: `"fine_tune"` (head, then gradual unfreezing) or
             `"feature_extraction"` (frozen encoder, head only on cached
             embeddings; seconds, no back-propagation through the encoder).
-        epochs: fine-tuning epochs after the head fit.
-        batch_size: batch size.
+        epochs: fine-tuning epochs after the head fit, a number >= 0: `0`
+            stops after the head fit (the encoder stays frozen), and a
+            fraction such as `0.5` fine-tunes on half an epoch's batches.
+            Negative, NaN or infinite values raise a `ValueError`.
+        batch_size: batch size, an integer >= 1.
         learning_rate: peak learning rate of the head and the top layer
             (default 5e-5; 5e-4 with `lora_rank`).
         layer_decay: learning-rate factor per layer away from the head.
@@ -172,7 +176,8 @@ def text_classifier(
 
     Raises:
         ValueError: empty texts, labels out of range, a CSV missing a column,
-            an unknown preset or mode.
+            an unknown preset or mode, `epochs` below 0, `batch_size` below 1
+            or a `learning_rate` that is not a positive finite number.
         ConnectionError: a remote preset without network (pass a folder).
 
     Example:
@@ -193,8 +198,11 @@ def text_classifier(
         raise ValueError(f"lora_rank must be an integer >= 1; got {lora_rank!r}.")
     policy = resolve_policy(mixed_precision)
     check_jit_compile(jit_compile)
+    _check_epochs(epochs)
     if learning_rate is None:
         learning_rate = FULL_LEARNING_RATE if lora_rank is None else LORA_LEARNING_RATE
+    # Before the encoder pass over every text, not after it.
+    check_fit_arguments(batch_size=batch_size, learning_rate=learning_rate)
     keras.utils.set_random_seed(seed)
     data = as_text_dataset(
         train_data,
@@ -229,12 +237,17 @@ def text_classifier(
 
     # Phase 0: the head on cached embeddings of the frozen encoder.
     start = time.perf_counter()
-    features, labels = extract_text_features(model, data, batch_size=2 * batch_size)
+    features, labels = extract_text_features(
+        model, data, batch_size=2 * batch_size, verbose=verbose
+    )
     validation = None
     if data.validation is not None:
         val_texts = [s.decode("utf-8") for t, _ in data.validation for s in t.numpy()]
         val_labels = np.concatenate([l.numpy() for _, l in data.validation])
-        validation = (extract_text_features(model, val_texts)[0], val_labels)
+        val_features, _ = extract_text_features(
+            model, val_texts, batch_size=2 * batch_size, verbose=verbose
+        )
+        validation = (val_features, val_labels)
     kernel, bias, chosen_c = fit_linear_head(
         features, labels, data.num_classes, validation=validation, C=C,
         class_weight=class_weight, seed=seed,
@@ -294,6 +307,20 @@ def text_classifier(
     model.history = history
     model.stages = stages
     return model
+
+
+def _check_epochs(epochs):
+    # Zero is meaningful here (the head fit alone) and fractions set the
+    # fine-tuning steps, so this is not `check_positive_int`.
+    if (
+        isinstance(epochs, bool)
+        or not isinstance(epochs, (int, float, np.integer, np.floating))
+        or not math.isfinite(epochs)
+        or epochs < 0
+    ):
+        raise ValueError(
+            f"epochs must be a number >= 0 (0 fits the head only); got {epochs!r}."
+        )
 
 
 def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,

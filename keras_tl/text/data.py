@@ -12,6 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import check_same_length
 from keras_tl._utils.validation import labels_to_indices
 from keras_tl._utils.validation import pair_spec
@@ -205,7 +206,7 @@ def as_text_dataset(
             not).
         text_column: CSV column of the texts.
         label_column: CSV column of the labels (integers or class names).
-        batch_size: batch size of the returned datasets.
+        batch_size: batch size of the returned datasets, an integer >= 1.
         validation_split: fraction held out for validation (the same texts
             every run for a given `seed`).
         validation_data: a separate validation set in any of the same forms;
@@ -221,7 +222,7 @@ def as_text_dataset(
 
     Raises:
         ValueError: empty texts, labels out of range, a missing CSV column,
-            texts and labels of different lengths.
+            texts and labels of different lengths, a `batch_size` below 1.
 
     Example:
 
@@ -233,6 +234,9 @@ def as_text_dataset(
     """
     if isinstance(data, TextData):
         return data
+    # Checked before reading anything: TensorFlow would refuse it only when
+    # batching, with an error that does not name the argument.
+    batch_size = check_positive_int(batch_size, "batch_size")
     if validation_split is not None and validation_data is not None:
         raise ValueError("Pass either validation_split or validation_data, not both.")
     if validation_split is not None and not 0.0 < validation_split < 1.0:
