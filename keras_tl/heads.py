@@ -197,8 +197,13 @@ def fit_linear_head(
     def accuracies(kernels, biases, rows, targets):
         import tensorflow as tf
 
-        logits = tf.einsum("nd,qdk->qnk", _unit(rows), kernels) + biases[:, None, :]
-        return (logits.numpy().argmax(-1) == np.asarray(targets)[None]).mean(-1)
+        hits = np.zeros(len(kernels))
+        # In chunks: `rows` may be a fifth of memory-mapped embeddings.
+        for start in range(0, len(targets), 2048):
+            chunk = _unit(rows[start : start + 2048])
+            logits = tf.einsum("nd,qdk->qnk", chunk, kernels) + biases[:, None, :]
+            hits += (logits.numpy().argmax(-1) == np.asarray(targets[start : start + 2048])).sum(-1)
+        return hits / len(targets)
 
     n = len(labels)
     if C is None and validation is not None and len(validation[1]):
@@ -225,10 +230,9 @@ def fit_linear_head(
             scores = np.zeros(len(grid))
             for i, (_, held_out) in enumerate(folds):
                 part = slice(i * len(grid), (i + 1) * len(grid))
-                scores += accuracies(
-                    kernels[part], biases[part], features[np.sort(held_out)],
-                    labels[np.sort(held_out)],
-                ) / len(folds)
+                held_out = np.sort(held_out)
+                rows = _RowsOf(features, held_out)
+                scores += accuracies(kernels[part], biases[part], rows, labels[held_out]) / len(folds)
             C = grid[int(np.argmax(scores))]
         elif C is None:
             C = DEFAULT_LOGISTIC_C
@@ -250,6 +254,16 @@ def _sample_weights(labels, num_classes, class_weight):
         for label, weight in dict(class_weight).items():
             per_class[int(label)] = float(weight)
     return per_class[labels].astype(np.float32)
+
+
+class _RowsOf:
+    """Rows `indices` of `features`, gathered only when sliced."""
+
+    def __init__(self, features, indices):
+        self.features, self.indices = features, indices
+
+    def __getitem__(self, part):
+        return np.asarray(self.features[self.indices[part]], np.float32)
 
 
 def _unit(features):

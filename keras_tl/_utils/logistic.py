@@ -29,8 +29,9 @@ from keras_tl._utils.arrays import shared_tensor
 
 __all__ = ["BatchedLogisticSolver", "PrincipalBasis", "row_scales"]
 
-# Rows per chunk when reducing over memory-mapped embeddings.
-_CHUNK = 8192
+# Rows per chunk when reducing over (memory-mapped) embeddings: small
+# enough that its float64 copies stay a fraction of the embeddings.
+_CHUNK = 2048
 
 
 def row_scales(features):

@@ -246,10 +246,10 @@ def _head_logs(kernel, bias, features, labels, validation):
         y = np.asarray(y)
         losses, hits = [], 0
         # In chunks: the embeddings may be a memory map larger than memory.
-        for start in range(0, len(y), 8192):
-            chunk = tf.constant(np.asarray(features[start : start + 8192]), tf.float32)
+        for start in range(0, len(y), 2048):
+            chunk = tf.constant(np.asarray(features[start : start + 2048]), tf.float32)
             logits = tf.matmul(tf.math.l2_normalize(chunk, axis=1), kernel) + bias
-            targets = y[start : start + 8192]
+            targets = y[start : start + 2048]
             losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits).numpy())
             hits += int((np.argmax(logits.numpy(), axis=-1) == targets).sum())
         return float(np.concatenate(losses).mean()), hits / len(y)
