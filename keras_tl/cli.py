@@ -14,11 +14,14 @@ def _demo(args):
     from keras_tl.examples.demo import run_demo
 
     if args.quick:
-        run_demo(out_dir=args.out, **QUICK)
+        options = dict(QUICK)
+        if args.workers is not None:
+            options["workers"] = args.workers
+        run_demo(out_dir=args.out, **options)
         return 0
     labels = tuple(int(k) for k in args.labels.split(","))
     seeds = tuple(range(args.seeds))
-    run_demo(labels_per_class=labels, seeds=seeds, out_dir=args.out)
+    run_demo(labels_per_class=labels, seeds=seeds, out_dir=args.out, workers=args.workers)
     return 0
 
 
@@ -221,6 +224,9 @@ def build_parser():
     demo.add_argument("--quick", action="store_true",
                       help="every stage on one label budget, one seed and two methods, "
                            "in about a minute: a check of the setup, not the table")
+    demo.add_argument("--workers", type=int, default=None,
+                      help="processes the runs are spread over, one thread each "
+                           "(default: 2, or 1 on one core; --quick: 1)")
     demo.set_defaults(func=_demo)
 
     train = sub.add_parser("train", help="train a classifier on an image folder")

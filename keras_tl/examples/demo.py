@@ -12,6 +12,8 @@ seeds.
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -187,13 +189,19 @@ def train_student_alone(task, split, seed):
                       name="student", learning_rate=rate)
 
 
-def train_student_distilled(task, split, seed, steps=STUDENT_STEPS, batch_size=16):
+def train_student_distilled(task, split, seed, steps=STUDENT_STEPS, batch_size=16,
+                            teacher=None):
     """The same student distilled from the AdaBN + feature-extraction teacher
     (~111k parameters) over the labelled images and the unlabelled pool (the
-    teacher's predictions label the pool: Hinton et al.'s transfer set)."""
+    teacher's predictions label the pool: Hinton et al.'s transfer set).
+
+    `teacher`: the model `train_adabn_feature_extraction(task, split, seed)`
+    returns, when it is already trained (the demo's "adabn +
+    feature_extraction" row trains the same one); trained here otherwise."""
     from keras_tl.backbones import build_small_cnn
 
-    teacher = train_adabn_feature_extraction(task, split, seed)
+    if teacher is None:
+        teacher = train_adabn_feature_extraction(task, split, seed)
     images = np.concatenate([split.x, split.unlabeled])
     pseudo = _predict(teacher, split.unlabeled).argmax(-1)
     labels = np.concatenate([split.y, pseudo]).astype("int32")
@@ -217,12 +225,140 @@ METHODS = {
 }
 
 
+# The distilled student's teacher is the "adabn + feature_extraction" row's
+# model for the same label budget and seed: the two run in one job, so the
+# teacher is trained once.
+_TEACHER = "adabn + feature_extraction"
+_DISTILLED = "student distilled (1/20 params)"
+# The slowest methods start first within a budget, so that with several
+# workers the last jobs to finish are short ones.
+_SLOW_FIRST = (_DISTILLED, "student alone (1/20 params)", "scratch")
+
+
 # `keras-tl demo --quick`: every stage of the demo (source model, zero-shot
 # row, training, curves, saved model, LiteRT table) on one label budget, one
 # seed and the two main recipes, with a briefly pretrained source. A check
-# that the pipeline works, in about a minute; not the table.
+# that the pipeline works, in about a minute; not the table. Two short runs
+# gain nothing from worker processes, which take seconds each to start.
 QUICK = dict(labels_per_class=(2,), seeds=(0,), methods=("feature_extraction", "fine_tune"),
-             source_epochs=3)
+             source_epochs=3, workers=1)
+
+
+def _jobs(labels_per_class, seeds, methods):
+    """`(labels_per_class, seed, method names, keep)` jobs, budget by budget.
+
+    `keep`: the job's curves and fine-tuned model are kept (last budget,
+    first seed)."""
+    groups = [(n,) for n in methods if n not in (_TEACHER, _DISTILLED)]
+    if _TEACHER in methods and _DISTILLED in methods:
+        groups.append((_TEACHER, _DISTILLED))
+    else:
+        groups += [(n,) for n in methods if n in (_TEACHER, _DISTILLED)]
+    rank = {n: i for i, n in enumerate(_SLOW_FIRST)}
+    groups.sort(key=lambda g: min(rank.get(n, len(rank)) for n in g))
+    return [(k, seed, group, k == labels_per_class[-1] and seed == seeds[0])
+            for k in labels_per_class for seed in seeds for group in groups]
+
+
+def _run_job(task, out_dir, job):
+    """Trains and scores the methods of one job; returns plain data.
+
+    One dict per method: `method`, `labels_per_class`, `seed`, `score`,
+    `seconds`, `history` (the training curves' dict, kept jobs only) and
+    `saved` (the fine-tuned model's path, kept job only), so that a worker
+    process can send it back."""
+    k, seed, names, keep = job
+    split = make_split(task.x, task.y, k, seed)
+    results, teacher = [], None
+    for name in names:
+        t0 = time.time()
+        if name == _DISTILLED and teacher is not None:
+            model = train_student_distilled(task, split, seed, teacher=teacher[0])
+            # The student's cost includes its teacher's, as when trained alone.
+            seconds = time.time() - t0 + teacher[1]
+        else:
+            model = METHODS[name](task, split, seed)
+            seconds = time.time() - t0
+        predicted = _predict(model, split.x_test).argmax(-1)
+        result = dict(method=name, labels_per_class=k, seed=seed, seconds=seconds,
+                      score=float((predicted == split.y_test).mean()), history=None,
+                      saved=None)
+        if name == _TEACHER:
+            teacher = (model, seconds)
+        if keep:
+            result["history"] = getattr(getattr(model, "history", None), "history", None)
+            if name == "fine_tune":
+                result["saved"] = os.path.join(out_dir, "fine_tune.keras")
+                model.save(result["saved"])
+        results.append(result)
+    return results
+
+
+# One worker process's task and output folder (set by `_init_worker`).
+_WORKER = {}
+
+
+def _init_worker(source_path, out_dir):
+    """Starts a demo worker: one thread, the source model, the target data.
+
+    With as many workers as cores, more threads per worker would only
+    compete for the same cores."""
+    try:
+        _start_worker(source_path, out_dir)
+    except Exception as error:  # noqa: BLE001
+        # An initializer that raises makes the pool start new workers
+        # forever; the error is raised by the worker's first job instead.
+        _WORKER["error"] = error
+
+
+def _start_worker(source_path, out_dir):
+    from keras_tl._utils.logs import drop_retracing_warnings
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # Before any TensorFlow op: the thread pools are made with the first.
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    elif keras.backend.backend() == "jax":
+        # Read when JAX's CPU backend starts, at the first op.
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
+    drop_retracing_warnings()
+    x, y = load_digits_target()
+    _WORKER["task"] = DemoTask(keras.saving.load_model(source_path), x.astype("float32"), y)
+    _WORKER["out_dir"] = out_dir
+
+
+def _worker_job(job):
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    return _run_job(_WORKER["task"], _WORKER["out_dir"], job)
+
+
+def _job_results(task, out_dir, jobs, workers):
+    """Yields each job's results as it finishes (in order with one worker)."""
+    if workers <= 1:
+        for job in jobs:
+            yield _run_job(task, out_dir, job)
+        return
+    import multiprocessing
+
+    # The workers load the source model from a file: a model does not
+    # pickle, and `mnist_cnn`'s cache may be turned off.
+    folder = tempfile.mkdtemp(prefix="keras_tl_demo_")
+    try:
+        source_path = os.path.join(folder, "source.keras")
+        task.source.save(source_path)
+        # "spawn": a fork of a process that has started TensorFlow's thread
+        # pools can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init_worker,
+                          initargs=(source_path, out_dir)) as pool:
+            yield from pool.imap_unordered(_worker_job, jobs, chunksize=1)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_demo(
@@ -233,6 +369,7 @@ def run_demo(
     export_rows=True,
     verbose=1,
     source_epochs=10,
+    workers=None,
 ):
     """Runs every method at every label budget and seed; prints the table.
 
@@ -246,15 +383,24 @@ def run_demo(
         verbose: 0 silent, 1 table and progress.
         source_epochs: pretraining epochs of the source CNN (`mnist_cnn`;
             cached per number of epochs).
+        workers: processes the (budget, seed, method) runs are spread over,
+            each with one thread; the results depend on the seeds only, up
+            to floating-point rounding. `1` runs them in this process with
+            every core. Default: `min(2, os.cpu_count())`. The workers
+            are started with multiprocessing's "spawn" method, so a script
+            that calls `run_demo` with several needs the
+            `if __name__ == "__main__":` guard.
 
     Returns:
         List of result rows (`method`, `labels_per_class`, `mean`, `std`,
-        `seconds`, `scores`).
+        `seconds`, `scores`). `seconds` is the mean time of one run (with
+        `workers > 1`, in a single-threaded worker); the distilled
+        student's includes training its teacher.
 
     Example:
 
     ```python
-    rows = run_demo(labels_per_class=(5,), seeds=(0,))
+    rows = run_demo(labels_per_class=(5,), seeds=(0,), workers=1)
     ```
     """
     from keras_tl._utils.logs import drop_retracing_warnings
@@ -264,6 +410,10 @@ def run_demo(
     drop_retracing_warnings()
     os.makedirs(out_dir, exist_ok=True)
     methods = list(methods or METHODS)
+    jobs = _jobs(labels_per_class, seeds, methods)
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    workers = max(1, min(workers, len(jobs)))
     start = time.time()
     source = mnist_cnn(epochs=source_epochs, verbose=0)
     x, y = load_digits_target()
@@ -271,48 +421,51 @@ def run_demo(
     task = DemoTask(source, x, y)
     if verbose:
         print(f"Source CNN pretrained on MNIST-5k ready ({time.time() - start:.1f} s).")
+        if workers > 1:
+            print(f"{len(jobs)} jobs in {workers} worker processes; seconds are per run "
+                  f"in a single-threaded worker.")
     # Zero-shot: the source classifier as is, on the first seed's test set.
     test = make_split(x, y, labels_per_class[0], seeds[0])
     zero_shot = float((_predict(source, test.x_test).argmax(-1) == test.y_test).mean())
     rows = [dict(method="zero-shot source model", labels_per_class=0, mean=zero_shot,
                  std=0.0, seconds=0.0, scores=[zero_shot])]
-    histories, saved, saved_split = {}, None, None
-    for k in labels_per_class:
-        for name in methods:
-            scores, seconds = [], []
-            for seed in seeds:
-                split = make_split(x, y, k, seed)
-                t0 = time.time()
-                model = METHODS[name](task, split, seed)
-                seconds.append(time.time() - t0)
-                predicted = _predict(model, split.x_test).argmax(-1)
-                scores.append(float((predicted == split.y_test).mean()))
-                if seed == seeds[0] and k == labels_per_class[-1]:
-                    histories[name] = model.history
-                    if name == "fine_tune":
-                        saved, saved_split = model, split
-            row = dict(method=name, labels_per_class=k, mean=float(np.mean(scores)),
-                       std=float(np.std(scores)), seconds=float(np.mean(seconds)),
-                       scores=scores)
-            rows.append(row)
-            if verbose:
-                print(f"  {name:<28} {k:>2}/class  {row['mean']:.3f} ± {row['std']:.3f}"
-                      f"  ({row['seconds']:.1f} s)")
-    table = format_table(rows, seeds)
+    done = {}  # (budget, method, seed) -> result
+    histories, saved = {}, None
+    pending = list(labels_per_class)
+    for results in _job_results(task, out_dir, jobs, workers):
+        for result in results:
+            done[result["labels_per_class"], result["method"], result["seed"]] = result
+            if result["history"] is not None:
+                histories[result["method"]] = result["history"]
+            saved = result["saved"] or saved
+        # A budget's rows as soon as it and the budgets before it are done.
+        while pending and all((pending[0], n, s) in done for n in methods for s in seeds):
+            k = pending.pop(0)
+            for name in methods:
+                mine = [done[k, name, seed] for seed in seeds]
+                scores = [r["score"] for r in mine]
+                row = dict(method=name, labels_per_class=k, mean=float(np.mean(scores)),
+                           std=float(np.std(scores)),
+                           seconds=float(np.mean([r["seconds"] for r in mine])),
+                           scores=scores)
+                rows.append(row)
+                if verbose:
+                    print(f"  {name:<28} {k:>2}/class  {row['mean']:.3f} ± {row['std']:.3f}"
+                          f"  ({row['seconds']:.1f} s)", flush=True)
+    table = format_table(rows, seeds, single_threaded=workers > 1)
     curves = ("scratch", "fine_tune", "unfreeze all at once, rate 1e-2")
     plot_history(
-        {n: histories[n] for n in curves
-         if getattr(histories.get(n), "history", None)},
+        {n: histories[n] for n in curves if histories.get(n)},
         os.path.join(out_dir, "curves.png"),
         title=f"Digits target, {labels_per_class[-1]} labels per class",
     )
     if saved is not None:
-        model_path = os.path.join(out_dir, "fine_tune.keras")
-        saved.save(model_path)
+        saved_split = make_split(x, y, labels_per_class[-1], seeds[0])
         if export_rows and keras.backend.backend() == "tensorflow":
-            table += "\n\n" + export_table(saved, saved_split, out_dir)
+            model = keras.saving.load_model(saved)
+            table += "\n\n" + export_table(model, saved_split, out_dir)
         elif export_rows:
-            table += "\n\n" + _export_table_on_tensorflow(model_path, saved_split, out_dir)
+            table += "\n\n" + _export_table_on_tensorflow(saved, saved_split, out_dir)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(table + "\n")
     if verbose:
@@ -322,12 +475,14 @@ def run_demo(
     return rows
 
 
-def format_table(rows, seeds):
+def format_table(rows, seeds, single_threaded=False):
     """Formats demo rows as a Markdown table (accuracy mean ± std).
 
     Args:
         rows: rows from `run_demo`.
         seeds: the seeds used (for the caption).
+        single_threaded: the seconds were measured in single-threaded
+            worker processes (said in the caption).
 
     Example:
 
@@ -338,7 +493,9 @@ def format_table(rows, seeds):
     budgets = sorted({r["labels_per_class"] for r in rows if r["labels_per_class"]})
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = [
-        f"Held-out accuracy on the digits target, mean ± std over {len(seeds)} seed(s)",
+        f"Held-out accuracy on the digits target, mean ± std over {len(seeds)} seed(s)"
+        + ("; seconds per run in a single-threaded worker process" if single_threaded
+           else ""),
         "",
         "| method | " + " | ".join(f"{k}/class" for k in budgets) + " | seconds/run |",
         "|---|" + "---|" * (len(budgets) + 1),
