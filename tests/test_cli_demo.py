@@ -101,23 +101,9 @@ def test_cli_export_int8_of_trained_model(cli_trained, capfd):
 @cli_model_group
 def test_cli_evaluate_and_predict_the_trained_model(cli_trained, capfd):
     data, model_path, _ = cli_trained
-
-    assert main(["evaluate", str(model_path), str(data), "--top-k-wrong", "3"]) == 0
-    printed = capfd.readouterr().out
-    assert "accuracy" in printed and "precision" in printed
-    with open(model_path.parent / "model.evaluation.json", encoding="utf-8") as f:
-        report = json.load(f)
-    assert report["class_names"] == ["healthy", "rust"]
-    assert sum(c["support"] for c in report["per_class"].values()) == 10
-    assert len(report["most_confidently_wrong"]) <= 3
-
-    images = [str(data / "rust" / "0.png"), str(data / "healthy" / "1.png")]
-    assert main(["predict", str(model_path)] + images) == 0
-    lines = capfd.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
-    for line, image in zip(lines, images):
-        path, label, score = line.split("\t")
-        assert path == image and label in ("healthy", "rust") and 0.5 <= float(score) <= 1
+    images = _check_evaluate_and_predict(
+        model_path, data, model_path.parent / "model.evaluation.json", capfd
+    )
     assert main(["predict", str(model_path), "--top-k", "2", images[0]]) == 0
     (line,) = capfd.readouterr().out.strip().splitlines()
     assert line.startswith(images[0]) and "healthy" in line and "rust" in line
@@ -142,11 +128,18 @@ def test_cli_evaluate_and_predict(tmp_path, capfd):
     data = _folder(tmp_path / "leaves")
     model_path = tmp_path / "tiny.keras"
     _tiny_saved_model(str(model_path))
+    _check_evaluate_and_predict(model_path, data, tmp_path / "tiny.evaluation.json", capfd)
 
+    assert main(["predict", str(model_path), str(tmp_path / "nope.png")]) == 2
+    assert "nope.png" in capfd.readouterr().err
+
+
+def _check_evaluate_and_predict(model_path, data, report_path, capfd):
+    """`evaluate` prints and writes its report; `predict` prints a line per image."""
     assert main(["evaluate", str(model_path), str(data), "--top-k-wrong", "3"]) == 0
     printed = capfd.readouterr().out
     assert "accuracy" in printed and "precision" in printed
-    with open(tmp_path / "tiny.evaluation.json", encoding="utf-8") as f:
+    with open(report_path, encoding="utf-8") as f:
         report = json.load(f)
     assert report["class_names"] == ["healthy", "rust"]
     assert sum(c["support"] for c in report["per_class"].values()) == 10
@@ -159,65 +152,4 @@ def test_cli_evaluate_and_predict(tmp_path, capfd):
     for line, image in zip(lines, images):
         path, label, score = line.split("\t")
         assert path == image and label in ("healthy", "rust") and 0.5 <= float(score) <= 1
-
-    assert main(["predict", str(model_path), str(tmp_path / "nope.png")]) == 2
-    assert "nope.png" in capfd.readouterr().err
-
-
-def test_cli_backbones_and_version(capfd):
-    assert main(["backbones", "--source", "keras_applications"]) == 0
-    names = capfd.readouterr().out.split()
-    assert "mobilenet_v2" in names and "resnet50" in names
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--version"])
-    assert exit_info.value.code == 0
-    assert capfd.readouterr().out.strip() == f"keras-tl {keras_tl.__version__}"
-
-
-def test_cli_bad_backbone_is_a_clear_error_and_writes_nothing(tmp_path, capfd):
-    data = _folder(tmp_path / "leaves")
-    out = tmp_path / "model.keras"
-    code = main(["train", str(data), "--backbone", "resnet5O", "--weights", "none",
-                 "--out", str(out)])
-    assert code == 2
-    assert "Unknown backbone 'resnet5O'" in capfd.readouterr().err
-    assert not out.exists()
-
-
-def _table_means(markdown):
-    """`{method: first accuracy cell}` of a results.md table."""
-    means = {}
-    for line in markdown.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and cells[1][:1].isdigit() and "/" not in cells[1]:
-            means[cells[0]] = float(cells[1].split()[0])
-    return means
-
-
-@pytest.mark.integration
-def test_demo_quick_has_honest_rows_and_no_tensorflow_noise(tmp_path, monkeypatch, capfd, caplog):
-    """`keras-tl demo --quick`: every stage of the demo, on one budget and seed.
-
-    Also the check that the demo prints neither TensorFlow's retracing
-    warning (it trains a new model per method) nor the LiteRT converter's
-    C++ notices (it converts four files).
-    """
-    monkeypatch.setenv("KERAS_TL_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
-    printed = capfd.readouterr()
-    table = (out / "results.md").read_text()
-    means = _table_means(table)
-    zero_shot, fe = means["zero-shot source model"], means["feature_extraction"]
-    assert 0.2 < zero_shot < 0.9  # a real, imperfect transfer
-    assert fe > zero_shot
-    assert "fine_tune" in means
-    assert (out / "fine_tune.keras").exists()
-    assert (out / "curves.png").exists()
-    assert "| int8 |" in table and "| float16 |" in table
-    assert "| int8 |" in printed.out  # the table is printed too
-    # The pretrained source model is cached for the next run.
-    assert any(p.suffix == ".keras" for p in (tmp_path / "cache").iterdir())
-    logged = printed.out + printed.err + caplog.text
-    assert "retracing" not in logged
-    assert "fully_quantize" not in logged and "XNNPACK" not in logged
+    return images
