@@ -53,15 +53,15 @@ def main(argv=None):
     args = parse_args(argv)
     weights = None if str(args.weights).lower() == "none" else args.weights
     if args.smoke:
-        # Every step, on as little as they allow: about 250 images at 32 px
-        # (MobileNet's smallest input). The teacher's tracing and conversion
-        # take most of the time whatever the data.
+        # Every step, on as little as they allow: about 250 images at 64 px.
+        # At 32 px the int8 teacher loses more answers, and the export's
+        # search for ops to keep in float costs 3x the whole smoke run.
         x, y = keras_tl.datasets.load_mnist_5k()
         keep = y < 3
         args.data = keras_tl.datasets.save_image_folder(
             x[keep][::6], y[keep][::6], os.path.join(tempfile.mkdtemp(), "digits"),
             class_names=["zero", "one", "two"])
-        args.image_size, args.epochs = 32, 15
+        args.image_size, args.epochs = 64, 15
     elif not args.data:
         raise SystemExit("Pass --data FOLDER (one subfolder per class) or --smoke.")
     shape = (args.image_size, args.image_size, 3)
