@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_tl._utils.logistic import BatchedLogisticSolver
+from keras_tl._utils.logistic import logits_in_chunks
 from keras_tl._utils.validation import check_same_length
 
 __all__ = [
@@ -195,14 +196,10 @@ def fit_linear_head(
         return 1.0 / (2.0 * c * rows)
 
     def accuracies(kernels, biases, rows, targets):
-        import tensorflow as tf
-
-        hits = np.zeros(len(kernels))
+        hits, targets = np.zeros(len(kernels)), np.asarray(targets)
         # In chunks: `rows` may be a fifth of memory-mapped embeddings.
-        for start in range(0, len(targets), 2048):
-            chunk = _unit(rows[start : start + 2048])
-            logits = tf.einsum("nd,qdk->qnk", chunk, kernels) + biases[:, None, :]
-            hits += (logits.numpy().argmax(-1) == np.asarray(targets[start : start + 2048])).sum(-1)
+        for start, logits in logits_in_chunks(rows, kernels, biases):
+            hits += (logits.argmax(-1) == targets[start : start + logits.shape[1]]).sum(-1)
         return hits / len(targets)
 
     n = len(labels)
@@ -261,6 +258,9 @@ class _RowsOf:
 
     def __init__(self, features, indices):
         self.features, self.indices = features, indices
+
+    def __len__(self):
+        return len(self.indices)
 
     def __getitem__(self, part):
         return np.asarray(self.features[self.indices[part]], np.float32)

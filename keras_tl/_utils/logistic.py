@@ -27,11 +27,32 @@ import numpy as np
 
 from keras_tl._utils.arrays import shared_tensor
 
-__all__ = ["BatchedLogisticSolver", "PrincipalBasis", "row_scales"]
+__all__ = ["BatchedLogisticSolver", "PrincipalBasis", "logits_in_chunks", "row_scales"]
 
 # Rows per chunk when reducing over (memory-mapped) embeddings: small
 # enough that its float64 copies stay a fraction of the embeddings.
 _CHUNK = 2048
+
+
+def logits_in_chunks(rows, kernels, biases):
+    """Yields `(start, logits)` of unit-normalized `rows`, `_CHUNK` rows at a time.
+
+    Args:
+        rows: `(n, d)` embeddings (arrays, memory maps, or anything sliced
+            into arrays); only one chunk is in memory at a time.
+        kernels: `(problems, d, classes)`.
+        biases: `(problems, classes)`.
+
+    Yields:
+        The chunk's first row and its logits, `(problems, rows, classes)`.
+    """
+    import tensorflow as tf
+
+    for start in range(0, len(rows), _CHUNK):
+        chunk = np.asarray(rows[start : start + _CHUNK], np.float32)
+        chunk = chunk / np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-6)
+        logits = tf.einsum("nd,qdk->qnk", chunk, kernels) + biases[:, None, :]
+        yield start, logits.numpy()
 
 
 def row_scales(features):

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.logistic import logits_in_chunks
 from keras_tl._utils.precision import apply_policy
 from keras_tl._utils.precision import check_jit_compile
 from keras_tl._utils.precision import precision_scope
@@ -246,12 +247,10 @@ def _head_logs(kernel, bias, features, labels, validation):
         y = np.asarray(y)
         losses, hits = [], 0
         # In chunks: the embeddings may be a memory map larger than memory.
-        for start in range(0, len(y), 2048):
-            chunk = tf.constant(np.asarray(features[start : start + 2048]), tf.float32)
-            logits = tf.matmul(tf.math.l2_normalize(chunk, axis=1), kernel) + bias
-            targets = y[start : start + 2048]
-            losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits).numpy())
-            hits += int((np.argmax(logits.numpy(), axis=-1) == targets).sum())
+        for start, logits in logits_in_chunks(features, kernel[None], bias[None]):
+            targets = y[start : start + logits.shape[1]]
+            losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits[0]).numpy())
+            hits += int((logits[0].argmax(-1) == targets).sum())
         return float(np.concatenate(losses).mean()), hits / len(y)
 
     logs = {}
