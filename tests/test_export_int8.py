@@ -47,12 +47,18 @@ def full_int8(mnist_cnn_small, digits, tmp_path_factory):
 
 
 def test_selective_int8_meets_the_target_with_named_float_layers(
-        mnist_cnn_small, digits, full_int8, tmp_path):
+        mnist_cnn_small, digits, full_int8, tmp_path, monkeypatch):
+    from keras_tl.export import convert
+
     x_train, x_val, y_val = digits
     full, _ = full_int8
     # The case this exists for: full int8 loses more answers than allowed.
     assert full.top1_agreement < TARGET
 
+    written = []
+    write = convert._write_saved_model
+    monkeypatch.setattr(convert, "_write_saved_model",
+                        lambda *args: written.append(args[1]) or write(*args))
     path = tmp_path / "digits.tflite"
     report = to_tflite(mnist_cnn_small, path, quantization="int8", min_agreement=TARGET,
                        representative_data=x_train, check_data=(x_val, y_val))
@@ -69,6 +75,9 @@ def test_selective_int8_meets_the_target_with_named_float_layers(
              for part in layers.split("+")]
     assert named and set(named) <= known
     assert report.full_int8_size_bytes == full.size_bytes
+    # Three conversions (int8, its float32 reference, the calibration of the
+    # search) read one SavedModel, written once and removed after.
+    assert len(written) == 1 and not os.path.exists(written[0])
     assert full.size_bytes < report.size_bytes < 0.5 * report.float32_size_bytes
     assert report.full_int8_size_ratio == pytest.approx(full.size_ratio)
     assert "kept in float" in str(report)

@@ -5,10 +5,13 @@ and the translation of converter errors about non-builtin ops into
 `UnsupportedOpsError`.
 """
 
+import contextlib
+import functools
 import numbers
 import os
 import re
 import tempfile
+import threading
 
 from keras_tl.export.errors import UnsupportedOpsError
 
@@ -25,6 +28,69 @@ IO_DTYPES = ("float32", "int8", "uint8")
 # 300). 1,000 takes all of a small labelled set, so the file no longer
 # depends on the draw; calibration costs about 1 to 3 ms per 28x28 image.
 DEFAULT_CALIBRATION_SAMPLES = 1000
+
+
+# The SavedModels written inside `_shared_saved_models()`, per thread: a
+# stack of (folder, {key: SavedModel folder}).
+_SHARED = threading.local()
+
+
+@contextlib.contextmanager
+def _shared_saved_models():
+    """Within this block, each model is written as a SavedModel once.
+
+    One export converts a model several times: the file, its float32
+    reference, the calibration of the selective int8 search. Tracing and
+    writing the SavedModel is most of a small model's conversion time, and
+    every conversion reads the same graph, so it is written once.
+    """
+    stack = getattr(_SHARED, "stack", None)
+    if stack is None:
+        stack = _SHARED.stack = []
+    with tempfile.TemporaryDirectory() as root:
+        stack.append((root, {}))
+        try:
+            yield
+        finally:
+            stack.pop()
+
+
+@contextlib.contextmanager
+def _saved_model(model, input_signature=None):
+    """The folder of `model`'s SavedModel, as `model.export(format="litert")`
+    writes it before converting: one `serve` endpoint calling the model in
+    inference mode, so the converted file has the same signature and tensor
+    names. Inside `_shared_saved_models()` it is written once per model."""
+    stack = getattr(_SHARED, "stack", None)
+    if not stack:
+        with tempfile.TemporaryDirectory() as folder:
+            yield _write_saved_model(model, folder, input_signature)
+        return
+    root, written = stack[-1]
+    # The model object is kept in the key, so its id is not reused while
+    # the block lasts.
+    key = (id(model), repr(input_signature))
+    if key not in written:
+        folder = os.path.join(root, str(len(written)))
+        written[key] = (model, _write_saved_model(model, folder, input_signature))
+    yield written[key][1]
+
+
+def _write_saved_model(model, folder, input_signature):
+    import keras
+    # What `model.export` infers when no signature is given.
+    from keras.src.export.export_utils import get_input_signature
+
+    if input_signature is None:
+        input_signature = get_input_signature(model)
+    if not isinstance(input_signature, (list, tuple)):
+        input_signature = [input_signature]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False),
+                         input_signature=input_signature)
+    archive.write_out(folder, verbose=False)
+    return folder
 
 
 def _is_keras3(model):
@@ -69,21 +135,21 @@ def _convert(model, quantization=None, representative=None, io_dtype="float32",
     options = _converter_options(quantization, representative, io_dtype, allow_select_tf_ops,
                                  sparse_weights)
     try:
-        if _is_keras3(model):
-            with tempfile.TemporaryDirectory() as folder:
-                path = os.path.join(folder, "model.tflite")
-                model.export(path, format="litert", verbose=False,
-                             input_signature=input_signature, **options)
-                with open(path, "rb") as f:
-                    return f.read()
-        # A tf_keras model (e.g. a quantization-aware training copy).
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        target_spec = options.pop("target_spec")
-        for key, value in target_spec.items():
-            setattr(converter.target_spec, key, value)
-        for key, value in options.items():
-            setattr(converter, key, value)
-        return converter.convert()
+        with contextlib.ExitStack() as stack:
+            if _is_keras3(model):
+                folder = stack.enter_context(_saved_model(model, input_signature))
+                converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+                # As `model.export(format="litert")` converts: variables
+                # read in the graph (e.g. a BatchNorm's statistics) fold.
+                converter.experimental_enable_resource_variables = True
+            else:
+                # A tf_keras model (e.g. a quantization-aware training copy).
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            for key, value in options.pop("target_spec").items():
+                setattr(converter.target_spec, key, value)
+            for key, value in options.items():
+                setattr(converter, key, value)
+            return converter.convert()
     except Exception as error:  # the converter raises ConverterError
         message = str(error)
         if "neither a custom op nor a flex op" in message or "TF Select ops" in message:

@@ -11,6 +11,7 @@ from keras_tl.export.convert import _check_options
 from keras_tl.export.convert import _check_path
 from keras_tl.export.convert import _convert
 from keras_tl.export.convert import _is_keras3
+from keras_tl.export.convert import _shared_saved_models
 from keras_tl.export.data import _as_arrays
 from keras_tl.export.data import _representative_dataset
 from keras_tl.export.files import _export_paths
@@ -241,19 +242,20 @@ def to_tflite(
         _check_input_shape(model, inputs, "check_data")
         if with_metadata:
             _check_pixel_range(inputs, normalization)
-    content = _convert(exported, quantization, representative, io_dtype,
-                       allow_select_tf_ops, input_signature, sparse_weights)
-    float32_content = content if quantization is None and not sparse_weights else _convert(
-        exported, None, None, "float32", allow_select_tf_ops, input_signature
-    )
-    selection = None
-    if (quantization == "int8" and min_agreement and not allow_select_tf_ops
-            and _selectable(exported, calibration)):
-        selection = _select_float_ops(
-            model, exported, content, calibration,
-            inputs if check_data is not None else None, to_file_inputs, min_agreement,
-            io_dtype, input_signature, sparse_weights, num_threads,
+    with _shared_saved_models():
+        content = _convert(exported, quantization, representative, io_dtype,
+                           allow_select_tf_ops, input_signature, sparse_weights)
+        float32_content = content if quantization is None and not sparse_weights else _convert(
+            exported, None, None, "float32", allow_select_tf_ops, input_signature
         )
+        selection = None
+        if (quantization == "int8" and min_agreement and not allow_select_tf_ops
+                and _selectable(exported, calibration)):
+            selection = _select_float_ops(
+                model, exported, content, calibration,
+                inputs if check_data is not None else None, to_file_inputs, min_agreement,
+                io_dtype, input_signature, sparse_weights, num_threads,
+            )
     full_int8_content = content
     if selection is not None:
         content = selection["content"]

@@ -29,12 +29,12 @@ error itself, whatever the op does to the answers.
 import dataclasses
 import functools
 import re
-import tempfile
 import warnings
 
 import numpy as np
 
 from keras_tl.export.convert import _check_model
+from keras_tl.export.convert import _saved_model
 from keras_tl.export.data import _representative_dataset
 from keras_tl.export.data import _take
 from keras_tl.export.interpreter import LiteRTModel
@@ -329,10 +329,8 @@ def _calibrated_debugger(model, calibration, allow_select_tf_ops, input_signatur
     import tensorflow as tf
 
     representative = _representative_dataset(calibration)
-    with tempfile.TemporaryDirectory() as folder:
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            _saved_model(model, folder, input_signature)
-        )
+    with _saved_model(model, input_signature) as folder:
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if allow_select_tf_ops:
             ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
@@ -353,25 +351,6 @@ def _calibrated_debugger(model, calibration, allow_select_tf_ops, input_signatur
             )
     debugger.run()
     return debugger
-
-
-def _saved_model(model, folder, input_signature):
-    """Writes `model` as the SavedModel `model.export(format="litert")`
-    converts: the same endpoint, so the same tensor names and signature."""
-    import keras
-    # What `model.export` infers when no signature is given.
-    from keras.src.export.export_utils import get_input_signature
-
-    if input_signature is None:
-        input_signature = get_input_signature(model)
-    if not isinstance(input_signature, (list, tuple)):
-        input_signature = [input_signature]
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serve", functools.partial(model.__call__, training=False),
-                         input_signature=input_signature)
-    archive.write_out(folder, verbose=False)
-    return folder
 
 
 def _quantize(calibrated_model, float_tensors):

@@ -20,6 +20,7 @@ from keras_tl.export.convert import _check_model
 from keras_tl.export.convert import _check_options
 from keras_tl.export.convert import _check_path
 from keras_tl.export.convert import _convert
+from keras_tl.export.convert import _shared_saved_models
 from keras_tl.export.data import _representative_dataset
 from keras_tl.export.files import _export_paths
 from keras_tl.export.files import _write_export
@@ -210,11 +211,12 @@ def text_to_tflite(
         )
     if vocabulary is not None and not _schemas_available(required=metadata is True):
         vocabulary = None
-    content = _convert(model, quantization, representative, "float32",
-                       allow_select_tf_ops, signature)
-    float32_content = content if quantization is None else _convert(
-        model, None, None, "float32", allow_select_tf_ops, signature
-    )
+    with _shared_saved_models():
+        content = _convert(model, quantization, representative, "float32",
+                           allow_select_tf_ops, signature)
+        float32_content = content if quantization is None else _convert(
+            model, None, None, "float32", allow_select_tf_ops, signature
+        )
     if vocabulary is not None:
         def add_metadata(plain):
             return populate_text_classifier_metadata(plain, labels, vocabulary,
