@@ -311,7 +311,7 @@ def test_recipe_with_zoo_student_and_augmentation():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (24, 32, 32, 3)).astype("uint8")
     y = np.arange(24) % 3
-    student = distill(teacher, "mobilenet_v3_small", (x, y), (x[:6], y[:6]),
+    student = distill(teacher, "mobilenet", (x, y), (x[:6], y[:6]),
                       student_weights=None, epochs=1, batch_size=8, verbose=0)
     assert student.output_shape == (None, 3)
     assert "val_accuracy" in student.history.history
