@@ -64,4 +64,4 @@ benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) artifacts *.egg-info
+	rm -rf $(VENV) artifacts *.egg-info .jax_cache

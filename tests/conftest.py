@@ -14,6 +14,22 @@ import tensorflow as tf  # noqa: E402
 
 BACKEND = keras.backend.backend()
 
+if BACKEND == "jax":
+    import jax
+
+    # XLA compilation is most of a small JAX test's time, and many tests
+    # compile the same programs (the same small networks' initializers,
+    # train and predict steps): a persistent cache shared by the xdist
+    # workers compiles each once. It lives in the checkout, so a fresh
+    # clone starts cold and `git clean -xdf` removes it.
+    jax.config.update(
+        "jax_compilation_cache_dir",
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                     ".jax_cache"),
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 # Two logical CPU devices, so tests can run code under a real
 # `tf.distribute.MirroredStrategy`. This must happen before any TF op runs.
 _cpus = tf.config.list_physical_devices("CPU")
