@@ -44,7 +44,11 @@ except RuntimeError:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a test that takes more than ~20 s")
+    config.addinivalue_line(
+        "markers",
+        "slow: a heavy test (several seconds or more); `make test` runs it on "
+        "TensorFlow, `make test-fast` and the JAX run of `make test` skip it",
+    )
     config.addinivalue_line(
         "markers",
         "integration: an end-to-end run (notebook, recipe script, CLI verb, demo, "

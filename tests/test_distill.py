@@ -306,6 +306,7 @@ def test_mirrored_strategy_over_two_cpus(two_cpu_strategy):
     assert reference > 0
 
 
+@pytest.mark.slow
 def test_recipe_with_zoo_student_and_augmentation():
     teacher = build_small_cnn((32, 32, 3), 3, width=4, name="teacher")
     rng = np.random.default_rng(0)
@@ -343,6 +344,7 @@ def test_recipe_learning_rate_warms_up_then_decays_to_zero():
                 verbose=0)
 
 
+@pytest.mark.slow
 def test_shrink_bert_and_distill_text():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(0)

@@ -93,6 +93,7 @@ def test_selective_int8_meets_the_target_with_named_float_layers(
     assert saved["full_int8_size_ratio"] == pytest.approx(report.full_int8_size_ratio)
 
 
+@pytest.mark.slow
 def test_min_agreement_none_or_zero_keeps_full_int8(mnist_cnn_small, digits, full_int8,
                                                      tmp_path):
     x_train, _, _ = digits

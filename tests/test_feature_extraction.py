@@ -94,6 +94,7 @@ def test_augmented_path_trains_in_loop_with_backbone_frozen(mnist_cnn_small, dig
         np.testing.assert_array_equal(w.numpy(), b)
 
 
+@pytest.mark.slow
 def test_zoo_name_folder_input(tmp_path):
     rng = np.random.default_rng(0)
     for name in ("healthy", "rust"):

@@ -60,6 +60,7 @@ def test_unknown_layer_is_a_clear_error():
         to_tf_keras(model)
 
 
+@pytest.mark.slow
 def test_prune_reaches_sparsity_and_keeps_accuracy(mnist_cnn_small, digits, tmp_path):
     from keras_tl.export import to_tflite
     from keras_tl.optimize import prune, sparsity

@@ -126,6 +126,7 @@ def test_rebuilt_optimizer_keeps_the_loss_scale_wrapper():
 # --- the recipes ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fine_tune_mixed_precision_and_xla(tmp_path):
     from keras_tl.recipes.fine_tune import fine_tune
 
@@ -155,6 +156,7 @@ def test_fine_tune_float16_scales_the_loss_through_unfreezing():
     assert model.predict(x[:4], verbose=0).dtype == np.float32
 
 
+@pytest.mark.slow
 def test_feature_extraction_zoo_backbone_in_loop(tmp_path):
     from keras_tl.recipes.feature_extraction import feature_extraction
 
@@ -181,6 +183,7 @@ def test_recipe_restores_the_global_policy_after_an_error():
     assert keras.config.dtype_policy().name == "bfloat16"
 
 
+@pytest.mark.slow
 def test_distill_mixed_precision_student(tmp_path):
     from keras_tl.recipes.distill import distill
 
@@ -196,6 +199,7 @@ def test_distill_mixed_precision_student(tmp_path):
     assert_mixed_model(student, x, tmp_path)
 
 
+@pytest.mark.slow
 def test_adapt_domain_mixed_precision(tmp_path):
     from keras_tl.recipes.adapt import adapt_domain
 
@@ -213,6 +217,7 @@ def test_adapt_domain_mixed_precision(tmp_path):
     assert_mixed_model(model, x, tmp_path)
 
 
+@pytest.mark.slow
 def test_text_classifier_mixed_precision(tmp_path):
     import keras_hub
 

@@ -224,6 +224,7 @@ def _changed(before, after):
     )
 
 
+@pytest.mark.slow
 def test_recipe_unfreezes_top_down_and_frozen_layers_stay_bit_identical(tmp_path):
     from keras_tl.recipes.text_classifier import text_classifier
 
@@ -260,6 +261,7 @@ def test_recipe_unfreezes_top_down_and_frozen_layers_stay_bit_identical(tmp_path
     )
 
 
+@pytest.mark.slow
 def test_recipe_lora_trains_adapters_then_merges_them(tmp_path):
     from keras_tl.recipes.text_classifier import text_classifier
 
