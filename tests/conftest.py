@@ -60,6 +60,12 @@ def pytest_configure(config):
         "conversion, tfmot, notebooks and scripts run once, on TensorFlow)",
     )
     config.addinivalue_line("markers", "jax_only: needs the JAX backend")
+    config.addinivalue_line(
+        "markers",
+        "backend_independent: code that runs the same under every KERAS_BACKEND "
+        "(tf.data pipelines, whose Keras layers run on TensorFlow; imports); it "
+        "runs once, on TensorFlow",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -73,6 +79,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if BACKEND != "tensorflow" and "tensorflow_only" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=f"TensorFlow backend only (running {BACKEND})"))
+        if BACKEND != "tensorflow" and "backend_independent" in item.keywords:
+            item.add_marker(pytest.mark.skip(
+                reason=f"backend-independent: runs once, on TensorFlow (running {BACKEND})"))
         if BACKEND != "jax" and "jax_only" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=f"JAX backend only (running {BACKEND})"))
         if "two_cpu_strategy" in getattr(item, "fixturenames", ()) and BACKEND != "tensorflow":

@@ -68,6 +68,7 @@ def _logits_of(model, x):
     return keras.Model(model.inputs, model.get_layer("logits").output).predict(x, verbose=0)
 
 
+@pytest.mark.backend_independent
 def test_old_module_path_warns_once_and_gives_the_same_names():
     sys.modules.pop("keras_tl.distill", None)
     with pytest.warns(DeprecationWarning, match="keras_tl.distill is renamed keras_tl.distillation"):

@@ -174,7 +174,7 @@ def test_rank_backbones_zoo_name_and_leep(capsys):
     x, y = _tiny_data(n=16)
     x = np.repeat(np.repeat(x, 4, axis=1), 4, axis=2)  # 32x32
     ranking = select.rank_backbones(
-        ["mobilenet_v3_small"], (x, y), weights=None, verbose=0
+        ["mobilenet"], (x, y), weights=None, verbose=0
     )
     assert ranking.best.input_shape == (32, 32, 3)
     inputs = keras.Input((32, 32, 1))
