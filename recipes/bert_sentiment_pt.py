@@ -122,7 +122,9 @@ def main(argv=None):
         labels = [1] * len(SMOKE_POSITIVE) + [0] * len(SMOKE_NEGATIVE)
         class_names = ["negativo", "positivo"]
         preset = tiny_offline_model(texts + EXAMPLES, sequence_length=16)
-        settings = dict(epochs=1, batch_size=4, sequence_length=16, validation_split=0.25)
+        # One fine-tuning phase: each phase retraces the encoder's train step.
+        settings = dict(epochs=1, batch_size=4, sequence_length=16, validation_split=0.25,
+                        unfreeze_phases=1)
     else:
         if not args.data:
             parser.error("--data CSV is required (or --smoke for an offline check)")

@@ -415,8 +415,10 @@ def test_badly_scaled_teacher_does_not_hurt_the_student():
     x, y = load_mnist_5k()
     rng = np.random.default_rng(0)
     order = rng.permutation(len(y))
-    train, test = order[:2000], order[2000:3000]
-    epochs, batch = 5, 32
+    # Small enough that the student alone stays well below the teacher
+    # (about 0.46 against 0.86), where what it learns from the teacher shows.
+    train, test = order[:1200], order[2000:3000]
+    epochs, batch = 4, 32
 
     def schedule():
         return keras.optimizers.schedules.CosineDecay(2e-3, epochs * len(train) // batch + epochs)

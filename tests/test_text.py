@@ -337,7 +337,7 @@ def test_minilm_fine_tunes_offline_and_round_trips(tmp_path):
     folder = str(gt.get_model_path())
     texts, labels = toy_data()
     model = text_classifier(
-        (texts, labels), preset=folder, sequence_length=64, epochs=1, batch_size=8,
+        (texts, labels), preset=folder, sequence_length=16, epochs=1, batch_size=8,
         unfreeze_phases=1, verbose=0,
     )
     names = [s.name for s in model.stages]
