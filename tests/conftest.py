@@ -88,8 +88,40 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="tf.distribute runs on TensorFlow only"))
 
 
+import contextlib  # noqa: E402
+import tempfile  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+@contextlib.contextmanager
+def _shared_across_processes(name):
+    """The file that holds `name` for every process of one `make test` run.
+
+    `make test` runs the suite in several processes (two TensorFlow workers,
+    the JAX run beside them) and points `KERAS_TL_TEST_SHARED` at a fresh
+    folder: the first process to get here builds the file under a lock,
+    the others wait for it and read it. Outside `make test` every process
+    builds its own, in a folder of its own.
+
+    Yields:
+        `(path, exists)`: build the file at `path` when `exists` is False.
+    """
+    folder = os.environ.get("KERAS_TL_TEST_SHARED")
+    if not folder:
+        with tempfile.TemporaryDirectory() as own:
+            yield os.path.join(own, name), False
+        return
+    import fcntl
+
+    path = os.path.join(folder, name)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield path, os.path.exists(path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +129,8 @@ def mnist_cnn_small():
     """A small BatchNorm CNN trained briefly on real MNIST digits.
 
     Trained weights (not a random init) make numeric checks meaningful.
+    Trained once per `make test` run and shared by its processes (weights
+    files are backend-independent).
     """
     import keras
 
@@ -104,17 +138,23 @@ def mnist_cnn_small():
     from keras_tl.backbones import build_small_cnn
     from keras_tl.datasets import load_mnist_5k
 
-    x, y = load_mnist_5k()
-    order = np.random.default_rng(0).permutation(len(x))[:2000]
     keras.utils.set_random_seed(0)
     model = build_small_cnn((28, 28, 1), 10, width=16, name="mnist_cnn_small")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(x[order].astype("float32"), y[order], batch_size=64, epochs=2, verbose=0)
-    # 64 steps leave BatchNorm's moving averages (momentum 0.99) near their
-    # initial values; pooled statistics of the training images make the
-    # network in inference mode the one that was trained, on every backend.
-    adabn(model, x[order].astype("float32"))
+    with _shared_across_processes("mnist_cnn_small.weights.h5") as (path, exists):
+        if exists:
+            model.load_weights(path)
+            return model
+        x, y = load_mnist_5k()
+        order = np.random.default_rng(0).permutation(len(x))[:2000]
+        model.fit(x[order].astype("float32"), y[order], batch_size=64, epochs=2, verbose=0)
+        # 64 steps leave BatchNorm's moving averages (momentum 0.99) near
+        # their initial values; pooled statistics of the training images
+        # make the network in inference mode the one that was trained, on
+        # every backend.
+        adabn(model, x[order].astype("float32"))
+        model.save_weights(path)
     return model
 
 

@@ -75,6 +75,7 @@ def test_augment_dataset_mixes_into_soft_labels_that_sum_to_one():
     assert labels.shape == (8,)
 
 
+@pytest.mark.slow
 def test_soft_labels_train_with_categorical_crossentropy():
     x, y = _images(32, 8), np.arange(32) % 2
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)

@@ -79,6 +79,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
                        input_shape=(32, 32, 3))
 
 
+@pytest.mark.slow
 def test_local_weights_file_is_loaded(tmp_path):
     reference = build_backbone("resnet50", weights=None, input_shape=(32, 32, 3))
     path = str(tmp_path / "resnet50_notop.weights.h5")

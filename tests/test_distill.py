@@ -281,6 +281,7 @@ def test_bad_settings_get_clear_errors():
         Distiller(student="small", teacher=teacher)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_cpus(two_cpu_strategy):
     strategy = two_cpu_strategy
     assert strategy.num_replicas_in_sync == 2

@@ -248,6 +248,7 @@ def _snapshot(folder):
     return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
 
 
+@pytest.mark.slow
 def test_failed_export_leaves_the_previous_export_byte_identical(rgb_digits, tmp_path,
                                                                  monkeypatch):
     model, x_calibration, x_val, y_val = rgb_digits
@@ -367,6 +368,7 @@ def test_mediapipe_text_classifier_agrees_with_keras_on_raw_strings(small_bert, 
     assert np.all(scores.argmax(-1) == keras_scores.argmax(-1))
 
 
+@pytest.mark.slow
 def test_pixel_range_mismatches_are_reported(rgb_digits, tmp_path):
     model, x_calibration, x_val, _ = rgb_digits
     # Images in [0, 1] while MediaPipe is told to feed [0, 255] as it is.
