@@ -45,10 +45,10 @@ demo: $(STAMP)
 # worker is left with a long test at the end.
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-# The suite runs on TensorFlow (two workers), and its backend-independent
-# training-path tests (all but `tensorflow_only`: tf.distribute, LiteRT
-# conversion, tfmot, notebooks; and but `slow`) run on JAX at the same time,
-# in a third process: much of a test's time is single-threaded Python and
+# The suite and the docstrings' examples run on TensorFlow (two workers),
+# and the backend-independent training-path tests (JAX_TESTS, all but
+# `tensorflow_only` and `slow`) run on JAX at the same time, in a third
+# process: much of a test's time is single-threaded Python and
 # tracing, which leaves room on two cores. The JAX report follows the
 # TensorFlow one; the target fails if either run does. Session fixtures
 # that train a model do it once for all processes (KERAS_TL_TEST_SHARED).
@@ -57,14 +57,13 @@ test: $(STAMP)
 	@export KERAS_TL_TEST_SHARED=$$(mktemp -d); \
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q --durations=10 \
 		-m "not slow and not tensorflow_only" $(JAX_TESTS) > $(JAX_LOG) 2>&1 & jax=$$!; \
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) --durations=15 tests; tf=$$?; \
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q \
-		--doctest-modules keras_tl; doctests=$$?; \
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) --durations=15 tests \
+		--doctest-modules keras_tl; tf=$$?; \
 	wait $$jax; jax=$$?; \
 	echo "== JAX backend: $(JAX_TESTS)"; \
 	if test $$jax = 0; then grep -v "^$$" $(JAX_LOG) | tail -n 25; else cat $(JAX_LOG); fi; \
 	rm -rf "$$KERAS_TL_TEST_SHARED"; \
-	test $$tf = 0 && test $$doctests = 0 && test $$jax = 0
+	test $$tf = 0 && test $$jax = 0
 
 # The development loop: everything but `slow` tests and `integration` runs
 # (notebooks, recipe scripts, CLI training and export, demo, resume).
