@@ -170,6 +170,7 @@ def test_rank_backbones_resizes_and_converts_channels():
     assert np.isfinite(ranking.best.score)
 
 
+@pytest.mark.slow
 def test_rank_backbones_zoo_name_and_leep(capsys):
     x, y = _tiny_data(n=16)
     x = np.repeat(np.repeat(x, 4, axis=1), 4, axis=2)  # 32x32
