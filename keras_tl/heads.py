@@ -266,13 +266,6 @@ class _RowsOf:
         return np.asarray(self.features[self.indices[part]], np.float32)
 
 
-def _unit(features):
-    features = np.asarray(features, np.float32)
-    norm = np.linalg.norm(features, axis=1, keepdims=True)
-    # UnitNormalization divides by sqrt(max(sum(x^2), 1e-12)).
-    return features / np.maximum(norm, 1e-6)
-
-
 def attach_head(backbone, head, name=None):
     """Joins a backbone and a head into one flat, end-to-end model.
 

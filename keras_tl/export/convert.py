@@ -31,7 +31,7 @@ DEFAULT_CALIBRATION_SAMPLES = 1000
 
 
 # The SavedModels written inside `_shared_saved_models()`, per thread: a
-# stack of (folder, {key: SavedModel folder}).
+# stack of (root folder, {(id(model), signature): (model, SavedModel folder)}).
 _SHARED = threading.local()
 
 
