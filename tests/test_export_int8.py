@@ -133,12 +133,15 @@ def test_bad_min_agreement_raises_before_any_file(mnist_cnn_small, digits, tmp_p
 
 def test_integer_io_keeps_boundary_ops_int8_and_says_so(mnist_cnn_small, digits, tmp_path):
     # With uint8 inputs and outputs the ops that read the input or write the
-    # output cannot be float: the shared CNN misses the target without them,
-    # so the full-int8 file is exported and a warning names them.
+    # output cannot be float, and uint8 probabilities tie: no set of the other
+    # ops in float agrees on every sample, so the full-int8 file is exported
+    # and the warning names the boundary ops. (How close a set comes depends
+    # on the trained weights, which differ from CPU to CPU: a perfect target
+    # is out of reach on every one.)
     x_train, x_val, y_val = digits
     with pytest.warns(UserWarning, match="io_dtype='float32' lets them be float"):
         report = to_tflite(mnist_cnn_small, tmp_path / "u8.tflite", quantization="int8",
-                           io_dtype="uint8", min_agreement=TARGET,
+                           io_dtype="uint8", min_agreement=1.0,
                            representative_data=x_train, check_data=(x_val, y_val))
     assert report.float_layers == []
     assert report.top1_agreement == pytest.approx(report.full_int8_agreement)

@@ -70,6 +70,9 @@ def test_extract_cache_on_disk(mnist_cnn_small, digits_target, tmp_path):
     first, labels = extract(backbone, (x[:100], y[:100]), cache_path=path)
     assert first.shape == (100, backbone.output.shape[-1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.labels.npy", "train.npy"]
+    # Written batch by batch (two of 64: the file is cut to the 100 rows).
+    in_memory, _ = extract(backbone, (x[:100], y[:100]))
+    np.testing.assert_allclose(np.asarray(first), in_memory, atol=1e-5)
     second, labels2 = extract(backbone, (x[:100], y[:100]), cache_path=path)
     np.testing.assert_array_equal(np.asarray(second), first)
     np.testing.assert_array_equal(labels2, labels)

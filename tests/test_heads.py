@@ -77,7 +77,7 @@ def test_one_trace_serves_every_fit_and_shape():
     for n, d, classes in [(50, 70, 3), (80, 90, 5)]:
         features, labels = _embeddings(n, d, classes=classes, seed=n)
         fit_linear_head(features, labels, classes)  # 3-fold choice, then a final fit
-    traced = logistic._traced_optimize(projected=False)
+    traced = logistic._traced_steps(projected=False)
     assert traced.experimental_get_tracing_count() == 1
 
 

@@ -26,12 +26,17 @@ or rotated copy of them is made.
 import numpy as np
 
 from keras_tl._utils.arrays import shared_tensor
+from keras_tl._utils.memory import release_free_heap
 
 __all__ = ["BatchedLogisticSolver", "PrincipalBasis", "logits_in_chunks", "row_scales"]
 
 # Rows per chunk when reducing over (memory-mapped) embeddings: small
 # enough that its float64 copies stay a fraction of the embeddings.
 _CHUNK = 2048
+# Chunks are freed by other threads than those that allocated them, which
+# glibc keeps rather than reuses: the loops over them hand freed memory back
+# (see `keras_tl._utils.memory`) at most this often, in seconds.
+_RELEASE_EVERY = 0.25
 
 
 def logits_in_chunks(rows, kernels, biases):
@@ -53,6 +58,7 @@ def logits_in_chunks(rows, kernels, biases):
         chunk = chunk / np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-6)
         logits = tf.einsum("nd,qdk->qnk", chunk, kernels) + biases[:, None, :]
         yield start, logits.numpy()
+        release_free_heap(every=_RELEASE_EVERY)
 
 
 def row_scales(features):
@@ -100,14 +106,22 @@ class PrincipalBasis:
             basis = tf.matmul(unit, tf.constant(vectors[:, keep] / singular), transpose_a=True)
             self.basis = np.ascontiguousarray(basis.numpy(), np.float32)
         else:
-            gram = tf.zeros((d, d), tf.float64)
+            # In float32: any orthonormal basis leaves the objective and its
+            # minimizer unchanged, and float32's decorrelates Adam's steps as
+            # well as float64's, at half the time and a quarter of the
+            # memory (no float64 copies of the chunks or the Gram matrix).
+            per_row = tf.constant(scales)
+            gram = tf.zeros((d, d), tf.float32)
             for start in range(0, n, _CHUNK):
-                chunk = np.asarray(features[start : start + _CHUNK], np.float32)
-                chunk = tf.constant(chunk * scales[start : start + _CHUNK, None], tf.float64)
+                chunk = tf.constant(np.asarray(features[start : start + _CHUNK], np.float32))
+                chunk = chunk * per_row[start : start + _CHUNK, None]
                 gram += tf.matmul(chunk, chunk, transpose_a=True)
+                # Each chunk's products are a few tens of MB (see _RELEASE_EVERY).
+                release_free_heap()
             _, vectors = tf.linalg.eigh(gram)
             self.rows = None
             self.basis = np.ascontiguousarray(vectors.numpy()[:, ::-1], np.float32)
+        release_free_heap()
 
     @property
     def rank(self):
@@ -169,46 +183,81 @@ class BatchedLogisticSolver:
         import tensorflow as tf
 
         projected = self.projection is not None
-        inputs = [self.x, self.x_scales] + ([self.projection] if projected else [])
-        w, b = _traced_optimize(projected)(
-            *inputs, self.onehot,
-            tf.constant(np.asarray(row_weights, np.float32).T),
-            tf.constant(np.asarray(penalties, np.float32)),
-            tf.constant(self.steps, tf.int32), tf.constant(self.learning_rate, tf.float32),
-        )
+        data = [self.x, self.x_scales] + ([self.projection] if projected else [])
+        weights = tf.constant(np.asarray(row_weights, np.float32).T)
+        penalties = tf.constant(np.asarray(penalties, np.float32))
+        state = _initial_state(self.x, self.x_scales, self.projection, self.onehot, weights)
+        rate = tf.constant(self.learning_rate, tf.float32)
+        for first in range(1, self.steps + 1, _STEPS_PER_CALL):
+            last = min(first + _STEPS_PER_CALL - 1, self.steps)
+            state = _traced_steps(projected)(
+                *data, self.onehot, weights, penalties, *state,
+                tf.constant(first, tf.int32), tf.constant(last, tf.int32), rate,
+            )
+            release_free_heap(every=_RELEASE_EVERY)
+        w, b = state[:2]
         kernels = tf.einsum("dr,rqk->qdk", tf.constant(self.space.basis), w)
-        return kernels.numpy(), b.numpy()
+        kernels, biases = kernels.numpy(), b.numpy()
+        release_free_heap()
+        return kernels, biases
 
+
+# Adam steps per call of the traced function. Every step allocates several
+# tensors as large as the logits `(n, problems * classes)` on TensorFlow's
+# threads, and glibc keeps what they free (see `_RELEASE_EVERY`): between
+# calls the solver hands it back, so it does not pile up over 200 steps.
+_STEPS_PER_CALL = 10
 
 _TRACED = {}
 
 
-def _traced_optimize(projected):
+def _traced_steps(projected):
     # One function per embedding layout for the whole process, with every
-    # dimension unknown: traced once, then reused by every fit, fold and
-    # recipe call whatever the data's shape.
+    # dimension unknown: traced once, then reused by every call, fit, fold
+    # and recipe whatever the data's shape.
     if projected not in _TRACED:
         import tensorflow as tf
 
         matrix = tf.TensorSpec((None, None), tf.float32)
         vector = tf.TensorSpec((None,), tf.float32)
-        scalars = [tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32)]
+        cube = tf.TensorSpec((None, None, None), tf.float32)
+        state = [cube, matrix] * 3
+        scalars = [tf.TensorSpec((), tf.int32)] * 2 + [tf.TensorSpec((), tf.float32)]
         if projected:
-            signature = [matrix, vector, matrix, matrix, matrix, vector] + scalars
-            function = _optimize
+            signature = [matrix, vector, matrix, matrix, matrix, vector] + state + scalars
+            function = _adam_steps
         else:
-            signature = [matrix, vector, matrix, matrix, vector] + scalars
+            signature = [matrix, vector, matrix, matrix, vector] + state + scalars
 
-            def function(x, x_scales, onehot, weights, penalties, steps, learning_rate):
-                return _optimize(
-                    x, x_scales, None, onehot, weights, penalties, steps, learning_rate
-                )
+            def function(x, x_scales, onehot, weights, penalties, *rest):
+                return _adam_steps(x, x_scales, None, onehot, weights, penalties, *rest)
 
         _TRACED[projected] = tf.function(function, input_signature=signature)
     return _TRACED[projected]
 
 
-def _optimize(x, x_scales, projection, onehot, weights, penalties, steps, learning_rate):
+def _initial_state(x, x_scales, projection, onehot, weights):
+    """Adam's starting point `(w, b, m_w, m_b, v_w, v_b)`: the class means."""
+    import tensorflow as tf
+
+    problems = tf.shape(weights)[1]
+    classes = tf.shape(onehot)[1]
+    # Every problem starts at the normalized means of its own classes.
+    targets = tf.einsum("nq,nk,n->nqk", weights, onehot, x_scales)
+    sums = tf.matmul(x, tf.reshape(targets, (tf.shape(x)[0], -1)), transpose_a=True)
+    if projection is not None:
+        sums = tf.matmul(projection, sums, transpose_a=True)
+    sums = tf.reshape(sums, (-1, problems, classes))
+    w = 10.0 * tf.math.divide_no_nan(sums, tf.norm(sums, axis=0, keepdims=True))
+    b = tf.zeros((problems, classes))
+    return [w, b, tf.zeros_like(w), tf.zeros_like(b), tf.zeros_like(w), tf.zeros_like(b)]
+
+
+def _adam_steps(
+    x, x_scales, projection, onehot, weights, penalties,
+    w, b, m_w, m_b, v_w, v_b, first, last, learning_rate,
+):
+    """Adam steps `first..last` (1-based, for the bias correction) from a state."""
     import tensorflow as tf
 
     problems = tf.shape(weights)[1]
@@ -222,20 +271,11 @@ def _optimize(x, x_scales, projection, onehot, weights, penalties, steps, learni
         logits = tf.matmul(x, flat) * x_scales[:, None]
         return tf.reshape(logits, (-1, problems, classes)) + b
 
-    # Every problem starts at the normalized means of its own classes.
-    targets = tf.einsum("nq,nk,n->nqk", weights, onehot, x_scales)
-    sums = tf.matmul(x, tf.reshape(targets, (tf.shape(x)[0], -1)), transpose_a=True)
-    if projection is not None:
-        sums = tf.matmul(projection, sums, transpose_a=True)
-    sums = tf.reshape(sums, (-1, problems, classes))
-    w = 10.0 * tf.math.divide_no_nan(sums, tf.norm(sums, axis=0, keepdims=True))
-    b = tf.zeros((problems, classes))
     totals = tf.reduce_sum(weights, axis=0)
     labels = tf.broadcast_to(onehot[:, None, :], (tf.shape(x)[0], problems, classes))
-    moments = [tf.zeros_like(w), tf.zeros_like(b), tf.zeros_like(w), tf.zeros_like(b)]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     scaled_weights = weights / totals
-    for step in tf.range(1, steps + 1):
+    for step in tf.range(first, last + 1):
         # The gradient of the weighted cross-entropy written out (softmax
         # minus targets): a smaller graph than a tape's, traced faster.
         residual = (tf.nn.softmax(logits_of(w, b)) - labels) * scaled_weights[:, :, None]
@@ -247,11 +287,10 @@ def _optimize(x, x_scales, projection, onehot, weights, penalties, steps, learni
         grad_w = tf.reshape(grad_w, tf.shape(w)) + 2.0 * penalties[None, :, None] * w
         t = tf.cast(step, tf.float32)
         rate = learning_rate * tf.sqrt(1 - beta2**t) / (1 - beta1**t)
-        m_w = beta1 * moments[0] + (1 - beta1) * grad_w
-        m_b = beta1 * moments[1] + (1 - beta1) * grad_b
-        v_w = beta2 * moments[2] + (1 - beta2) * tf.square(grad_w)
-        v_b = beta2 * moments[3] + (1 - beta2) * tf.square(grad_b)
-        moments = [m_w, m_b, v_w, v_b]
+        m_w = beta1 * m_w + (1 - beta1) * grad_w
+        m_b = beta1 * m_b + (1 - beta1) * grad_b
+        v_w = beta2 * v_w + (1 - beta2) * tf.square(grad_w)
+        v_b = beta2 * v_b + (1 - beta2) * tf.square(grad_b)
         w -= rate * m_w / (tf.sqrt(v_w) + eps)
         b -= rate * m_b / (tf.sqrt(v_b) + eps)
-    return w, b
+    return [w, b, m_w, m_b, v_w, v_b]
