@@ -100,8 +100,8 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
         if cache_path is None:
             return (np.concatenate(chunks) if chunks else store[:offset]), labels
         store.close()
-        store = None
-        if offset != _load_cache(partial_path).shape[0]:
+        allocated, store = store.rows, None
+        if offset != allocated:
             # Fewer rows than the dataset announced: keep the rows written.
             _atomic_save(partial_path, np.asarray(_load_cache(partial_path)[:offset]))
         # Labels first, then the embeddings renamed into place: a cache
@@ -131,11 +131,9 @@ class _RowFile:
         header = np.lib.format.open_memmap(
             path, mode="w+", dtype=np.float32, shape=(rows, dim)
         )
-        data_start = header.offset
+        self.data_start, self.rows, self.row_bytes = header.offset, rows, dim * 4
         del header
         self.file = open(path, "r+b")
-        self.file.seek(data_start)
-        self.data_start, self.row_bytes = data_start, dim * 4
 
     def __setitem__(self, rows, features):
         self.file.seek(self.data_start + rows.start * self.row_bytes)

@@ -10,25 +10,23 @@ does not return it: after 20,000 images at 96 px the process holds about
 
 import ctypes
 import ctypes.util
+import functools
 import time
 
 __all__ = ["release_free_heap"]
 
-_TRIM = []
 _LAST_RELEASE = [float("-inf")]
 
 
+@functools.cache
 def _malloc_trim():
-    if not _TRIM:
-        trim = None
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            trim = libc.malloc_trim
-            trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-        except (OSError, AttributeError):
-            pass
-        _TRIM.append(trim)
-    return _TRIM[0]
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 def release_free_heap(every=0.0):
