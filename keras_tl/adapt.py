@@ -275,6 +275,9 @@ class GradientReversal(keras.layers.Layer):
             trainable=False,
             name="factor",
         )
+        # No state depends on the input shape: built from the start, so a
+        # model holding it restores a checkpoint before its first call.
+        self.built = True
 
     def call(self, inputs):
         return _reverse_gradient(inputs, ops.cast(self.factor, inputs.dtype))

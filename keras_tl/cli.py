@@ -32,6 +32,7 @@ def _train(args):
 
     if not args.out.endswith(".keras"):
         raise SystemExit(f"--out must end in .keras; got {args.out!r}.")
+    _check_writable(args.out)
     weights = None if args.weights.lower() == "none" else args.weights
     input_shape = None
     if args.image_size:
@@ -53,7 +54,9 @@ def _train(args):
     stem = args.out[: -len(".keras")]
     curves = stem + "_curves.png"
     plot_history(model.history, curves, title=f"{args.backbone} on {args.data}")
-    report_path = stem + ".json"
+    # Its own name: `keras-tl export` writes `<stem>.json` beside the
+    # `.tflite`, `keras-tl evaluate` `<stem>.evaluation.json`.
+    report_path = stem + ".training.json"
     report = _training_report(args, model)
     save_atomic(report_path, lambda path: _write_json(path, report))
     print(", ".join(f"{k}={v:.4f}" for k, v in report["final_metrics"].items()
@@ -63,7 +66,7 @@ def _train(args):
 
 
 def _training_report(args, model):
-    """What was trained and how it ended, for `<out stem>.json`."""
+    """What was trained and how it ended, for `<out stem>.training.json`."""
     from keras_tl.heads import get_class_names
 
     logs = getattr(getattr(model, "history", None), "history", None) or {}
@@ -86,6 +89,21 @@ def _training_report(args, model):
         "class_names": get_class_names(model),
         "final_metrics": final,
     }
+
+
+def _check_writable(path):
+    """Refuses an output path that training would only fail to write at the end."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise SystemExit(f"--out {path!r} is a folder; pass a file name ending in .keras.")
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(
+            f"Cannot write {path!r}: {existing!r} is not a writable folder. Choose an "
+            "--out in a folder you can write to; nothing was trained."
+        )
 
 
 def _write_json(path, value):
@@ -196,8 +214,10 @@ def _to_tflite(keras_tl, model, output, args, data):
 def _run_on_tensorflow(argv):
     import subprocess
 
+    from keras_tl._utils.processes import python_command
+
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    command = [sys.executable, "-m", "keras_tl.cli"] + list(argv)
+    command = python_command(module="keras_tl.cli", args=argv)
     return subprocess.run(command, env=env, check=False).returncode
 
 

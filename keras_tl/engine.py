@@ -167,6 +167,7 @@ def fit_stages(
     class_weight=None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     checkpoint_dir=None,
+    checkpoint_fingerprint=None,
     strategy=None,
     jit_compile="auto",
     verbose: int = 1,
@@ -203,10 +204,13 @@ def fit_stages(
         metrics: the metrics of `compile`.
         class_weight: `fit`'s class weights.
         callbacks: more callbacks for `fit`.
-        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
-            checkpoint after every epoch (weights, optimizer, epoch, and the
-            unfreezing state); called again after an interruption, the run
-            resumes after the last finished epoch. Deleted when it ends.
+        checkpoint_dir: a folder for a `keras_tl.TrainingCheckpoint` after
+            every epoch (weights, optimizer, epoch, history and the
+            unfreezing state, in its `keras_tl_checkpoint` subfolder);
+            called again after an interruption, the run resumes after the
+            last finished epoch. The subfolder alone is removed when it ends.
+        checkpoint_fingerprint: what the run depends on beyond the model
+            (data, class names, settings), checked on resume.
         strategy: a `tf.distribute.Strategy` (TensorFlow), or `None`.
         jit_compile: `model.compile`'s: `True` (XLA), `False` or `"auto"`.
             A model whose dtype policy is `"mixed_float16"` gets its
@@ -232,7 +236,9 @@ def fit_stages(
     rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, warmup_fraction)
     # BackupAndRestore comes after ProgressiveUnfreezing: the stages of the
     # resumed epoch must be trainable before the optimizer state is loaded.
-    callbacks = backup_and_restore(checkpoint_dir) + list(callbacks)
+    checkpoint = backup_and_restore(checkpoint_dir, checkpoint_fingerprint)
+    guard = [checkpoint[0].guard] if checkpoint else []
+    callbacks = checkpoint + list(callbacks)
     if not stages:
         return _fit_trainable(
             model, train, validation=validation, epochs=epochs,
@@ -245,7 +251,8 @@ def fit_stages(
         unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable)
     unfreezing = ProgressiveUnfreezing(
         stages, initially_trainable=initially_trainable, train_batchnorm=train_batchnorm,
-        rewarm_steps=rewarm_steps, verbose=verbose, backup_dir=checkpoint_dir, **unfreeze,
+        rewarm_steps=rewarm_steps, verbose=verbose,
+        backup_dir=checkpoint[0].backup_dir if checkpoint else None, **unfreeze,
     )
     with distribution_scope(strategy):
         model.compile(
@@ -259,7 +266,9 @@ def fit_stages(
     history = model.fit(
         train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
         class_weight=class_weight,
-        callbacks=[unfreezing, StopOnNonFiniteLoss()] + list(callbacks),
+        # The checkpoint is claimed (lock, fingerprint) before the
+        # unfreezing state is read from its folder.
+        callbacks=guard + [unfreezing, StopOnNonFiniteLoss()] + list(callbacks),
         shuffle=False, verbose=verbose,
     )
     return history, unfreezing

@@ -6,12 +6,14 @@ it once over the data and trains the head on the stored embeddings.
 """
 
 import os
+import tempfile
 
 import keras
 import numpy as np
 
 from keras_tl._utils.arrays import aligned_empty
 from keras_tl._utils.io import save_atomic
+from keras_tl._utils.io import umask
 from keras_tl._utils.memory import release_free_heap
 from keras_tl.data import as_dataset
 
@@ -35,8 +37,10 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
             images. `(x, y)` arrays go through one `predict` call.
         batch_size: batch size of the forward pass.
         cache_path: optional `.npy` path. Embeddings are written there in
-            batches through a memory map (for data sets larger than memory)
-            and read back on later calls with the same path.
+            batches (for data sets larger than memory) and read back on
+            later calls with the same path. A cache is checked before it is
+            used: its length and its first batch must match `data` run
+            through `backbone`, or it is refused with an error that names it.
         verbose: Keras verbosity of the forward pass.
 
     Returns:
@@ -59,8 +63,9 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     if not hasattr(data, "element_spec"):
         data = as_dataset(data, batch_size=batch_size, shuffle=False).train
     if cache_path is not None and os.path.exists(cache_path):
-        labels_path = _labels_path(cache_path)
-        return _load_cache(cache_path), np.load(labels_path)
+        embeddings, labels = _load_cache(cache_path), np.load(_labels_path(cache_path))
+        _check_cache(backbone, data, cache_path, embeddings, labels)
+        return embeddings, labels
     # One pass that yields images and labels together: a dataset that
     # reshuffles every iteration would misalign two separate passes. Each
     # batch goes through `predict`, whose compiled function Keras keeps on
@@ -70,7 +75,7 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
         return backbone.predict(images, batch_size=int(images.shape[0]), verbose=0)
 
     progress = keras.utils.Progbar(_known_length(data)) if verbose else None
-    partial_path = None if cache_path is None else cache_path + ".partial.npy"
+    partial_path = None
     chunks, labels, store, offset = [], [], None, 0
     try:
         for images, batch_labels in data:
@@ -81,8 +86,9 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
             release_free_heap(every=_RELEASE_EVERY)
             if store is None and cache_path is not None:
                 store = _RowFile(
-                    partial_path, _cardinality(data, images.shape[0]), features.shape[-1]
+                    cache_path, _cardinality(data, images.shape[0]), features.shape[-1]
                 )
+                partial_path = store.path
             elif store is None and _known_length(data) is not None:
                 # Filled in place: gathering batches and concatenating them
                 # would hold the embeddings twice.
@@ -126,14 +132,18 @@ class _RowFile:
     memory, while the embeddings of a large data set are being computed.
     """
 
-    def __init__(self, path, rows, dim):
-        # NumPy writes the header and sizes the file; no page is touched.
-        header = np.lib.format.open_memmap(
-            path, mode="w+", dtype=np.float32, shape=(rows, dim)
-        )
-        self.data_start, self.rows, self.row_bytes = header.offset, rows, dim * 4
-        del header
-        self.file = open(path, "r+b")
+    def __init__(self, cache_path, rows, dim):
+        # Created exclusively under a random name beside the cache: a link
+        # planted at a predictable partial-file name is never written through.
+        handle, self.path = tempfile.mkstemp(
+            prefix=".tmp-", suffix=".npy", dir=os.path.dirname(os.path.abspath(cache_path)))
+        self.file = os.fdopen(handle, "r+b")
+        os.chmod(self.path, 0o666 & ~umask())
+        np.lib.format.write_array_header_1_0(
+            self.file, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
+        self.data_start, self.rows, self.row_bytes = self.file.tell(), rows, dim * 4
+        # Sized without touching a page: the rows are written batch by batch.
+        self.file.truncate(self.data_start + rows * self.row_bytes)
 
     def __setitem__(self, rows, features):
         self.file.seek(self.data_start + rows.start * self.row_bytes)
@@ -142,6 +152,37 @@ class _RowFile:
     def close(self):
         if not self.file.closed:
             self.file.close()
+
+
+def _check_cache(backbone, data, cache_path, embeddings, labels):
+    """Refuses a cache computed from other data or by another backbone: its
+    length must fit `data`'s, and its first rows must be `data`'s first
+    batch through `backbone`."""
+    def refuse(why):
+        raise ValueError(
+            f"The embedding cache {cache_path!r} {why}: it was computed from other data "
+            f"or by another backbone. Delete it and {_labels_path(cache_path)!r} (or pass "
+            "another cache_dir) to compute the embeddings again."
+        )
+
+    if len(embeddings) != len(labels):
+        refuse(f"holds {len(embeddings)} embeddings but {len(labels)} labels")
+    for images, batch_labels in data.take(1):
+        count = int(images.shape[0])
+        batches = _known_length(data)
+        if batches is not None and -(-len(embeddings) // count) != batches:
+            refuse(f"holds {len(embeddings)} rows, and the data has {batches} batches of "
+                   f"{count}")
+        features = np.asarray(backbone.predict(images, batch_size=count, verbose=0),
+                              np.float32)
+        if features.shape[1:] != embeddings.shape[1:]:
+            refuse(f"holds embeddings of width {embeddings.shape[1:]}, and the backbone "
+                   f"gives {features.shape[1:]}")
+        cached = np.asarray(embeddings[:count])
+        scale = max(float(np.abs(features).max()), 1e-6)
+        if (len(cached) != count or not np.array_equal(np.asarray(batch_labels), labels[:count])
+                or not np.allclose(cached, features, rtol=1e-3, atol=1e-4 * scale)):
+            refuse("does not hold this data's first batch")
 
 
 def _load_cache(cache_path):

@@ -9,7 +9,6 @@ what to change.
 """
 
 import math
-import os
 
 import keras
 import numpy as np
@@ -109,13 +108,16 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 return
 
 
-def backup_and_restore(checkpoint_dir):
-    """The checkpoint callbacks of a recipe's `fit`: none, or Keras'
-    `BackupAndRestore` in `checkpoint_dir` (weights, optimizer and epoch
-    after every epoch; removed when training ends).
+def backup_and_restore(checkpoint_dir, fingerprint=None):
+    """The checkpoint callbacks of a recipe's `fit`: none, or a
+    `keras_tl.TrainingCheckpoint` in `checkpoint_dir` (weights, optimizer,
+    epoch and history after every epoch, in keras-tl's own subfolder,
+    which alone is removed when training ends).
 
     Args:
         checkpoint_dir: a folder, or `None` for no checkpoint.
+        fingerprint: what the run depends on beyond the model (data, class
+            names, settings), as a JSON-serializable dict.
 
     Returns:
         A list of callbacks.
@@ -128,7 +130,9 @@ def backup_and_restore(checkpoint_dir):
     """
     if checkpoint_dir is None:
         return []
-    return [keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir))]
+    from keras_tl.checkpoints import TrainingCheckpoint
+
+    return [TrainingCheckpoint(checkpoint_dir, fingerprint=fingerprint)]
 
 
 def _finite(value):

@@ -63,7 +63,7 @@ def test_cli_train_writes_model_and_curves(cli_trained):
     model = keras.models.load_model(str(out), safe_mode=True)
     assert keras_tl.get_class_names(model) == ["healthy", "rust"]
     assert "Saved" in printed
-    with open(out.parent / "model.json", encoding="utf-8") as f:
+    with open(out.parent / "model.training.json", encoding="utf-8") as f:
         trained = json.load(f)
     assert trained["backbone"] == "mobilenet"
     assert trained["method"] == "feature-extraction"
@@ -153,3 +153,42 @@ def _check_evaluate_and_predict(model_path, data, report_path, capfd):
         path, label, score = line.split("\t")
         assert path == image and label in ("healthy", "rust") and 0.5 <= float(score) <= 1
     return images
+
+
+@pytest.mark.integration
+@cli_model_group
+def test_cli_export_report_leaves_the_training_report(cli_trained, capfd):
+    _, out, _ = cli_trained
+    training = out.parent / "model.training.json"
+    before = training.read_bytes()
+    assert main(["export", str(out)]) == 0
+    capfd.readouterr()
+    assert training.read_bytes() == before
+    with open(out.parent / "model.json", encoding="utf-8") as f:
+        assert "top1_agreement" in json.load(f)
+
+
+@pytest.mark.integration
+@pytest.mark.tensorflow_only
+def test_cli_checkpoint_dir_dot_keeps_the_working_folder(tmp_path, monkeypatch, capfd):
+    # Data, notes and the checkpoint all in the folder the command runs in.
+    monkeypatch.chdir(tmp_path)
+    _folder(tmp_path / "leaves")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["train", "leaves", "--method", "fine-tune", "--backbone", "mobilenet",
+                 "--weights", "none", "--image-size", "32", "--epochs", "1",
+                 "--checkpoint-dir", ".", "--out", "model.keras"]) == 0
+    capfd.readouterr()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert len(list((tmp_path / "leaves").rglob("*.png"))) == 10
+    assert (tmp_path / "model.keras").exists()
+    assert not (tmp_path / "keras_tl_checkpoint").exists()
+
+
+def test_cli_train_refuses_an_unwritable_out_before_training(tmp_path, capfd):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    with pytest.raises(SystemExit, match="not a writable folder"):
+        main(["train", str(tmp_path / "missing-data"), "--backbone", "mobilenet",
+              "--out", str(blocked / "model.keras")])
+    assert blocked.read_text() == "a file, not a folder"

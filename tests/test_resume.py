@@ -74,15 +74,21 @@ def test_fine_tune_killed_mid_way_resumes_from_its_checkpoint(tmp_path):
     reference_run = _start(tmp_path, "reference", None, kill_after=-1)
     killed, _ = _run(tmp_path, "killed", checkpoint_dir, kill_after=1)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert (checkpoint_dir / "progressive_unfreezing.json").exists()
+    checkpoint = checkpoint_dir / "keras_tl_checkpoint"
+    assert (checkpoint / "progressive_unfreezing.json").exists()
+    assert (checkpoint / "fingerprint.json").exists()
+    # The user's own file in the folder is never touched.
+    (checkpoint_dir / "notes.txt").write_text("mine")
     resumed, resumed_out = _run(tmp_path, "resumed", checkpoint_dir, kill_after=-1)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Skipping variable loading" not in resumed.stderr
-    # Only epochs 3 and 4 ran, with the stages an uninterrupted run has then.
-    assert "stages [2.0, 3.0]" in resumed.stdout or "stages [2, 3]" in resumed.stdout
-    assert not checkpoint_dir.exists(), "the checkpoint is removed when training ends"
+    assert not checkpoint.exists(), "the checkpoint is removed when training ends"
+    assert (checkpoint_dir / "notes.txt").read_text() == "mine"
     reference, reference_out = _finish(reference_run)
     assert reference.returncode == 0, reference.stderr[-2000:]
+    # The resumed model's history holds the whole run, as the reference's.
+    stages = [line for line in reference.stdout.splitlines() if line.startswith("stages")]
+    assert stages and stages[0] in resumed.stdout
     # The resumed epochs draw their batches in a new shuffled order, so the
     # weights differ by the noise of a reshuffle, not by a lost state: a run
     # that restarted the stages or the optimizer would differ far more.

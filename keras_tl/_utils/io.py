@@ -11,12 +11,12 @@ import os
 import shutil
 import tempfile
 
-__all__ = ["save_atomic", "save_directory_atomic", "write_atomic"]
+__all__ = ["save_atomic", "save_directory_atomic", "umask", "write_atomic"]
 
 _TEMPORARY_PREFIX = ".tmp-"
 
 
-def _umask():
+def umask():
     """The process umask, read without changing it where Linux allows."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
@@ -68,7 +68,7 @@ def save_atomic(path, save, suffix=None):
     os.close(handle)
     try:
         save(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())
+        os.chmod(temporary, 0o666 & ~umask())
         _fsync(temporary)
         os.replace(temporary, path)
     except BaseException:
@@ -120,7 +120,7 @@ def save_directory_atomic(path, save):
         for root, _, files in os.walk(staging):
             for name in files:
                 _fsync(os.path.join(root, name))
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~umask())
         if os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(staging, path)

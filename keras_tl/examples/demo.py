@@ -521,7 +521,8 @@ def _export_table_on_tensorflow(model_path, split, out_dir):
     conversion runs on TensorFlow, so the saved `.keras` file (the same on
     every backend) converts in a TensorFlow process."""
     import subprocess
-    import sys
+
+    from keras_tl._utils.processes import python_command
 
     split_path = os.path.join(out_dir, "export_split.npz")
     np.savez(split_path, **dataclasses.asdict(split))
@@ -533,7 +534,7 @@ def _export_table_on_tensorflow(model_path, split, out_dir):
     )
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     result = subprocess.run(
-        [sys.executable, "-c", code, model_path, split_path, out_dir],
+        python_command(code=code, args=[model_path, split_path, out_dir]),
         capture_output=True, text=True, env=env, check=False,
     )
     os.remove(split_path)

@@ -18,6 +18,8 @@ from keras_tl.adapt import DomainAdaptation
 from keras_tl.adapt import adabn
 from keras_tl.adapt import batchnorm_layers
 from keras_tl.callbacks import SyncBatchNormStatistics
+from keras_tl.checkpoints import data_fingerprint
+from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
 from keras_tl.engine import make_schedule
 from keras_tl.finite import StopOnNonFiniteLoss
@@ -177,7 +179,10 @@ def adapt_domain(
     # Under several replicas, BatchNorm statistics would drift apart per replica.
     callbacks = (
         [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
-        + backup_and_restore(checkpoint_dir)
+        + backup_and_restore(checkpoint_dir, recipe_fingerprint(
+            "adapt_domain", source_data, target=data_fingerprint(target_unlabeled),
+            method=method, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+            alignment_weight=alignment_weight))
         + list(callbacks or [])
     )
     if method == "dann":

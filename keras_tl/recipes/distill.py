@@ -15,6 +15,7 @@ from keras_tl._utils.validation import check_fit_arguments
 from keras_tl.backbones import build_backbone
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
+from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.distillation import Distiller
 from keras_tl.engine import make_schedule
 from keras_tl.finite import StopOnNonFiniteLoss
@@ -214,7 +215,10 @@ def distill(
     # Under several replicas, BatchNorm statistics would drift apart per replica.
     callbacks = (
         [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
-        + backup_and_restore(checkpoint_dir)
+        + backup_and_restore(checkpoint_dir, recipe_fingerprint(
+            "distill", train_data, class_names=data.class_names, batch_size=batch_size,
+            learning_rate=learning_rate, seed=seed, temperature=temperature, alpha=alpha,
+            augmentation=augmentation))
         + list(callbacks or [])
     )
     if validation is not None and restore_best_weights:

@@ -20,6 +20,7 @@ from keras_tl.augment import get as get_augmentation
 from keras_tl.augment import mixes_labels
 from keras_tl.augment import one_hot_labels
 from keras_tl.backbones import build_backbone
+from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
 from keras_tl.features import extract
 from keras_tl.finite import StopOnNonFiniteLoss
@@ -229,7 +230,11 @@ def feature_extraction(
             )
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
-            callbacks=[StopOnNonFiniteLoss()] + backup_and_restore(checkpoint_dir)
+            callbacks=[StopOnNonFiniteLoss()] + backup_and_restore(
+                checkpoint_dir, recipe_fingerprint(
+                    "feature_extraction", train_data, class_names=data.class_names,
+                    batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                    augmentation=augmentation))
             + list(callbacks or []),
             verbose=verbose,
         )

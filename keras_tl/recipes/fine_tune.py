@@ -23,6 +23,7 @@ from keras_tl.augment import get as get_augmentation
 from keras_tl.augment import mixes_labels
 from keras_tl.augment import one_hot_labels
 from keras_tl.callbacks import SyncBatchNormStatistics
+from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
 from keras_tl.engine import SCHEDULES
 from keras_tl.engine import fit_stages
@@ -273,6 +274,10 @@ def fine_tune(
         rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
         callbacks=[SyncBatchNormStatistics()] + list(callbacks or []),
         checkpoint_dir=checkpoint_dir,
+        checkpoint_fingerprint=recipe_fingerprint(
+            "fine_tune", train_data, class_names=data.class_names, batch_size=batch_size,
+            learning_rate=learning_rate, seed=seed, lora_rank=lora_rank,
+            augmentation=augmentation),
         strategy=strategy, jit_compile=jit_compile, verbose=verbose,
     )
     if lora_rank is not None:

@@ -29,6 +29,7 @@ from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.precision import uses_policy
 from keras_tl._utils.validation import check_fit_arguments
+from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
 from keras_tl.lora import enable_lora
@@ -260,13 +261,16 @@ def text_classifier(
     if verbose:
         print(_describe(logs))
 
+    fingerprint = recipe_fingerprint(
+        "text_classifier", train_data, class_names=data.class_names, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, lora_rank=lora_rank, C=chosen_c)
     if mode == "fine_tune" and epochs > 0 and lora_rank is not None:
         _fit_lora(model, data, history, epochs=epochs, rank=lora_rank,
                   learning_rate=learning_rate, schedule=schedule,
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay,
                   class_weight=class_weight, callbacks=callbacks, chosen_c=chosen_c,
-                  checkpoint_dir=checkpoint_dir, jit_compile=jit_compile,
-                  verbose=verbose)
+                  checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+                  jit_compile=jit_compile, verbose=verbose)
     elif mode == "fine_tune" and epochs > 0:
         # One `fit` of `phases` sub-epochs over the repeated data; at each
         # sub-epoch boundary ProgressiveUnfreezing unfreezes the next group
@@ -286,8 +290,8 @@ def text_classifier(
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
-            checkpoint_dir=checkpoint_dir, jit_compile=jit_compile,
-            verbose=0,
+            checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
+            jit_compile=jit_compile, verbose=0,
         )
         for phase in range(phases):
             logs = {k: v[phase] for k, v in fitted.history.items()}
@@ -295,7 +299,7 @@ def text_classifier(
                 phase=f"unfreeze_{phase + 1}",
                 C=chosen_c,
                 steps=phase_steps,
-                seconds=timer.seconds[phase],
+                seconds=timer.elapsed(phase, phases),
             )
             history.on_epoch_end(phase + 1, logs)
             if verbose:
@@ -325,7 +329,7 @@ def _check_epochs(epochs):
 
 def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
               warmup_fraction, weight_decay, class_weight, callbacks, chosen_c,
-              checkpoint_dir, jit_compile, verbose):
+              checkpoint_dir, fingerprint, jit_compile, verbose):
     """LoRA adapters and the head in one `fit`, then merged into the kernels."""
     # BERT's pooler takes no part in mean pooling: no adapters for it.
     exclude = ("pooled_dense",) if model.pooling == "mean" else ()
@@ -342,12 +346,13 @@ def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         class_weight=class_weight, callbacks=[timer] + list(callbacks or []), verbose=0,
-        checkpoint_dir=checkpoint_dir, jit_compile=jit_compile,
+        checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
+        jit_compile=jit_compile,
     )
     for epoch in range(num_epochs):
         logs = {k: v[epoch] for k, v in fitted.history.items()}
         logs.update(phase=f"lora_{epoch + 1}", C=chosen_c, steps=epoch_steps,
-                    seconds=timer.seconds[epoch], trainable_stages=0)
+                    seconds=timer.elapsed(epoch, num_epochs), trainable_stages=0)
         history.on_epoch_end(epoch + 1, logs)
         if verbose:
             print(_describe(logs))
@@ -373,6 +378,12 @@ class _EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
 
+    def elapsed(self, epoch, num_epochs):
+        """Seconds of `epoch` of `num_epochs`; `None` for an epoch a resumed
+        run restored from its checkpoint rather than trained."""
+        index = epoch - (num_epochs - len(self.seconds))
+        return self.seconds[index] if index >= 0 else None
+
 
 def _head_scores(head, features, labels, validation):
     def scores(f, y):
@@ -393,6 +404,6 @@ def _describe(logs):
     if logs.get("trainable_stages"):
         parts.append(f"trainable_stages={logs['trainable_stages']}")
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
-        if key in logs:
+        if logs.get(key) is not None:
             parts.append(f"{key}={logs[key]:.4f}" if key != "seconds" else f"{logs[key]:.1f}s")
     return " ".join(parts)
