@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.validation import check_finite
+from keras_tl._utils.validation import check_pixel_range
 from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import check_same_length
 from keras_tl._utils.validation import labels_to_indices
@@ -24,6 +25,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageData",
     "as_dataset",
+    "decodes_with_pil",
+    "load_image",
     "scan_image_folder",
     "to_arrays",
 ]
@@ -85,6 +88,7 @@ def _check_arrays(x, y, num_classes, class_names=None):
             f"Images must have shape (n, height, width, channels); got {x.shape}."
         )
     check_finite(x, "x", "image")
+    check_pixel_range(x, "images x")
     y, class_names = labels_to_indices(y, class_names, "labels y")
     if num_classes is None and class_names is not None:
         num_classes = len(class_names)
@@ -102,17 +106,34 @@ def _check_arrays(x, y, num_classes, class_names=None):
     return x, y.astype(np.int32), num_classes, class_names
 
 
-def scan_image_folder(directory):
+# The format each extension promises, as PIL names it: a file whose bytes
+# are another format (a TIFF named `.png`) is skipped and named, since
+# TensorFlow's decoder reads by content and fails on some mid-run.
+_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF"}
+# What TensorFlow's BMP decoder reads as PIL shows it: 24- and 32-bit
+# pixels. Palette (8-bit and less), 1-bit and grayscale BMPs would come out
+# as palette indices or fail, so those are decoded by PIL.
+_TF_BMP_MODES = ("RGB", "RGBA")
+
+
+def scan_image_folder(directory, with_decoders=False):
     """Lists the images of a one-subfolder-per-class directory.
 
-    Files that are not images, or that cannot be decoded, are skipped with a
-    warning naming them.
+    Hidden folders and files (`.ipynb_checkpoints/`, `.DS_Store`) are
+    ignored at any depth. Files that are not images, cannot be decoded, or
+    whose bytes are not their extension's format are skipped with a warning
+    naming them. Every image listed is read as PIL shows it: the few kinds
+    TensorFlow's decoder would read otherwise (palette and 1-bit BMPs) are
+    marked for decoding with PIL.
 
     Args:
         directory: path of the root folder.
+        with_decoders: also return, per image, whether it is decoded with
+            PIL rather than TensorFlow.
 
     Returns:
-        `(paths, labels, class_names)`.
+        `(paths, labels, class_names)`, and the boolean array of PIL
+        decoding last with `with_decoders=True`.
 
     Raises:
         ValueError: fewer than two class folders, or a class with no image.
@@ -141,14 +162,18 @@ def scan_image_folder(directory):
             f"{directory!r} has {len(class_names)} class subfolder(s); a "
             "classifier needs at least two (one subfolder of images per class)."
         )
-    paths, labels, skipped = [], [], []
+    paths, labels, via_pil, skipped = [], [], [], []
     for label, name in enumerate(class_names):
         class_dir = os.path.join(directory, name)
         found = 0
-        for root, _, files in sorted(os.walk(class_dir)):
+        for root, folders, files in os.walk(class_dir):
+            folders[:] = sorted(f for f in folders if not f.startswith("."))
             for file in sorted(files):
+                if file.startswith("."):
+                    continue
                 path = os.path.join(root, file)
-                if not file.lower().endswith(IMAGE_EXTENSIONS):
+                extension = os.path.splitext(file)[1].lower()
+                if extension not in _FORMATS:
                     skipped.append(path)
                     continue
                 try:
@@ -158,6 +183,9 @@ def scan_image_folder(directory):
                     # reduced-scale draft reads every byte at a fraction of
                     # the cost of a full decode.
                     with Image.open(path) as image:
+                        if image.format != _FORMATS[extension]:
+                            raise ValueError(f"{image.format} bytes in a {extension} file")
+                        pil = _needs_pil(image)
                         image.draft(image.mode, (max(1, image.width // 8),
                                                  max(1, image.height // 8)))
                         image.load()
@@ -166,6 +194,7 @@ def scan_image_folder(directory):
                     continue
                 paths.append(path)
                 labels.append(label)
+                via_pil.append(pil)
                 found += 1
         if found == 0:
             raise ValueError(
@@ -174,20 +203,88 @@ def scan_image_folder(directory):
             )
     if skipped:
         warnings.warn(
-            f"Skipped {len(skipped)} file(s) that are not readable images: "
+            f"Skipped {len(skipped)} file(s) that are not readable images of the "
+            "format their extension names: "
             + ", ".join(skipped[:10])
             + (" ..." if len(skipped) > 10 else ""),
             stacklevel=2,
         )
-    return paths, np.asarray(labels, np.int32), class_names
+    result = (paths, np.asarray(labels, np.int32), class_names)
+    return result + (np.asarray(via_pil, bool),) if with_decoders else result
 
 
-def _load_image(path, image_size, channels):
-    raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+def decodes_with_pil(path):
+    """Whether `load_image` reads the image file at `path` with PIL (palette,
+    1-bit and grayscale BMPs), as `scan_image_folder` marks it.
+
+    Args:
+        path: an image file.
+
+    Returns:
+        A bool.
+
+    Example:
+
+    ```python
+    load_image(path, (224, 224), 3, via_pil=decodes_with_pil(path))
+    ```
+    """
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return _needs_pil(image)
+
+
+def _needs_pil(image):
+    return image.format == "BMP" and image.mode not in _TF_BMP_MODES
+
+
+def load_image(path, image_size, channels, via_pil=False):
+    """Reads and resizes one image file inside a `tf.data` pipeline.
+
+    Args:
+        path: a string tensor.
+        image_size: `(height, width)`.
+        channels: 1 or 3.
+        via_pil: decode with PIL (as `scan_image_folder` marks palette and
+            1-bit BMPs) rather than TensorFlow; a boolean or boolean tensor.
+
+    Returns:
+        A float32 `(height, width, channels)` tensor in [0, 255].
+
+    Example:
+
+    ```python
+    image = load_image(tf.constant("leaves/rust/1.png"), (224, 224), 3)
+    ```
+    """
+    def with_tensorflow():
+        raw = tf.io.read_file(path)
+        return tf.io.decode_image(raw, channels=channels, expand_animations=False)
+
+    def with_pil():
+        image = tf.numpy_function(
+            lambda p: _pil_pixels(p, channels), [path], tf.uint8, stateful=False)
+        image.set_shape((None, None, channels))
+        return image
+
+    if isinstance(via_pil, bool):
+        image = with_pil() if via_pil else with_tensorflow()
+    else:
+        image = tf.cond(via_pil, with_pil, with_tensorflow)
     image = tf.image.resize(image, image_size)
     image.set_shape((*image_size, channels))
     return image
+
+
+def _pil_pixels(path, channels):
+    from PIL import Image
+
+    if isinstance(path, np.ndarray):  # eager calls pass a 0-d array
+        path = path.item()
+    with Image.open(path.decode() if isinstance(path, bytes) else path) as image:
+        return np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8).reshape(
+            image.height, image.width, channels)
 
 
 def _split_mask(n, validation_split, seed):
@@ -270,7 +367,7 @@ def as_dataset(
     if isinstance(data, ImageData):
         return data
     if isinstance(data, (str, os.PathLike)):
-        paths, y, names = scan_image_folder(data)
+        paths, y, names, via_pil = scan_image_folder(data, with_decoders=True)
         if image_size is None:
             image_size = _common_size(paths)
         if class_names is not None and list(class_names) != names:
@@ -284,11 +381,16 @@ def as_dataset(
         x_source = np.asarray(paths)
 
         def make(indices):
-            ds = tf.data.Dataset.from_tensor_slices((x_source[indices], y[indices]))
-            ds = ds.map(
-                lambda p, l: (_load_image(p, image_size, channels), l),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
+            ds = tf.data.Dataset.from_tensor_slices(
+                (x_source[indices], y[indices], via_pil[indices]))
+            if via_pil[indices].any():
+                def load(path, label, pil):
+                    return load_image(path, image_size, channels, pil), label
+            else:
+                # One decoder for the whole split: no per-image branch.
+                def load(path, label, pil):
+                    return load_image(path, image_size, channels), label
+            ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
             # Before the shuffle, so each epoch reshuffles the cached images.
             decoded_bytes = len(indices) * 4 * int(np.prod(image_size)) * channels
             if cache and decoded_bytes <= _CACHE_BYTES:
@@ -336,10 +438,8 @@ def as_dataset(
         val_ds = _batch(make(indices[mask]), batch_size, False, seed)
         indices = indices[~mask]
     elif validation_data is not None:
-        val_ds = as_dataset(
-            validation_data, batch_size=batch_size, image_size=image_shape[:2],
-            num_classes=num_classes, shuffle=False, channels=channels,
-        ).train
+        val_ds = _validation_dataset(
+            validation_data, batch_size, image_shape, num_classes, class_names, channels)
     train_ds = _batch(make(indices), batch_size, shuffle, seed, len(indices))
     train_arrays = (x[indices], y[indices]) if x_arrays else None
     if class_names is None:
@@ -349,6 +449,37 @@ def as_dataset(
             f"{len(class_names)} class_names given for {num_classes} classes."
         )
     return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape), train_arrays)
+
+
+def _validation_dataset(data, batch_size, image_shape, num_classes, class_names, channels):
+    """Validation data labelled with the training classes' indices: a
+    validation folder's subfolders, and string labels, are matched to the
+    training classes by name (a missing class is fine; an unknown one is an
+    error that names it)."""
+    if isinstance(data, (str, os.PathLike)) and class_names is not None:
+        paths, labels, names, via_pil = scan_image_folder(data, with_decoders=True)
+        unknown = [name for name in names if name not in class_names]
+        if unknown:
+            raise ValueError(
+                f"The validation folder {os.fspath(data)!r} has class folder(s) {unknown} "
+                f"that the training data does not have ({list(class_names)}). Rename or "
+                "remove them."
+            )
+        index = np.asarray([list(class_names).index(name) for name in names], np.int32)
+        paths = np.asarray(paths)
+        ds = tf.data.Dataset.from_tensor_slices((paths, index[labels], via_pil))
+        size = tuple(image_shape[:2])
+        ds = ds.map(lambda p, l, pil: (load_image(p, size, channels, pil), l),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        return _batch(ds, batch_size, False, None)
+    named = class_names if class_names is not None and list(class_names) != [
+        str(i) for i in range(num_classes)] else None
+    return as_dataset(
+        data, batch_size=batch_size, image_size=image_shape[:2],
+        num_classes=num_classes, class_names=named if not isinstance(
+            data, (str, os.PathLike)) else None,
+        shuffle=False, channels=channels,
+    ).train
 
 
 def _batch(ds, batch_size, shuffle, seed, buffer=None):

@@ -11,6 +11,9 @@ import os
 
 import numpy as np
 
+from keras_tl._utils.validation import check_pixel_range
+from keras_tl._utils.validation import takes_raw_pixels
+
 __all__ = ["EvaluationReport", "evaluate", "predict"]
 
 
@@ -139,6 +142,8 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8):
         raise ValueError(f"top_k_wrong must be >= 0; got {top_k_wrong}.")
     model_names = get_class_names(model)
     x, y, data_names = _labelled_arrays(model, data, batch_size, model_names)
+    if takes_raw_pixels(model):
+        check_pixel_range(x, "images")
     scores = _class_scores(model, x, batch_size)
     num_classes = scores.shape[1]
     names = list(class_names or model_names or data_names
@@ -296,7 +301,8 @@ def _images(model, images_or_paths):
     if isinstance(images_or_paths, (list, tuple)) and images_or_paths and all(
         isinstance(p, (str, os.PathLike)) for p in images_or_paths
     ):
-        from keras_tl.data import _load_image
+        from keras_tl.data import decodes_with_pil
+        from keras_tl.data import load_image
 
         size, channels = _input_size(model)
         images = []
@@ -305,7 +311,8 @@ def _images(model, images_or_paths):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"Image file {path!r} does not exist.")
             try:
-                images.append(np.asarray(_load_image(path, size, channels)))
+                images.append(np.asarray(load_image(path, size, channels,
+                                                    via_pil=decodes_with_pil(path))))
             except Exception as error:
                 raise ValueError(f"Cannot read image {path!r}: {error}") from error
         return np.stack(images)
@@ -314,6 +321,8 @@ def _images(model, images_or_paths):
         raise TypeError("images_or_paths must be image paths or an image array.")
     if x.ndim == len(model.input_shape) - 1:
         x = x[None]
+    if takes_raw_pixels(model):
+        check_pixel_range(x, "images")
     return x.astype("float32")
 
 

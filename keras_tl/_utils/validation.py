@@ -6,6 +6,7 @@ counts as a batch, an empty data set, a leaf layer or a label mismatch.
 
 import math
 import re
+import warnings
 
 import numpy as np
 
@@ -274,6 +275,94 @@ def check_finite(x, what="x", item="image"):
             f"is in {item} {first}. Fix or drop those {item}s: one NaN input makes "
             "every prediction NaN."
         )
+
+
+# Rows looked at to judge the pixel range: the range of a few hundred images
+# tells, at a fixed cost on large arrays.
+_RANGE_ROWS = 256
+
+
+def check_pixel_range(x, what="images", expected="[0, 255]"):
+    """Warns when image pixels do not look like the range the model takes.
+
+    keras-tl's models scale pixels inside (`ImagePreprocessing`,
+    `Rescaling`): they take [0, 255]. Images already scaled to [0, 1], or
+    normalized around zero, are scaled a second time and every prediction
+    is meaningless, without an error; values above 255 (16-bit images) are
+    off the other way.
+
+    Args:
+        x: a numeric array of images, examples along the first axis.
+        what: the array's name in the message.
+        expected: the range the model takes, for the message.
+
+    Returns:
+        The warning's text, or `None` when the range looks right.
+
+    Example:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = check_pixel_range(np.full((2, 4, 4, 3), 0.5, np.float32))
+    >>> "look like [0, 1]" in str(caught[0].message)
+    True
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu" or x.size == 0 or x.ndim < 3:
+        return None
+    sample = x[:_RANGE_ROWS]
+    low, high = float(np.nanmin(sample)), float(np.nanmax(sample))
+    if x.dtype.kind == "f" and low >= 0 and 0 < high <= 1.0:
+        found = "look like [0, 1] floats"
+    elif high > 255:
+        found = f"exceed 255 (up to {high:g})"
+    elif low < 0:
+        found = f"go below 0 (down to {low:g}), as if already normalized"
+    else:
+        return None
+    message = (
+        f"The {what}' pixel values {found}; the model takes pixels in {expected} and "
+        "scales them itself. Pass the images as they are read (e.g. uint8 or 0-255 "
+        "floats), without dividing by 255 or normalizing."
+    )
+    warnings.warn(message, UserWarning, stacklevel=3)
+    return message
+
+
+def takes_raw_pixels(model):
+    """Whether `model` scales its own pixels: it holds keras-tl's
+    `ImagePreprocessing` or a `Rescaling` layer that divides (so it takes
+    [0, 255] images).
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        A bool.
+
+    Example:
+
+    ```python
+    if takes_raw_pixels(model):
+        check_pixel_range(images)
+    ```
+    """
+    import keras
+
+    stack = [model]
+    seen = 0
+    while stack and seen < 200:
+        layer = stack.pop()
+        seen += 1
+        if type(layer).__name__ == "ImagePreprocessing":
+            return True
+        if isinstance(layer, keras.layers.Rescaling):
+            scale = np.asarray(layer.scale, dtype=np.float64)
+            if np.all(scale < 0.5):
+                return True
+        stack.extend(reversed(getattr(layer, "layers", [])))
+    return False
 
 
 def check_positive_int(value, name):

@@ -5,6 +5,8 @@ import warnings
 import keras
 import numpy as np
 
+from keras_tl._utils.validation import check_pixel_range
+from keras_tl._utils.validation import takes_raw_pixels
 from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
 from keras_tl.export.convert import _check_model
 from keras_tl.export.convert import _check_options
@@ -227,20 +229,25 @@ def to_tflite(
         exported, channels, to_file_inputs = _rgb_input_model(model), 3, _gray_to_rgb
     with_metadata = _writes_metadata(model, metadata, channels, io_dtype, normalization)
     representative = None
+    raw_pixels = takes_raw_pixels(model)
     if quantization == "int8":
         calibration, _ = _as_arrays(
             representative_data, limit=num_calibration_samples, seed=0,
             image_size=image_size, split="train",
         )
         _check_input_shape(model, calibration, "representative_data")
-        if with_metadata:
+        if raw_pixels:
+            check_pixel_range(calibration, "representative_data")
+        elif with_metadata:
             _check_pixel_range(calibration, normalization)
         representative = _representative_dataset(to_file_inputs(calibration))
     if check_data is not None:
         inputs, targets = _as_arrays(check_data, limit=num_check_samples,
                                      image_size=image_size)
         _check_input_shape(model, inputs, "check_data")
-        if with_metadata:
+        if raw_pixels:
+            check_pixel_range(inputs, "check_data")
+        elif with_metadata:
             _check_pixel_range(inputs, normalization)
     with _shared_saved_models():
         content = _convert(exported, quantization, representative, io_dtype,
