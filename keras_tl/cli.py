@@ -27,6 +27,7 @@ def _demo(args):
 
 def _train(args):
     from keras_tl import recipes
+    from keras_tl._utils.interrupts import raise_if_interrupted
     from keras_tl._utils.io import save_atomic
     from keras_tl.plots import plot_history
 
@@ -50,6 +51,7 @@ def _train(args):
                                            **common)
     else:
         model = recipes.fine_tune(args.backbone, args.data, epochs=args.epochs, **common)
+    raise_if_interrupted()
     save_atomic(args.out, model.save)
     stem = args.out[: -len(".keras")]
     curves = stem + "_curves.png"
@@ -336,11 +338,18 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[1:]
+    from keras_tl._utils.interrupts import cancellable
+
     try:
-        return args.func(args)
+        with cancellable():
+            return args.func(args)
     except (ValueError, FileNotFoundError, TypeError) as error:
         print(f"keras-tl {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"keras-tl {args.command}: interrupted; no file was replaced.",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -55,3 +55,35 @@ def test_python_command_takes_module_or_code():
         python_command()
     with pytest.raises(ValueError, match="module or code"):
         python_command(module="a", code="b")
+
+
+@pytest.mark.tensorflow_only
+def test_ctrl_c_swallowed_during_an_export_still_cancels_it(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    from keras_tl import cli
+    from keras_tl.backbones import build_small_cnn
+    from keras_tl.export import convert
+
+    model = build_small_cnn((8, 8, 1), 2, width=2, name="m")
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "m.tflite").write_bytes(b"the previous export")
+    real = convert._convert
+
+    def interrupted_convert(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # what a garbage-collector callback does with it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("keras_tl.export.image._convert", interrupted_convert)
+    assert cli.main(["export", str(tmp_path / "m.keras")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert (tmp_path / "m.tflite").read_bytes() == b"the previous export"
+    assert sorted(os.listdir(tmp_path)) == ["m.keras", "m.tflite"]
+    # Outside the command, SIGINT has its usual handler again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

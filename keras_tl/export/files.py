@@ -10,6 +10,7 @@ earlier leaves an earlier export under the same names as it was.
 import json
 import os
 
+from keras_tl._utils.interrupts import raise_if_interrupted
 from keras_tl._utils.io import save_atomic
 from keras_tl.export.labels import labels_path
 
@@ -24,7 +25,10 @@ def _export_paths(path):
 
 
 def _write_export(report, content, labels):
-    """Writes `content` to `report.path`, the labels and the JSON report."""
+    """Writes `content` to `report.path`, the labels and the JSON report.
+
+    A Ctrl-C that came during the export, even one Python swallowed, cancels
+    it here, before any file is replaced."""
     files = [
         (report.path, bytes(content)),
         (report.labels_path, ("\n".join(labels) + "\n").encode("utf-8")),
@@ -47,6 +51,10 @@ def _write_export(report, content, labels):
                 os.fsync(f.fileno())
             write(index + 1)
 
+        if index == len(files) - 1:
+            # The last moment to cancel: after this, renames only.
+            raise_if_interrupted()
         save_atomic(path, save, suffix="")
 
+    raise_if_interrupted()
     write(0)

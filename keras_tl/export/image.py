@@ -219,6 +219,7 @@ def to_tflite(
         raise ValueError(
             f"grayscale_input must be one of {GRAYSCALE_INPUTS}; got {grayscale_input!r}."
         )
+    model, class_names = _two_classes_from_sigmoid(model, class_names)
     num_outputs = _num_outputs(model)
     labels = _labels_for(model, class_names, num_outputs)
     image_size = _model_image_size(model)
@@ -228,6 +229,13 @@ def to_tflite(
     if channels == 1 and grayscale_input == "rgb" and _is_keras3(model):
         exported, channels, to_file_inputs = _rgb_input_model(model), 3, _gray_to_rgb
     with_metadata = _writes_metadata(model, metadata, channels, io_dtype, normalization)
+    if with_metadata and num_outputs == 1:
+        raise ValueError(
+            f"The model {model.name!r} has one output unit that is not a sigmoid: "
+            "MediaPipe would report that one score under one label. End the model in a "
+            "softmax over the classes, or in a one-unit sigmoid (exported as two "
+            "classes), or pass metadata=False."
+        )
     representative = None
     raw_pixels = takes_raw_pixels(model)
     if quantization == "int8":
@@ -446,6 +454,32 @@ def _check_pixel_quantization(content, mean, std):
             "images whose pixels span 0 to 255, or use io_dtype='float32'.",
             stacklevel=3,
         )
+
+
+def _two_classes_from_sigmoid(model, class_names):
+    """A one-unit sigmoid classifier as a two-class one: `[1 - p, p]`.
+
+    MediaPipe, the labels file and top-1 agreement all read one score per
+    class; a one-unit model would be exported with a single label over
+    P(class 1). Two names are kept (the model's or `class_names`); one or
+    none become `["0", "1"]`-style names.
+    """
+    if not (_is_keras3(model) and _single_output(model) and _num_outputs(model) == 1):
+        return model, class_names
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    if getattr(activation, "__name__", None) != "sigmoid":
+        return model, class_names
+    if class_names is None:
+        from keras_tl.heads import get_class_names
+
+        class_names = get_class_names(model)
+    if class_names is None or len(class_names) != 2:
+        class_names = ["0", "1"]
+    probability = model.outputs[0]
+    both = keras.layers.Concatenate(name="two_class_probabilities")(
+        [keras.layers.Lambda(lambda p: 1.0 - p, name="not_class_1")(probability), probability])
+    return keras.Model(model.inputs, both, name=model.name), list(class_names)
 
 
 def _num_outputs(model):

@@ -20,6 +20,16 @@ def _labels_for(model, class_names, num_outputs):
     if class_names is None:
         class_names = [str(i) for i in range(num_outputs)]
     names = [str(name) for name in class_names]
+    for index, name in enumerate(names):
+        # One name a line in the labels file and in the packed metadata:
+        # a blank name is dropped by readers and a line break splits one
+        # name in two, and either shifts every later label off its output.
+        if not name.strip() or "\n" in name or "\r" in name:
+            raise ValueError(
+                f"Class name {index} is {name!r}: class names must be non-blank and on "
+                "one line (labels files hold one name a line). Pass class_names= with "
+                "a name for every output."
+            )
     if num_outputs and len(names) != num_outputs:
         raise ValueError(
             f"{len(names)} class names for a model with {num_outputs} outputs; "
