@@ -665,6 +665,8 @@ def test_explicit_teacher_outputs():
         kind = "probabilities" if probabilities else "logits"
         with warnings.catch_warnings():
             warnings.simplefilter("error")
+            # This small teacher is smaller than its student on purpose.
+            warnings.filterwarnings("ignore", message="The teacher .* parameters")
             distiller = Distiller(student=_image_student(), teacher=teacher, teacher_outputs=kind)
             got = distiller.teacher_logits(x)["logits"]
         want = keras.ops.convert_to_numpy(teacher.logits(x))
@@ -685,3 +687,48 @@ def test_unknown_teacher_outputs_is_refused():
         Distiller(student=_image_student(), teacher=teacher, teacher_outputs="softmax")
     with pytest.raises(ValueError, match=match):
         distill(teacher, _image_student(), (x, y), epochs=1, teacher_outputs="softmax", verbose=0)
+
+
+def test_distiller_takes_keras_constructor_and_warns_on_a_small_teacher():
+    big, small = _dense_model("big", 1, hidden=32), _dense_model("small", 2, hidden=4)
+    # Keras' order, positionally: the teacher first; it is frozen.
+    distiller = Distiller(big, small)
+    assert distiller.teacher is big and distiller.student is small and not big.trainable
+    assert distiller.student_loss_weight == 0.5
+    assert isinstance(distiller.distillation_losses[0], SoftTargetDistillation)
+    # The old keras-tl order, (student, teacher): a warning names the mix-up.
+    big2, small2 = _dense_model("big2", 1, hidden=32), _dense_model("small2", 2, hidden=4)
+    with pytest.warns(UserWarning, match="takes \\(teacher, student\\)"):
+        Distiller(small2, big2)
+    # keras.distillation's loss objects, weights and student_loss_weight.
+    logits = keras.distillation.LogitsDistillation(temperature=3.0)
+    mixed = Distiller(big, small, [logits, SoftTargetDistillation(2.0)], [0.5, 1.5],
+                      student_loss_weight=0.2)
+    assert mixed.distillation_loss_weights == [0.5, 1.5] and mixed.student_loss_weight == 0.2
+    x, y = _data()
+    mixed.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(mixed.fit(x, y, epochs=1, verbose=0).history["loss"][0])
+    with pytest.raises(ValueError, match="set them on the loss objects"):
+        Distiller(big, small, logits, temperature=2.0)
+
+
+def test_alpha_is_a_deprecated_student_loss_weight():
+    teacher, student = _dense_model("teacher", 1, hidden=16), _dense_model("student", 2)
+    with pytest.warns(DeprecationWarning, match="student_loss_weight"):
+        distiller = Distiller(teacher, student, alpha=0.3)
+    assert distiller.student_loss_weight == 0.3 and distiller.alpha == 0.3
+
+
+def test_files_saved_with_the_old_config_still_load():
+    teacher, student = _dense_model("teacher", 1, hidden=16), _dense_model("student", 2)
+    ser = keras.saving.serialize_keras_object
+    old = {"name": "distiller", "trainable": True, "student": ser(student),
+           "teacher": ser(teacher), "temperature": 3.0, "alpha": 0.25, "standardize": False,
+           "hint_layers": None, "hint_weight": 1.0, "teacher_logits_layer": None,
+           "student_logits_layer": None, "teacher_outputs": "auto"}
+    distiller = Distiller.from_config(old)
+    assert distiller.student_loss_weight == 0.25
+    assert distiller.temperature == 3.0 and distiller.standardize is False
+    again = Distiller.from_config(distiller.get_config())
+    assert again.get_config()["distillation_loss_weights"] == [1.0]
+    assert again.temperature == 3.0

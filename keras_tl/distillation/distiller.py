@@ -7,6 +7,7 @@ teacher logits that can be computed once and cached.
 """
 
 import threading
+import warnings
 
 import keras
 import numpy as np
@@ -132,19 +133,36 @@ class Distiller(keras.distillation.Distiller):
     the student. Without it (e.g. with random augmentation, where every
     epoch sees new images) the teacher runs inside each step.
 
+    The constructor is `keras.distillation.Distiller`'s: `(teacher, student,
+    distillation_losses, distillation_loss_weights, student_loss_weight)`,
+    and any `keras.distillation` loss objects run exactly as there. Without
+    `distillation_losses`, the loss is keras-tl's `SoftTargetDistillation`
+    (and `HintDistillation` with `hint_layers`), configured by the keyword
+    settings below; with only those two loss objects, the teacher's logits
+    are found behind a softmax and can be cached, as described above. A
+    teacher with fewer parameters than its student gets a warning: the two
+    are most often swapped.
+
     Args:
-        student: the `keras.Model` to train.
         teacher: the trained `keras.Model` to imitate; same inputs and
-            number of classes as the student.
-        temperature: T > 0, softens both distributions.
-        alpha: weight in [0, 1] of the student's loss on the labels.
+            number of classes as the student. Frozen.
+        student: the `keras.Model` to train.
+        distillation_losses: a `keras.distillation.DistillationLoss` or a
+            list of them; default: `SoftTargetDistillation(temperature,
+            standardize)`, plus `HintDistillation(*hint_layers)`.
+        distillation_loss_weights: one weight per distillation loss
+            (default 1 each).
+        student_loss_weight: weight in [0, 1] of the student's loss on the
+            labels; the distillation losses get `1 - student_loss_weight`.
+        temperature: T > 0 of the default soft-target loss (default 4).
         standardize: z-score each example's logits before dividing by T
-            (logit standardization, Sun et al., CVPR 2024), so the student
-            matches the teacher's ranking rather than its logit scale.
+            in the default loss (default True; logit standardization, Sun
+            et al., CVPR 2024), so the student matches the teacher's
+            ranking rather than its logit scale.
         hint_layers: optional `(student_layer_name, teacher_layer_name)`:
             also match that student layer, through a learned linear
             projection, to that teacher layer (see `HintDistillation`).
-        hint_weight: weight of the hint loss.
+        hint_weight: weight of the hint loss (default 1).
         teacher_logits_layer: name of the teacher layer giving logits;
             takes precedence over `teacher_outputs`.
         student_logits_layer: name of the student layer giving logits.
@@ -155,69 +173,83 @@ class Distiller(keras.distillation.Distiller):
             softmax where the graph reaches them, else the log of the
             probabilities (clipped at 1e-12), which tempers the same way:
             softmax(log(p) / T) is p softened by T.
+        alpha: deprecated name of `student_loss_weight`.
         name: model name.
         **kwargs: standard `keras.Model` arguments.
 
     Example:
 
     ```python
-    distiller = Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer="adam", metrics=["accuracy"],
-                      alpha=0.5, temperature=4.0)
+    distiller = Distiller(teacher, student, student_loss_weight=0.5,
+                          temperature=4.0)
+    distiller.compile(optimizer="adam", metrics=["accuracy"])
     distiller.fit(distiller.cache_teacher_logits((x, y)), epochs=10)
     distiller.student.predict(x_test)
 
-    # A subclassed teacher ending in softmax, said outright:
-    distiller = Distiller(student=student, teacher=my_subclassed_teacher,
-                          teacher_outputs="probabilities")
+    # Keras' own loss objects, as with keras.distillation.Distiller:
+    distiller = Distiller(teacher, student,
+                          keras.distillation.LogitsDistillation(temperature=3))
     ```
     """
 
     def __init__(
         self,
-        student,
         teacher,
-        temperature=4.0,
-        alpha=0.5,
-        standardize=True,
+        student,
+        distillation_losses=None,
+        distillation_loss_weights=None,
+        student_loss_weight=0.5,
+        *,
+        temperature=None,
+        standardize=None,
         hint_layers=None,
-        hint_weight=1.0,
+        hint_weight=None,
         teacher_logits_layer=None,
         student_logits_layer=None,
         teacher_outputs="auto",
+        alpha=None,
         name="distiller",
         **kwargs,
     ):
+        if alpha is not None:
+            warnings.warn(
+                "Distiller(alpha=...) is deprecated: it is student_loss_weight, as in "
+                "keras.distillation.Distiller. alpha will be removed in keras-tl 0.5.",
+                DeprecationWarning, stacklevel=2,
+            )
+            student_loss_weight = alpha
         teacher_outputs = _check_teacher_outputs(teacher_outputs)
-        alpha = _check_alpha(alpha)
-        temperature = _check_temperature(temperature)
-        for role, model in (("student", student), ("teacher", teacher)):
+        student_loss_weight = _check_alpha(
+            student_loss_weight, "alpha" if alpha is not None else "student_loss_weight")
+        for role, model in (("teacher", teacher), ("student", student)):
             if not isinstance(model, keras.Model):
                 raise ValueError(
                     f"{role} must be a keras.Model; got {type(model).__name__}."
                 )
-        if hint_layers is not None:
-            if isinstance(hint_layers, str) or len(hint_layers) != 2:
-                raise ValueError(
-                    "hint_layers must be a pair (student_layer_name, "
-                    f"teacher_layer_name); got {hint_layers!r}."
-                )
-            hint_layers = tuple(hint_layers)
+        _warn_if_teacher_smaller(teacher, student)
+        losses, weights = _distillation_losses(
+            distillation_losses, distillation_loss_weights, temperature, standardize,
+            hint_layers, hint_weight,
+        )
+        # keras-tl's own losses (soft targets on logits found behind a
+        # softmax, hints through a learned projection, cached teacher
+        # logits) run in this class's loss; any other combination runs in
+        # `keras.distillation.Distiller`'s, exactly as there.
+        self._native = _is_native(losses)
+        self._hint_layers = None
+        if self._native:
+            hints = [loss for loss in losses if isinstance(loss, HintDistillation)]
+            if hints:
+                self._hint_layers = (hints[0].student_layer_name, hints[0].teacher_layer_name)
         self._teacher_logits_layer = teacher_logits_layer
         self._student_logits_layer = student_logits_layer
         self._teacher_outputs = teacher_outputs
-        self._hint_layers = hint_layers
-        losses = [SoftTargetDistillation(temperature, standardize)]
-        weights = [1.0]
-        if hint_layers is not None:
-            losses.append(HintDistillation(*hint_layers))
-            weights.append(float(hint_weight))
         super().__init__(
             teacher=teacher,
             student=student,
             distillation_losses=losses,
             distillation_loss_weights=weights,
-            student_loss_weight=alpha,
+            student_loss_weight=student_loss_weight,
             name=name,
             **kwargs,
         )
@@ -226,12 +258,16 @@ class Distiller(keras.distillation.Distiller):
         )
         self._distillation_loss_fn = None
         self.hint_loss_tracker = (
-            keras.metrics.Mean(name="hint_loss") if hint_layers else None
+            keras.metrics.Mean(name="hint_loss") if self._hint_layers else None
         )
 
     # Called by the parent's __init__ after it validated the models: builds
     # one model per network that returns every tensor the loss needs.
     def _create_multi_feature_extractors(self):
+        self.hint_projection = None
+        if not self._native:
+            self._sources = None
+            return super()._create_multi_feature_extractors()
         teacher, student = self.teacher, self.student
         for role, model in (("teacher", teacher), ("student", student)):
             if getattr(model, "inputs", None) is None and (
@@ -315,19 +351,37 @@ class Distiller(keras.distillation.Distiller):
 
     @property
     def soft_target_loss(self):
-        return self.distillation_losses[0]
+        """The `SoftTargetDistillation` among the losses (`None` if none)."""
+        for loss in self.distillation_losses:
+            if isinstance(loss, SoftTargetDistillation):
+                return loss
+        return None
+
+    @property
+    def hint_loss(self):
+        """The `HintDistillation` among the losses (`None` if none)."""
+        for loss in self.distillation_losses:
+            if isinstance(loss, HintDistillation):
+                return loss
+        return None
+
+    def _loss_weight(self, loss):
+        return self.distillation_loss_weights[self.distillation_losses.index(loss)]
 
     @property
     def temperature(self):
-        return self.soft_target_loss.temperature
+        loss = self.soft_target_loss
+        return None if loss is None else loss.temperature
 
     @property
     def alpha(self):
+        """Deprecated name of `student_loss_weight`."""
         return self.student_loss_weight
 
     @property
     def standardize(self):
-        return self.soft_target_loss.standardize
+        loss = self.soft_target_loss
+        return None if loss is None else loss.standardize
 
     def compile(
         self,
@@ -372,8 +426,18 @@ class Distiller(keras.distillation.Distiller):
         if isinstance(distillation_loss_fn, (str, dict)):
             distillation_loss_fn = keras.losses.get(distillation_loss_fn)
         if alpha is not None:
-            self.student_loss_weight = _check_alpha(alpha)
+            warnings.warn(
+                "compile(alpha=...) is deprecated: set student_loss_weight in the "
+                "constructor, as in keras.distillation.Distiller.",
+                DeprecationWarning, stacklevel=2,
+            )
+            self.student_loss_weight = _check_alpha(alpha, "alpha")
         if temperature is not None:
+            if self.soft_target_loss is None:
+                raise ValueError(
+                    "compile(temperature=...) sets the SoftTargetDistillation's "
+                    "temperature, and this distiller has none; set it on its losses."
+                )
             self.soft_target_loss.temperature = _check_temperature(temperature)
         self._student_loss_fn = student_loss_fn
         self._distillation_loss_fn = distillation_loss_fn
@@ -386,8 +450,8 @@ class Distiller(keras.distillation.Distiller):
             config.pop("loss", None)
             config["student_loss_fn"] = ser(self._student_loss_fn)
             config["distillation_loss_fn"] = ser(self._distillation_loss_fn)
-            config["alpha"] = self.alpha
-            config["temperature"] = self.temperature
+            if self.soft_target_loss is not None:
+                config["temperature"] = self.temperature
         return config
 
     def compile_from_config(self, config):
@@ -397,19 +461,16 @@ class Distiller(keras.distillation.Distiller):
             self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
+        # keras.distillation.Distiller's keys, and keras-tl's logits options.
         ser = keras.saving.serialize_keras_object
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "student": ser(self.student),
             "teacher": ser(self.teacher),
-            "temperature": self.temperature,
-            "alpha": self.alpha,
-            "standardize": self.standardize,
-            "hint_layers": list(self._hint_layers) if self._hint_layers else None,
-            "hint_weight": float(self.distillation_loss_weights[1])
-            if self._hint_layers
-            else 1.0,
+            "student": ser(self.student),
+            "distillation_losses": [ser(loss) for loss in self.distillation_losses],
+            "distillation_loss_weights": [float(w) for w in self.distillation_loss_weights],
+            "student_loss_weight": float(self.student_loss_weight),
             "teacher_logits_layer": self._teacher_logits_layer,
             "student_logits_layer": self._student_logits_layer,
             "teacher_outputs": self._teacher_outputs,
@@ -420,12 +481,21 @@ class Distiller(keras.distillation.Distiller):
         config = dict(config)
         for key in ("student", "teacher"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
+        if config.get("distillation_losses") is not None:
+            config["distillation_losses"] = [
+                keras.saving.deserialize_keras_object(loss)
+                for loss in config["distillation_losses"]
+            ]
+        # Files saved by keras-tl 0.3: `alpha` and the soft-target settings.
+        if "alpha" in config:
+            config["student_loss_weight"] = config.pop("alpha")
         return cls(**config)
 
     # -- forward and loss -----------------------------------------------
 
     def call(self, inputs, training=None):
-        if _views_requested() and self._student_feature_extractor is not None:
+        if (self._native and _views_requested()
+                and self._student_feature_extractor is not None):
             return self._student_feature_extractor(inputs, training=training)
         return self.student(inputs, training=training)
 
@@ -453,6 +523,8 @@ class Distiller(keras.distillation.Distiller):
         return {"logits": self.teacher(x, training=False)}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not self._native:
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
         labels, teacher_logits, teacher_hint = _unpack_targets(y)
         student = self._student_views(x, y_pred, training)
         needs_hint = self._hint_layers is not None
@@ -464,7 +536,7 @@ class Distiller(keras.distillation.Distiller):
         student_logits = _to_logits(student["logits"], *self._sources["student"][1:])
 
         student_loss = ops.zeros(())
-        if labels is not None and self.alpha > 0:
+        if labels is not None and self.student_loss_weight > 0:
             student_loss = _reduce(
                 _per_example(self._student_loss_fn, labels, student_logits),
                 sample_weight,
@@ -475,15 +547,17 @@ class Distiller(keras.distillation.Distiller):
             )
         else:
             kd_values = self._custom_soft_target(teacher_logits, student_logits)
-        distillation_loss = _reduce(kd_values, sample_weight)
-        total = self.alpha * student_loss + (1.0 - self.alpha) * distillation_loss
+        distillation_loss = self._loss_weight(self.soft_target_loss) * _reduce(
+            kd_values, sample_weight)
+        weight = self.student_loss_weight
+        total = weight * student_loss + (1.0 - weight) * distillation_loss
         if needs_hint:
             projected = self.hint_projection(_as_vectors(student["hint"]))
             hint_loss = _reduce(
-                self.distillation_losses[1].per_example_loss(teacher_hint, projected),
+                self.hint_loss.per_example_loss(teacher_hint, projected),
                 sample_weight,
             )
-            total = total + self.distillation_loss_weights[1] * hint_loss
+            total = total + self._loss_weight(self.hint_loss) * hint_loss
             self.hint_loss_tracker.update_state(hint_loss)
         # Regularization losses of the student's layers.
         if self.student.losses:
@@ -508,6 +582,8 @@ class Distiller(keras.distillation.Distiller):
         return values * (T**2)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if not self._native:
+            return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         labels, _, _ = _unpack_targets(y)
         if isinstance(y_pred, dict) and "output" in y_pred:
             y_pred = y_pred["output"]
@@ -538,7 +614,7 @@ class Distiller(keras.distillation.Distiller):
         self._sources["teacher"] = (None, _outputs_kind(values), None)
 
     def _decide_on_first_batch(self, x, batch_size):
-        if self._sources["teacher"][1] is not None:
+        if not self._native or self._sources["teacher"][1] is not None:
             return
         inputs = _first_inputs(x, batch_size)
         if inputs is not None:
@@ -612,6 +688,12 @@ class Distiller(keras.distillation.Distiller):
         distiller.fit(train, epochs=10)
         ```
         """
+        if not self._native:
+            raise ValueError(
+                "Cached teacher logits feed keras-tl's SoftTargetDistillation (and "
+                "HintDistillation); this distiller's losses run the teacher in every "
+                "step. Pass the data to fit as it is."
+            )
         x, y = _materialize(data)
         teacher = self.teacher_logits(x, batch_size=max(batch_size, 64))
         targets = {LABELS_KEY: y, CACHED_LOGITS_KEY: teacher["logits"]}
@@ -622,6 +704,66 @@ class Distiller(keras.distillation.Distiller):
             n = len(y)
             dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _distillation_losses(losses, weights, temperature, standardize, hint_layers,
+                         hint_weight):
+    """The loss objects and weights: as given, or keras-tl's soft targets
+    (and hints) built from the keyword settings."""
+    if losses is None:
+        if weights is not None:
+            raise ValueError("distillation_loss_weights needs distillation_losses.")
+        losses = [SoftTargetDistillation(4.0 if temperature is None else temperature,
+                                         True if standardize is None else standardize)]
+        weights = [1.0]
+        if hint_layers is not None:
+            if isinstance(hint_layers, str) or len(hint_layers) != 2:
+                raise ValueError(
+                    "hint_layers must be a pair (student_layer_name, "
+                    f"teacher_layer_name); got {hint_layers!r}."
+                )
+            losses.append(HintDistillation(*hint_layers))
+            weights.append(1.0 if hint_weight is None else float(hint_weight))
+        return losses, weights
+    given = {name: value for name, value in (
+        ("temperature", temperature), ("standardize", standardize),
+        ("hint_layers", hint_layers), ("hint_weight", hint_weight)) if value is not None}
+    if given:
+        raise ValueError(
+            f"{sorted(given)} configure the default losses; with distillation_losses, "
+            "set them on the loss objects (SoftTargetDistillation(temperature, "
+            "standardize), HintDistillation(student_layer_name, teacher_layer_name)) "
+            "and weigh them with distillation_loss_weights."
+        )
+    return losses, weights
+
+
+def _is_native(losses):
+    """Whether the losses are one `SoftTargetDistillation` and at most one
+    `HintDistillation`, which this class's own loss computes."""
+    losses = losses if isinstance(losses, (list, tuple)) else [losses]
+    kinds = [type(loss) for loss in losses]
+    return kinds.count(SoftTargetDistillation) == 1 and kinds.count(HintDistillation) <= 1 \
+        and len(kinds) == kinds.count(SoftTargetDistillation) + kinds.count(HintDistillation)
+
+
+def _parameter_count(model):
+    return sum(int(np.prod(v.shape)) for v in model.weights)
+
+
+def _warn_if_teacher_smaller(teacher, student):
+    """Keras' order is (teacher, student); keras-tl 0.3's was (student,
+    teacher). A teacher smaller than its student is most often the two
+    swapped."""
+    teacher_size, student_size = _parameter_count(teacher), _parameter_count(student)
+    if teacher_size and student_size and teacher_size < student_size:
+        warnings.warn(
+            f"The teacher {teacher.name!r} has {teacher_size:,} parameters and the "
+            f"student {student.name!r} {student_size:,}: the student, not the teacher, "
+            "is trained. Distiller takes (teacher, student), as "
+            "keras.distillation.Distiller does; swap them if that is not what you meant.",
+            UserWarning, stacklevel=3,
+        )
 
 
 def _first_inputs(x, batch_size):

@@ -7,18 +7,19 @@ and on a cosine hint loss.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = ["HintDistillation", "SoftTargetDistillation", "soft_target_loss"]
 
 
-def _check_alpha(alpha):
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.")
+def _check_alpha(alpha, name="alpha"):
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in [0, 1]; got {alpha!r}.")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(
-            f"alpha must be in [0, 1] (the weight of the loss on the labels; "
-            f"1 - alpha weighs the teacher's soft targets); got {alpha}."
+            f"{name} must be in [0, 1] (the weight of the loss on the labels; "
+            f"1 - {name} weighs the teacher's soft targets); got {alpha}."
         )
     return float(alpha)
 

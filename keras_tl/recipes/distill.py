@@ -186,10 +186,10 @@ def distill(
         # policy would cast its inputs (the cached teacher logits among them)
         # to float16/bfloat16. Its loss scaling is therefore explicit.
         distiller = Distiller(
-            student=student,
-            teacher=teacher,
+            teacher,
+            student,
+            student_loss_weight=alpha,
             temperature=temperature,
-            alpha=alpha,
             standardize=standardize,
             hint_layers=hint_layers,
             teacher_outputs=teacher_outputs,
