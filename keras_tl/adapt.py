@@ -413,25 +413,64 @@ class DomainAdaptation(keras.Model):
 
 
 def _feature_tensor(classifier, feature_layer):
+    """The features' tensor in `classifier`'s own graph.
+
+    A layer used in two graphs (a recipe's head was built on its own
+    `Input`, then called on the backbone's output) has two inbound nodes,
+    and `layer.output` / `layer.input` name the first graph's tensor, not
+    connected to the classifier's inputs. The tensors are therefore found
+    by walking the classifier's graph back from its outputs.
+    """
     if feature_layer is not None:
         try:
-            return classifier.get_layer(feature_layer).output
+            layer = classifier.get_layer(feature_layer)
         except ValueError:
             names = [layer.name for layer in classifier.layers]
             raise ValueError(
                 f"{classifier.name} has no layer {feature_layer!r}; its layers are "
                 f"{names}."
             ) from None
-    try:
-        return classifier.get_layer("logits").input
-    except ValueError:
-        pass
+        return _graph_tensor(classifier, lambda op: op is layer, "output")
+    head_input = _graph_tensor(classifier, _holds_logits, "input")
+    if head_input is not None:
+        return head_input
     if len(classifier.layers) < 3:
         raise ValueError(
             f"Cannot tell which layer of {classifier.name} gives the features; pass "
             "feature_layer=<name of the penultimate layer>."
         )
-    return classifier.layers[-2].output
+    return _graph_tensor(classifier, lambda op: op is classifier.layers[-2], "output")
+
+
+def _holds_logits(op):
+    if op.name == "logits":
+        return True
+    if isinstance(op, keras.Model):
+        try:
+            op.get_layer("logits")
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def _graph_tensor(classifier, matches, which):
+    """The output (or first input) of the first operation, walking back from
+    `classifier`'s outputs, that `matches`; `None` if none does."""
+    pending, seen = list(classifier.outputs), set()
+    while pending:
+        tensor = pending.pop(0)
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        history = getattr(tensor, "_keras_history", None)
+        if history is None or history.operation is None:
+            continue
+        node = history.operation._inbound_nodes[history.node_index]
+        if matches(history.operation):
+            return tensor if which == "output" else node.input_tensors[0]
+        pending.extend(node.input_tensors)
+    return None
 
 
 class DannSchedule(keras.callbacks.Callback):

@@ -186,3 +186,26 @@ def test_adapt_domain_rejects_unknown_method():
 
     with pytest.raises(ValueError, match="Unknown method"):
         adapt_domain(_small_classifier(), None, np.zeros((2, 8, 8, 1)), method="mmd")
+
+
+@pytest.mark.parametrize("method", ["coral", "dann"])
+def test_adapt_domain_adapts_a_model_a_recipe_returned(method):
+    # The recipe's head was built on its own Input first: its layers have
+    # two inbound nodes, and the features must be found in the model's graph.
+    from keras_tl.recipes import adapt_domain
+    from keras_tl.recipes import feature_extraction
+
+    source, y, target = _domains()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    backbone = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x), name="tiny")
+    model = feature_extraction(backbone, (source, y), num_classes=2, epochs=1,
+                               batch_size=8, verbose=0)
+    before = model.predict(target, verbose=0)
+    adapted = adapt_domain(model, (source, y), target, method=method, epochs=1,
+                           batch_size=8, verbose=0)
+    assert adapted is model
+    assert np.isfinite(adapted.history.history["loss"][0])
+    assert not np.allclose(adapted.predict(target, verbose=0), before)
