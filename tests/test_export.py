@@ -177,8 +177,9 @@ def tiny_bert():
 def test_text_export_round_trip_from_raw_strings(tiny_bert, tmp_path):
     labels = [1, 0, 0, 1, 0, 1, 0, 0]
     path = tmp_path / "text.tflite"
-    report = text_to_tflite(tiny_bert, path, check_data=(SENTENCES, labels),
-                            class_names=["negative", "positive"])
+    # `to_tflite` takes text classifiers as well as image ones.
+    report = to_tflite(tiny_bert, path, check_data=(SENTENCES, labels),
+                       class_names=["negative", "positive"])
     assert report.top1_agreement == 1.0
     assert report.max_abs_diff < 1e-4
     assert {"text.tflite", "text.labels.txt", "text.json", "text.vocab.txt",
@@ -195,6 +196,12 @@ def test_text_export_round_trip_from_raw_strings(tiny_bert, tmp_path):
     )
     names = classifier.predict_labels(SENTENCES[:2])
     assert set(names) <= {"negative", "positive"}
+
+
+def test_to_tflite_refuses_image_options_for_a_text_model(tiny_bert, tmp_path):
+    with pytest.raises(ValueError, match=r"\['grayscale_input', 'io_dtype'\] apply to image"):
+        to_tflite(tiny_bert, tmp_path / "t.tflite", io_dtype="uint8", grayscale_input="gray")
+    assert os.listdir(tmp_path) == []
 
 
 def test_text_int8_needs_texts(tiny_bert, tmp_path):

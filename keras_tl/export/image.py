@@ -212,6 +212,19 @@ def to_tflite(
     ```
     """
     _check_model(model, "to_tflite")
+    if _is_text_classifier(model):
+        return _text_to_tflite(
+            model, path, quantization=quantization, representative_data=representative_data,
+            check_data=check_data, class_names=class_names,
+            allow_select_tf_ops=allow_select_tf_ops,
+            num_calibration_samples=num_calibration_samples,
+            num_check_samples=num_check_samples, num_threads=num_threads, metadata=metadata,
+            image_options={"io_dtype": (io_dtype, "float32"),
+                           "input_signature": (input_signature, None),
+                           "sparse_weights": (sparse_weights, False),
+                           "grayscale_input": (grayscale_input, "rgb"),
+                           "normalization": (tuple(normalization), (0.0, 1.0))},
+        )
     path = _check_path(path)
     _check_tensorflow_backend()
     _check_options(quantization, representative_data, io_dtype, min_agreement)
@@ -454,6 +467,28 @@ def _check_pixel_quantization(content, mean, std):
             "images whose pixels span 0 to 255, or use io_dtype='float32'.",
             stacklevel=3,
         )
+
+
+def _is_text_classifier(model):
+    """A KerasHub text classifier (a BERT-family classifier, keras-tl's
+    `PooledTextClassifier`): it tokenizes strings in a preprocessor."""
+    preprocessor = getattr(model, "preprocessor", None)
+    return preprocessor is not None and getattr(preprocessor, "tokenizer", None) is not None
+
+
+def _text_to_tflite(model, path, image_options, **options):
+    """`to_tflite` of a text classifier: `text_to_tflite`, which exports the
+    encoder and head on token ids, with the tokenizer beside the file."""
+    from keras_tl.export.text import text_to_tflite
+
+    image_only = sorted(name for name, (value, default) in image_options.items()
+                        if value != default)
+    if image_only:
+        raise ValueError(
+            f"{image_only} apply to image models; a text classifier's file takes token "
+            "ids (int32) and carries its tokenizer. Leave them out."
+        )
+    return text_to_tflite(model, path, **options)
 
 
 def _two_classes_from_sigmoid(model, class_names):
