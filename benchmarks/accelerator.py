@@ -167,7 +167,7 @@ def keras_tl_text(texts, labels, args, policy, jit_compile):
     timer = BatchTimer()
     text_classifier((texts, labels), preset=minilm_folder(),
                     sequence_length=args.sequence_length, epochs=1,
-                    batch_size=args.batch_size, unfreeze_phases=1, callbacks=[timer],
+                    batch_size=args.batch_size, unfreeze={"phases": 1}, callbacks=[timer],
                     mixed_precision=policy or False, jit_compile=jit_compile, verbose=0)
     return timer.per_second(args.batch_size, args.warmup)
 

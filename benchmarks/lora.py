@@ -12,7 +12,7 @@ Three rows from one run:
 - LoRA: rank-`--rank` adapters on every attention and feed-forward kernel
   plus the head (`lora_rank=`; AdamW at 5e-4), merged before evaluation;
 - full fine-tuning: every layer trainable from the first step
-  (`unfreeze_phases=1`; AdamW at 5e-5, layer-wise decay 0.8).
+  (`unfreeze={"phases": 1}`; AdamW at 5e-5, layer-wise decay 0.8).
 
 Columns: trainable parameters during fine-tuning, seconds per epoch (the
 median training step after the first, which traces, times the steps of an
@@ -103,7 +103,7 @@ def main():
         run("frozen encoder + head", *data, mode="feature_extraction", **common),
         run(f"LoRA (rank {args.rank})", *data, epochs=args.epochs, lora_rank=args.rank,
             **common),
-        run("full fine-tuning", *data, epochs=args.epochs, unfreeze_phases=1, **common),
+        run("full fine-tuning", *data, epochs=args.epochs, unfreeze={"phases": 1}, **common),
     ]
     rows[0]["trainable"], rows[0]["epoch_seconds"] = 0, float("nan")
 

@@ -21,7 +21,9 @@ from keras_tl.adapt import batchnorm_layers
 from keras_tl.lr_finder import LRFinder  # noqa: F401  (public here too)
 from keras_tl.optimizers import rebuild_optimizer
 from keras_tl.stages import Stage
+from keras_tl.stages import check_unfreeze
 from keras_tl.stages import get_stages
+from keras_tl.stages import unfreeze_rule
 
 __all__ = [
     "LRFinder",
@@ -67,7 +69,8 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
         patience: unfreeze when `monitor` stalls for this many epochs.
         monitor: the log key watched with `patience`.
         min_delta: smallest decrease of `monitor` that counts as progress.
-        initially_trainable: how many top stages train from the first epoch.
+        initially_trainable: how many top stages train from the first epoch
+            (1, as in every keras-tl recipe; 0 trains the head alone first).
         train_batchnorm: let BatchNormalization layers of unfrozen stages
             train (batch statistics, updated moving averages).
         rewarm_steps: linear re-warm-up of a newly unfrozen stage's rate,
@@ -81,6 +84,10 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
             stages of the epoch it resumes from, so the optimizer restored
             by `BackupAndRestore` fits the trainable variables it was saved
             with.
+        unfreeze: the shared unfreezing specification of keras-tl (see
+            `keras_tl.engine.unfreeze_rule`), in place of `every` /
+            `at_epochs` / `patience`: `{"every": n}`, `{"at_epochs": [...]}`,
+            `{"patience": n}` or `{"phases": n}`.
 
     Example:
 
@@ -89,8 +96,8 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
     model.compile(keras_tl.discriminative_optimizer(stages, 1e-3),
                   "sparse_categorical_crossentropy")
     model.fit(train, epochs=8,
-              callbacks=[ProgressiveUnfreezing(stages, every=2)])
-    model.history.history["trainable_stages"]  # -> [0, 0, 1, 1, 2, 2, 3, 3]
+              callbacks=[ProgressiveUnfreezing(stages, unfreeze={"every": 2})])
+    model.history.history["trainable_stages"]  # -> [1, 1, 2, 2, 3, 3, 4, 4]
     ```
 
     Resuming an interrupted run:
@@ -113,14 +120,27 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
         patience=None,
         monitor="val_loss",
         min_delta=0.0,
-        initially_trainable=0,
+        initially_trainable=1,
         train_batchnorm=False,
         rewarm_steps=0,
         num_groups=4,
         verbose=1,
         backup_dir=None,
+        unfreeze=None,
     ):
         super().__init__()
+        spec = check_unfreeze(unfreeze)
+        self._phases = None
+        if spec is not None:
+            if every is not None or at_epochs is not None or patience is not None:
+                raise ValueError(
+                    "Pass the unfreezing rule once: unfreeze=, or every/at_epochs/patience.")
+            if "phases" in spec:
+                # Resolved against the run's epochs when training begins.
+                self._phases, at_epochs = spec["phases"], []
+            else:
+                every, at_epochs, patience = (spec.get("every"), spec.get("at_epochs"),
+                                              spec.get("patience"))
         given = [every is not None, at_epochs is not None, patience is not None]
         if sum(given) > 1:
             raise ValueError(
@@ -179,6 +199,11 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
                 f"initially_trainable={self.initially_trainable} but the backbone "
                 f"has {len(self.stages)} stages."
             )
+        if self._phases is not None:
+            self.at_epochs = unfreeze_rule(
+                len(self.stages), (self.params or {}).get("epochs") or 1,
+                self.initially_trainable, unfreeze={"phases": self._phases},
+            )["at_epochs"]
         optimizer = self.model.optimizer
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             optimizer = optimizer.inner_optimizer

@@ -18,15 +18,26 @@ from typing import Sequence
 import keras
 
 from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.knobs import make_optimizer
 from keras_tl.callbacks import ProgressiveUnfreezing
 from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.finite import backup_and_restore
 from keras_tl.optimizers import discriminative_optimizer
+from keras_tl.stages import UNFREEZE_RULES  # noqa: F401  (re-exported)
+from keras_tl.stages import check_unfreeze  # noqa: F401  (re-exported)
+from keras_tl.stages import unfreeze_rule
 from keras_tl.schedules import OneCycle
 from keras_tl.schedules import SlantedTriangular
 from keras_tl.schedules import WarmupDecay
 
-__all__ = ["SCHEDULES", "fit_stages", "make_schedule", "unfreeze_rule"]
+__all__ = [
+    "SCHEDULES",
+    "UNFREEZE_RULES",
+    "check_unfreeze",
+    "fit_stages",
+    "make_schedule",
+    "unfreeze_rule",
+]
 
 SCHEDULES = ("cosine", "linear", "slanted_triangular", "one_cycle", "constant")
 
@@ -96,54 +107,6 @@ def make_schedule(
     return OneCycle(learning_rate, total_steps, warmup_fraction=warmup_fraction)
 
 
-def unfreeze_rule(
-    num_stages: int,
-    epochs: int,
-    initially_trainable: int = 1,
-    every: int | None = None,
-    at: Sequence[int] | None = None,
-    patience: int | None = None,
-) -> dict:
-    """When the frozen stages unfreeze, as `ProgressiveUnfreezing` keywords.
-
-    Pass at most one of `every`, `at`, `patience`. With none, ULMFiT's
-    rule: one more stage per epoch, spread over the first half of the epochs
-    in runs longer than twice the stages still frozen.
-
-    Args:
-        num_stages: stages of the backbone.
-        epochs: epochs of the run.
-        initially_trainable: top stages trainable from the start.
-        every: unfreeze one more stage every this many epochs.
-        at: epochs at which the next stage unfreezes (an epoch repeated
-            unfreezes several).
-        patience: unfreeze when `val_loss` has stalled this many epochs.
-
-    Returns:
-        A dict with one of the keys `every`, `at_epochs`, `patience`.
-
-    Example:
-
-    >>> unfreeze_rule(num_stages=4, epochs=12)
-    {'every': 2}
-    """
-    if not 0 <= initially_trainable <= num_stages:
-        raise ValueError(
-            f"initially_trainable={initially_trainable} but the backbone has "
-            f"{num_stages} stages."
-        )
-    given = {k: v for k, v in (("every", every), ("at_epochs", at),
-                                ("patience", patience)) if v is not None}
-    if len(given) > 1:
-        raise ValueError("Pass one of unfreeze_every, unfreeze_at or unfreeze_patience.")
-    if given:
-        return {k: list(v) if k == "at_epochs" else v for k, v in given.items()}
-    remaining = num_stages - initially_trainable
-    if remaining <= 0:
-        return {"at_epochs": []}
-    return {"every": max(1, math.floor(epochs / 2 / remaining))}
-
-
 def fit_stages(
     model: keras.Model,
     stages: Sequence,
@@ -197,7 +160,9 @@ def fit_stages(
         optimizer_kwargs: extra arguments of the optimizer (e.g.
             `weight_decay`).
         initially_trainable: top stages trainable from the start.
-        unfreeze: `unfreeze_rule`'s dict (default: `unfreeze_rule`'s own).
+        unfreeze: the unfreezing specification (see `unfreeze_rule`):
+            `None` (ULMFiT's rule) or one of `{"every": n}`,
+            `{"at_epochs": [...]}`, `{"patience": n}`, `{"phases": n}`.
         rewarm_steps: re-warm-up steps of each newly unfrozen stage.
         train_batchnorm: let BatchNorm layers of unfrozen stages train.
         loss: the loss of `compile`.
@@ -247,8 +212,7 @@ def fit_stages(
             class_weight=class_weight, callbacks=callbacks, strategy=strategy,
             jit_compile=jit_compile, verbose=verbose,
         ), None
-    if unfreeze is None:
-        unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable)
+    unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
     unfreezing = ProgressiveUnfreezing(
         stages, initially_trainable=initially_trainable, train_batchnorm=train_batchnorm,
         rewarm_steps=rewarm_steps, verbose=verbose,
@@ -288,14 +252,7 @@ class _TrainableParams(keras.callbacks.Callback):
 def _fit_trainable(model, train, *, validation, epochs, steps_per_epoch, rate, optimizer,
                    optimizer_kwargs, loss, metrics, class_weight, callbacks, strategy,
                    jit_compile, verbose):
-    if isinstance(optimizer, str):
-        optimizer = keras.optimizers.get(
-            {"class_name": optimizer,
-             "config": {"learning_rate": rate, **(optimizer_kwargs or {})}}
-        )
-    else:
-        config = dict(optimizer.get_config(), learning_rate=rate, **(optimizer_kwargs or {}))
-        optimizer = optimizer.__class__.from_config(config)
+    optimizer = make_optimizer(optimizer, rate, **(optimizer_kwargs or {}))
     with distribution_scope(strategy):
         model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics),
                       jit_compile=jit_compile)

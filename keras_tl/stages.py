@@ -8,6 +8,7 @@ groups, or grouped by the layer-name prefixes the user gives.
 """
 
 import dataclasses
+import math
 import re
 
 import keras
@@ -17,7 +18,15 @@ from keras_tl._utils.validation import leaf_layers
 from keras_tl.backbones import find_zoo_network
 from keras_tl.hub_backbones import find_hub_network
 
-__all__ = ["Stage", "freeze", "get_stages", "is_transformer"]
+__all__ = [
+    "UNFREEZE_RULES",
+    "Stage",
+    "check_unfreeze",
+    "freeze",
+    "get_stages",
+    "is_transformer",
+    "unfreeze_rule",
+]
 
 _NORMALIZATION_LAYERS = (
     keras.layers.BatchNormalization,
@@ -252,3 +261,118 @@ def freeze(model):
     ```
     """
     return set_trainable(model, False)
+
+
+UNFREEZE_RULES = ("every", "at_epochs", "patience", "phases")
+
+
+def unfreeze_rule(
+    num_stages,
+    epochs,
+    initially_trainable=1,
+    every=None,
+    at=None,
+    patience=None,
+    unfreeze=None,
+):
+    """When the frozen stages unfreeze, as `ProgressiveUnfreezing` keywords.
+
+    The one unfreezing specification of `fine_tune`, `text_classifier`,
+    `ProgressiveUnfreezing` and `fit_stages`: `unfreeze` is `None` or a
+    dict with one of the keys
+
+    - `"every"`: one more stage every this many epochs;
+    - `"at_epochs"`: epochs (0-based) at which the next stage unfreezes (an
+      epoch repeated unfreezes several);
+    - `"patience"`: one more stage when `val_loss` has stalled this many
+      epochs;
+    - `"phases"`: the epochs split into this many equal phases, with an
+      equal share of the frozen stages unfreezing at the start of each.
+
+    `None` is ULMFiT's rule: one more stage per epoch, spread over the first
+    half of the epochs in runs longer than twice the stages still frozen.
+    (`every`, `at` and `patience` are the older keywords of the same rules.)
+
+    Args:
+        num_stages: stages of the backbone.
+        epochs: epochs of the run.
+        initially_trainable: top stages trainable from the start.
+        every: as `unfreeze={"every": every}`.
+        at: as `unfreeze={"at_epochs": at}`.
+        patience: as `unfreeze={"patience": patience}`.
+        unfreeze: the specification above.
+
+    Returns:
+        A dict with one of the keys `every`, `at_epochs`, `patience`.
+
+    Example:
+
+    >>> unfreeze_rule(num_stages=4, epochs=12)
+    {'every': 2}
+    >>> unfreeze_rule(num_stages=4, epochs=6, unfreeze={"phases": 3})
+    {'at_epochs': [2, 2, 4]}
+    """
+    if isinstance(initially_trainable, bool) or not 0 <= initially_trainable <= num_stages:
+        raise ValueError(
+            f"initially_trainable={initially_trainable} but the backbone has "
+            f"{num_stages} stages."
+        )
+    given = {k: v for k, v in (("every", every), ("at_epochs", at),
+                                ("patience", patience)) if v is not None}
+    spec = check_unfreeze(unfreeze)
+    if spec is not None:
+        given.update(spec)
+    if len(given) > 1:
+        raise ValueError(
+            f"Pass one unfreezing rule (one of {UNFREEZE_RULES}); got {sorted(given)}.")
+    remaining = num_stages - initially_trainable
+    if "phases" in given:
+        phases = max(1, min(given["phases"], remaining + 1))
+        # Stages frozen at the start unfreeze in equal shares at the start
+        # of phases 2, 3, ...: phase p starts at epoch round(p * epochs / phases).
+        starts = [round(p * epochs / phases) for p in range(1, phases)]
+        counts = [round(p * remaining / (phases - 1)) for p in range(phases)] \
+            if phases > 1 else [0]
+        return {"at_epochs": [start for p, start in enumerate(starts)
+                              for _ in range(counts[p + 1] - counts[p])]}
+    if given:
+        return {k: list(v) if k == "at_epochs" else v for k, v in given.items()}
+    if remaining <= 0:
+        return {"at_epochs": []}
+    return {"every": max(1, math.floor(epochs / 2 / remaining))}
+
+
+def check_unfreeze(unfreeze):
+    """Checks an unfreezing specification (see `unfreeze_rule`).
+
+    Args:
+        unfreeze: `None` or a dict with one key of `UNFREEZE_RULES`.
+
+    Returns:
+        The specification, with `at_epochs` as a sorted list.
+
+    Example:
+
+    >>> check_unfreeze({"every": 2})
+    {'every': 2}
+    """
+    if unfreeze is None:
+        return None
+    if not isinstance(unfreeze, dict) or len(unfreeze) != 1 or not set(unfreeze) <= set(
+            UNFREEZE_RULES):
+        raise ValueError(
+            f"unfreeze must be None (ULMFiT's rule) or a dict with one key of "
+            f"{UNFREEZE_RULES}, e.g. {{'every': 2}}; got {unfreeze!r}."
+        )
+    (key, value), = unfreeze.items()
+    if key == "at_epochs":
+        try:
+            epochs = sorted(int(e) for e in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"unfreeze['at_epochs'] must be a list of epochs; got {value!r}.")
+        if epochs and epochs[0] < 0:
+            raise ValueError(f"unfreeze['at_epochs'] must be >= 0; got {epochs}.")
+        return {key: epochs}
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"unfreeze[{key!r}] must be an integer >= 1; got {value!r}.")
+    return {key: value}

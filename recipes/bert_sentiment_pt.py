@@ -124,7 +124,7 @@ def main(argv=None):
         preset = tiny_offline_model(texts + EXAMPLES, sequence_length=16)
         # One fine-tuning phase: each phase retraces the encoder's train step.
         settings = dict(epochs=1, batch_size=4, sequence_length=16, validation_split=0.25,
-                        unfreeze_phases=1)
+                        unfreeze={"phases": 1})
     else:
         if not args.data:
             parser.error("--data CSV is required (or --smoke for an offline check)")

@@ -43,7 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--student-loss-weight", type=float, default=0.5)
     parser.add_argument("--out", default="artifacts/distill")
     parser.add_argument("--smoke", action="store_true", help="offline run on bundled data")
     return parser.parse_args(argv)
@@ -78,7 +78,8 @@ def main(argv=None):
         student = args.student
 
     student = recipes.distill(teacher, student, data, temperature=args.temperature,
-                              alpha=args.alpha, epochs=args.epochs, student_weights=weights)
+                              student_loss_weight=args.student_loss_weight,
+                              epochs=args.epochs, student_weights=weights)
 
     os.makedirs(args.out, exist_ok=True)
     images, labels = keras_tl.data.to_arrays(data.validation)

@@ -87,7 +87,7 @@ def test_unfreezes_top_down_inside_one_fit(mnist_cnn_small, target):
     model.compile(discriminative_optimizer(stages, 1e-3),
                   "sparse_categorical_crossentropy", metrics=["accuracy"])
     log = WeightLog()
-    unfreezing = ProgressiveUnfreezing(stages, every=1, verbose=0)
+    unfreezing = ProgressiveUnfreezing(stages, initially_trainable=0, every=1, verbose=0)
     history = model.fit(*target, batch_size=32, epochs=4, callbacks=[unfreezing, log],
                         verbose=0)
     assert history.history["trainable_stages"] == [0, 1, 2, 3]
@@ -107,7 +107,7 @@ def test_unfreezing_under_mirrored_strategy(mnist_cnn_small, target, two_cpu_str
                       "sparse_categorical_crossentropy")
     assert model.distribute_strategy is strategy
     log = WeightLog()
-    unfreezing = ProgressiveUnfreezing(stages, every=1, verbose=0)
+    unfreezing = ProgressiveUnfreezing(stages, initially_trainable=0, every=1, verbose=0)
     history = model.fit(*target, batch_size=32, epochs=3, callbacks=[unfreezing, log],
                         verbose=0)
     assert history.history["trainable_stages"] == [0, 1, 2]
@@ -118,7 +118,7 @@ def test_unfreezing_under_mirrored_strategy(mnist_cnn_small, target, two_cpu_str
 def test_plain_optimizer_and_at_epochs(mnist_cnn_small, target):
     model, stages = transfer_model(mnist_cnn_small)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    unfreezing = ProgressiveUnfreezing(stages, at_epochs=[1, 1], verbose=0)
+    unfreezing = ProgressiveUnfreezing(stages, initially_trainable=0, at_epochs=[1, 1], verbose=0)
     history = model.fit(*target, batch_size=48, epochs=2, callbacks=[unfreezing],
                         verbose=0)
     assert history.history["trainable_stages"] == [0, 2]
@@ -134,7 +134,7 @@ def test_patience_rule_waits_for_a_stall(mnist_cnn_small, target):
     model, stages = transfer_model(mnist_cnn_small)
     model.compile(discriminative_optimizer(stages, 1e-3), "sparse_categorical_crossentropy")
     unfreezing = ProgressiveUnfreezing(
-        stages, patience=1, monitor="stalled_metric", verbose=0
+        stages, patience=1, monitor="stalled_metric", verbose=0, initially_trainable=0
     )
     history = model.fit(*target, batch_size=96, epochs=5,
                         callbacks=[Plateau(), unfreezing], verbose=0)
@@ -146,7 +146,7 @@ def test_rewarm_and_batchnorm_training(mnist_cnn_small, target):
     model, stages = transfer_model(mnist_cnn_small)
     model.compile(discriminative_optimizer(stages, 1e-3), "sparse_categorical_crossentropy")
     log = WeightLog()
-    unfreezing = ProgressiveUnfreezing(stages, at_epochs=[1], train_batchnorm=True,
+    unfreezing = ProgressiveUnfreezing(stages, initially_trainable=0, at_epochs=[1], train_batchnorm=True,
                                        rewarm_steps=5, verbose=0)
     model.fit(*target, batch_size=32, epochs=2, callbacks=[unfreezing, log], verbose=0)
     top = [o for o in model.optimizer.optimizers if o.name == "group3_adam"][0]
@@ -166,10 +166,10 @@ def test_bad_arguments_are_named(mnist_cnn_small, target):
     model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="rewarm_steps"):
         model.fit(*target, epochs=1, verbose=0,
-                  callbacks=[ProgressiveUnfreezing(stages, rewarm_steps=3, verbose=0)])
+                  callbacks=[ProgressiveUnfreezing(stages, initially_trainable=0, rewarm_steps=3, verbose=0)])
     with pytest.raises(ValueError, match="val_loss"):
         model.fit(*target, epochs=1, verbose=0,
-                  callbacks=[ProgressiveUnfreezing(stages, patience=1, verbose=0)])
+                  callbacks=[ProgressiveUnfreezing(stages, initially_trainable=0, patience=1, verbose=0)])
 
 
 def test_find_learning_rate_restores_the_model(mnist_cnn_small, target, tmp_path):
@@ -286,7 +286,7 @@ def test_backup_and_restore_resumes_with_the_same_stages_and_optimizer(
             stages = get_stages(model.get_layer("backbone"), num_groups=3)
         model.compile(discriminative_optimizer(stages, 1e-3),
                       "sparse_categorical_crossentropy", metrics=["accuracy"])
-        unfreezing = ProgressiveUnfreezing(stages, every=1, verbose=0, backup_dir=backup_dir)
+        unfreezing = ProgressiveUnfreezing(stages, initially_trainable=0, every=1, verbose=0, backup_dir=backup_dir)
         history = model.fit(*target, batch_size=32, epochs=4, shuffle=False, verbose=0,
                             callbacks=[unfreezing, keras.callbacks.BackupAndRestore(backup_dir)]
                             + callbacks)
@@ -307,3 +307,21 @@ def test_backup_and_restore_resumes_with_the_same_stages_and_optimizer(
     x, _ = target
     np.testing.assert_allclose(resumed.predict(x, verbose=0), reference.predict(x, verbose=0),
                                atol=1e-4)
+
+
+def test_one_unfreezing_specification_and_default(mnist_cnn_small, target):
+    from keras_tl.engine import unfreeze_rule
+
+    model, stages = transfer_model(mnist_cnn_small)
+    model.compile(discriminative_optimizer(stages, 1e-3), "sparse_categorical_crossentropy")
+    # The recipes' default: the top stage trains from the first epoch.
+    unfreezing = ProgressiveUnfreezing(stages, unfreeze={"phases": 2}, verbose=0)
+    history = model.fit(*target, batch_size=96, epochs=4, callbacks=[unfreezing], verbose=0)
+    assert history.history["trainable_stages"] == [1, 1, 3, 3]
+    assert unfreeze_rule(3, 4, 1, unfreeze={"phases": 2}) == {"at_epochs": [2, 2]}
+    assert unfreeze_rule(3, 4, 1, unfreeze={"every": 2}) == {"every": 2}
+    for bad in ({"every": 0}, {"often": 2}, {"every": 1, "patience": 2}, "every"):
+        with pytest.raises(ValueError, match="unfreeze"):
+            ProgressiveUnfreezing(stages, unfreeze=bad)
+    with pytest.raises(ValueError, match="Pass the unfreezing rule once"):
+        ProgressiveUnfreezing(stages, unfreeze={"every": 1}, every=2)

@@ -444,7 +444,7 @@ def test_badly_scaled_teacher_does_not_hurt_the_student():
     alone.fit(x[train], y[train], epochs=epochs, batch_size=batch, verbose=0)
     common = dict(epochs=epochs, batch_size=batch, learning_rate=schedule(), verbose=0)
     distilled = distill(teacher, student(), (x[train], y[train]), **common)
-    plain = distill(teacher, student(), (x[train], y[train]), alpha=0.1,
+    plain = distill(teacher, student(), (x[train], y[train]), student_loss_weight=0.1,
                     temperature=4.0, standardize=False, **common)
     scores = {"teacher": acc(teacher), "alone": acc(alone),
               "defaults": acc(distilled), "plain_kd": acc(plain)}

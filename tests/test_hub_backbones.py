@@ -183,7 +183,7 @@ def test_fine_tune_vit_unfreezes_blocks_top_down_with_layer_decay(presets):
     x, y = color_images(48, seed=2)
     before = preset_weights(presets["vit"])
     model = fine_tune(presets["vit"], (x[:32], y[:32]), (x[32:], y[32:]), epochs=2,
-                      batch_size=16, unfreeze_every=1, verbose=0)
+                      batch_size=16, unfreeze={"every": 1}, verbose=0)
     assert [e["stage"] for e in model.history.unfreeze_events] == ["block_1"]
     assert model.history.history["trainable_stages"][1:] == [1, 2]
     # The default decay for a transformer: 0.7 per block, not ULMFiT's 1/2.6.

@@ -237,7 +237,7 @@ def test_text_classifier_mixed_precision(tmp_path):
         vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=16,
         intermediate_dim=32, max_sequence_length=8, dropout=0.0)
     model = text_classifier((texts, labels), preset=(backbone, preprocessor), epochs=1,
-                            batch_size=4, learning_rate=1e-3, unfreeze_phases=1,
+                            batch_size=4, learning_rate=1e-3, unfreeze={"phases": 1},
                             mixed_precision=True, jit_compile=True, verbose=0)
     assert model.backbone.get_layer("transformer_layer_0").compute_dtype == HALF
     assert model.head.get_layer("logits").compute_dtype == "float32"

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     backbone = keras.Model(network.input, network.get_layer("avg_pool").output)
     model = fine_tune(
         backbone, (x[:128].astype("float32"), y[:128]), num_classes=10, epochs=4,
-        batch_size=32, num_groups=3, initially_trainable=0, unfreeze_every=1,
+        batch_size=32, num_groups=3, initially_trainable=0, unfreeze={"every": 1},
         checkpoint_dir=checkpoint_dir or None,
         callbacks=[Kill()] if kill_after >= 0 else [], verbose=0, seed=0)
     np.save(out, model.predict(x[1500:1600].astype("float32"), verbose=0))

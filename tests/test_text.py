@@ -236,7 +236,7 @@ def test_recipe_unfreezes_top_down_and_frozen_layers_stay_bit_identical(tmp_path
     texts, labels = toy_data()
     model = text_classifier(
         (texts, labels), (texts, labels), preset=parts, epochs=2, batch_size=4,
-        learning_rate=1e-3, unfreeze_phases=2, callbacks=[recorder], verbose=0,
+        learning_rate=1e-3, unfreeze={"phases": 2}, callbacks=[recorder], verbose=0,
     )
     history = model.history.history
     assert history["phase"] == ["head", "unfreeze_1", "unfreeze_2"]
@@ -338,7 +338,7 @@ def test_minilm_fine_tunes_offline_and_round_trips(tmp_path):
     texts, labels = toy_data()
     model = text_classifier(
         (texts, labels), preset=folder, sequence_length=16, epochs=1, batch_size=8,
-        unfreeze_phases=1, verbose=0,
+        unfreeze={"phases": 1}, verbose=0,
     )
     names = [s.name for s in model.stages]
     assert names == ["embeddings"] + [f"transformer_layer_{i}" for i in range(6)]

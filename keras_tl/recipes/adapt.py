@@ -6,12 +6,17 @@ import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.precision import apply_policy
-from keras_tl._utils.precision import check_jit_compile
 from keras_tl._utils.precision import loss_scaled
 from keras_tl._utils.precision import output_layers
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.validation import check_finite
-from keras_tl._utils.validation import check_fit_arguments
+from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.distribute import model_scope
+from keras_tl._utils.knobs import check_knobs
+from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import make_optimizer
+from keras_tl.augment import augment_dataset
+from keras_tl.augment import mixes_labels
 from keras_tl._utils.validation import count_steps
 from keras_tl.adapt import DannSchedule
 from keras_tl.adapt import DomainAdaptation
@@ -27,6 +32,8 @@ from keras_tl.finite import backup_and_restore
 
 __all__ = ["METHODS", "adapt_domain"]
 
+DEFAULT_LEARNING_RATE = 1e-3
+
 METHODS = ("adabn", "coral", "dann")
 _DEFAULT_ALIGNMENT_WEIGHT = {"coral": 1.0, "dann": 0.1}
 
@@ -38,14 +45,19 @@ def adapt_domain(
     *,
     method="coral",
     epochs=5,
-    batch_size=64,
-    learning_rate=1e-3,
+    batch_size=32,
+    learning_rate=None,
+    schedule="cosine",
+    optimizer=None,
+    class_weight=None,
+    augmentation=None,
     alignment_weight=None,
     feature_layer=None,
     recalibrate_batchnorm=True,
     validation_data=None,
     callbacks=None,
     checkpoint_dir=None,
+    strategy=None,
     seed=0,
     verbose=1,
     mixed_precision=False,
@@ -79,7 +91,15 @@ def adapt_domain(
         method: `"adabn"`, `"coral"` or `"dann"`.
         epochs: passes over the source data (`"coral"`, `"dann"`).
         batch_size: images per domain in each training batch.
-        learning_rate: Adam learning rate, cosine-decayed to 0.
+        learning_rate: peak learning rate; `None`: 1e-3.
+        schedule: its decay to 0: a name from `keras_tl.SCHEDULES` or a
+            `LearningRateSchedule`.
+        optimizer: Keras optimizer name or template instance; `None`: Adam.
+        class_weight: `None`, `"balanced"` or `{class_index: weight}`: weighs
+            the source examples' classification loss by class.
+        augmentation: a `keras_tl.augment` preset name (`"light"`,
+            `"medium"`), a layer or a callable applied to the source batches
+            in the input pipeline; presets that mix labels are refused.
         alignment_weight: weight of the CORAL loss (default 1.0), or the
             final gradient-reversal factor of DANN (default 0.1; at 0.3 and
             above the features of a small CNN collapsed on MNIST -> digits).
@@ -90,9 +110,12 @@ def adapt_domain(
         validation_data: optional labelled target `(x, y)` to report target
             accuracy after each epoch (never used for training).
         callbacks: more Keras callbacks for the training `fit`.
-        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
-            checkpoint after every epoch; calling the recipe again with it
-            after an interruption resumes after the last finished epoch.
+        checkpoint_dir: a folder for a checkpoint after every epoch
+            (`keras_tl.TrainingCheckpoint`, in its own `keras_tl_checkpoint`
+            subfolder); calling the recipe again with it after an
+            interruption resumes after the last finished epoch.
+        strategy: a `tf.distribute.Strategy` (TensorFlow) to train in;
+            defaults to the strategy `model` was built in.
         seed: seed of shuffling and the target pairing.
         verbose: 0 silent, 1 progress.
         mixed_precision: `True` switches `model` in place to
@@ -119,7 +142,19 @@ def adapt_domain(
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
-    check_fit_arguments(epochs, batch_size, learning_rate)
+    check_knobs(
+        "adapt_domain", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+        callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
+        class_weight=class_weight, augmentation=augmentation, schedule=schedule,
+        optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
+        jit_compile=jit_compile,
+    )
+    if mixes_labels(augmentation):
+        raise ValueError(
+            f"adapt_domain: augmentation {augmentation!r} mixes labels (MixUp/CutMix); use "
+            "'light' or 'medium'."
+        )
+    learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
     target_arrays = target_unlabeled
     if isinstance(target_arrays, tuple) and len(target_arrays) == 2:
         target_arrays = target_arrays[0]
@@ -129,7 +164,6 @@ def adapt_domain(
         # Datasets are checked by `adabn` on the statistics it computes.
         check_finite(np.asarray(target_arrays), "target_unlabeled")
     policy = resolve_policy(mixed_precision)
-    check_jit_compile(jit_compile)
     apply_policy(model, policy, output_layers(model))
     has_batchnorm = bool(batchnorm_layers(model))
     if method == "adabn":
@@ -144,45 +178,57 @@ def adapt_domain(
     if alignment_weight is None:
         alignment_weight = _DEFAULT_ALIGNMENT_WEIGHT[method]
     image_size = tuple(model.input_shape[1:3])
-    source = as_dataset(
-        source_data, batch_size=batch_size, image_size=image_size, shuffle=True, seed=seed
-    ).train
+    source_set = as_dataset(
+        source_data, batch_size=batch_size, image_size=image_size, shuffle=True, seed=seed)
+    source = source_set.train
+    if augmentation is not None:
+        source = augment_dataset(source, augmentation)
     target = _target_dataset(target_unlabeled, batch_size, seed)
     steps = count_steps(source)
+    weights = None
+    if class_weight is not None:
+        labels = np.concatenate([np.asarray(y) for _, y in source_set.train.as_numpy_iterator()])
+        weights = class_weight_dict(class_weight, labels, int(model.output_shape[-1]))
+        weights = tf.constant([weights[i] for i in range(len(weights))], tf.float32)
+
+    def pair(example, target_images):
+        inputs = {"source": tf.cast(example[0], tf.float32),
+                  "target": tf.cast(target_images, tf.float32)}
+        if weights is None:
+            return inputs, example[1]
+        return inputs, example[1], tf.gather(weights, tf.cast(example[1], tf.int32))
+
     paired = (
         tf.data.Dataset.zip((source.unbatch().repeat(), target.unbatch().repeat()))
         .batch(batch_size, drop_remainder=True)
-        .map(
-            lambda example, target_images: (
-                {"source": tf.cast(example[0], tf.float32),
-                 "target": tf.cast(target_images, tf.float32)},
-                example[1],
-            )
-        )
+        .map(pair)
         .prefetch(tf.data.AUTOTUNE)
     )
-    trainer = DomainAdaptation(
-        model,
-        method=method,
-        feature_layer=feature_layer,
-        alignment_weight=alignment_weight if method == "coral" else 1.0,
-    )
-    schedule = make_schedule("cosine", learning_rate, epochs * steps, warmup_fraction=0.0)
-    trainer.compile(
-        # The trainer is a subclassed model with a float32 policy (it would
-        # cast its inputs otherwise): loss scaling for float16 is explicit.
-        optimizer=loss_scaled(keras.optimizers.Adam(schedule), policy),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-    )
+    scope = distribution_scope(strategy) if strategy is not None else model_scope(model)
+    with scope:
+        trainer = DomainAdaptation(
+            model,
+            method=method,
+            feature_layer=feature_layer,
+            alignment_weight=alignment_weight if method == "coral" else 1.0,
+        )
+        rate = make_schedule(schedule, learning_rate, epochs * steps, warmup_fraction=0.0)
+        trainer.compile(
+            # The trainer is a subclassed model with a float32 policy (it would
+            # cast its inputs otherwise): loss scaling for float16 is explicit.
+            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate), policy),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+        )
     # Under several replicas, BatchNorm statistics would drift apart per replica.
     callbacks = (
         [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
         + backup_and_restore(checkpoint_dir, recipe_fingerprint(
             "adapt_domain", source_data, target=data_fingerprint(target_unlabeled),
             method=method, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-            alignment_weight=alignment_weight))
+            alignment_weight=alignment_weight, class_weight=class_weight,
+            augmentation=augmentation))
         + list(callbacks or [])
     )
     if method == "dann":

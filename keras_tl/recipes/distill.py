@@ -1,21 +1,27 @@
 """Recipe: distill a trained teacher into a small student."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.precision import apply_policy
-from keras_tl._utils.precision import check_jit_compile
 from keras_tl._utils.precision import loss_scaled
 from keras_tl._utils.precision import output_layers
 from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
-from keras_tl._utils.validation import check_fit_arguments
+from keras_tl._utils.knobs import check_knobs
+from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import make_optimizer
+from keras_tl._utils.knobs import renamed_argument
+from keras_tl.augment import augment_dataset
+from keras_tl.augment import mixes_labels
 from keras_tl.backbones import build_backbone
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
 from keras_tl.checkpoints import recipe_fingerprint
+from keras_tl.distillation import LABELS_KEY
 from keras_tl.distillation import Distiller
 from keras_tl.engine import make_schedule
 from keras_tl.finite import StopOnNonFiniteLoss
@@ -34,11 +40,14 @@ def distill(
     validation_data=None,
     *,
     temperature=4.0,
-    alpha=0.5,
+    student_loss_weight=0.5,
     standardize=True,
     epochs=20,
     batch_size=32,
     learning_rate=None,
+    schedule="cosine",
+    optimizer=None,
+    class_weight=None,
     warmup_fraction=0.05,
     validation_split=None,
     augmentation=None,
@@ -53,14 +62,16 @@ def distill(
     verbose=1,
     mixed_precision=False,
     jit_compile="auto",
+    alpha=None,
 ):
     """Trains `student` to imitate `teacher` on `train_data`; returns it.
 
     The teacher's logits are computed once over the training (and
     validation) images and cached, so each epoch runs only the student;
     with `augmentation` the images change every epoch and the teacher runs
-    inside each step instead. The loss is `alpha * cross-entropy + (1 -
-    alpha) * T^2 * KL` on standardized logits (see `keras_tl.Distiller`).
+    inside each step instead. The loss is `student_loss_weight *
+    cross-entropy + (1 - student_loss_weight) * T^2 * KL` on standardized
+    logits (see `keras_tl.Distiller`).
 
     The defaults are chosen to be safe with a poorly calibrated teacher
     (one ending in softmax after a short training, whose logits are large
@@ -85,21 +96,31 @@ def distill(
             `(image, label)`; images as the teacher takes them.
         validation_data: optional validation set in the same forms.
         temperature: T > 0 of the soft targets.
-        alpha: weight in [0, 1] of the loss on the labels.
+        student_loss_weight: weight in [0, 1] of the loss on the labels
+            (`keras.distillation.Distiller`'s name).
         standardize: z-score each example's logits before softening.
         epochs: training epochs.
         batch_size: batch size.
-        learning_rate: peak Adam learning rate of the warm-up and cosine
-            decay, or a `keras.optimizers.schedules.LearningRateSchedule`
-            used as is. Defaults to 3e-3 for a student given as a model
-            (usually trained from scratch) and 1e-3 for a zoo student with
-            pretrained weights, gentler on its features.
+        learning_rate: peak learning rate of the warm-up and decay, or a
+            `keras.optimizers.schedules.LearningRateSchedule` used as is.
+            `None`: 3e-3 for a student given as a model (usually trained
+            from scratch) and 1e-3 for a zoo student with pretrained
+            weights, gentler on its features.
+        schedule: the decay after the warm-up: a name from
+            `keras_tl.SCHEDULES` or a `LearningRateSchedule`.
+        optimizer: Keras optimizer name or template instance; `None`: Adam.
+        class_weight: `None`, `"balanced"` (each class present weighs the
+            same in the loss) or `{class_index: weight}`: weighs each
+            example's whole loss by its label's class.
         warmup_fraction: fraction of the training steps spent warming up,
             in [0, 1).
         validation_split: fraction of `train_data` held out when
             `validation_data` is not given.
-        augmentation: a layer or callable applied to training batches;
-            makes the teacher run online.
+        augmentation: a `keras_tl.augment` preset name (`"light"`,
+            `"medium"`), a layer or a callable applied to training batches
+            in the input pipeline (every backend); makes the teacher run
+            online. Presets that mix labels are refused: the teacher's
+            targets are for the images it sees.
         hint_layers: optional `(student_layer, teacher_layer)` names for a
             hint loss through a learned projection.
         teacher_outputs: what the teacher's output is: `"auto"` (found from
@@ -114,9 +135,10 @@ def distill(
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         callbacks: more Keras callbacks for the training `fit`.
-        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
-            checkpoint after every epoch; calling the recipe again with it
-            after an interruption resumes after the last finished epoch.
+        checkpoint_dir: a folder for a checkpoint after every epoch
+            (`keras_tl.TrainingCheckpoint`, in its own `keras_tl_checkpoint`
+            subfolder); calling the recipe again with it after an
+            interruption resumes after the last finished epoch.
         seed: seed of shuffling and the validation split.
         verbose: 0 silent, 1 progress.
         mixed_precision: `True` trains the student in `"mixed_float16"` when
@@ -127,6 +149,7 @@ def distill(
             teacher keeps its own. `False`: float32.
         jit_compile: `compile`'s `jit_compile` (`True` for XLA; `"auto"`
             uses it where Keras supports it, e.g. on GPUs).
+        alpha: deprecated name of `student_loss_weight`.
 
     Returns:
         The trained student `keras.Model` (a plain Keras model: it saves,
@@ -141,9 +164,21 @@ def distill(
     student.count_params() < teacher.count_params() / 10  # -> True
     ```
     """
-    check_fit_arguments(epochs, batch_size, learning_rate)
+    check_knobs(
+        "distill", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+        callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
+        class_weight=class_weight, augmentation=augmentation, schedule=schedule,
+        optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
+        jit_compile=jit_compile,
+    )
+    student_loss_weight = renamed_argument("alpha", alpha, "student_loss_weight",
+                                           student_loss_weight, 0.5, "distill")
+    if mixes_labels(augmentation):
+        raise ValueError(
+            f"distill: augmentation {augmentation!r} mixes labels (MixUp/CutMix); the "
+            "teacher's soft targets are for the images it sees. Use 'light' or 'medium'."
+        )
     policy = resolve_policy(mixed_precision)
-    check_jit_compile(jit_compile)
     if not isinstance(teacher, keras.Model):
         raise TypeError(
             f"teacher must be a trained keras.Model; got {type(teacher).__name__}."
@@ -168,7 +203,7 @@ def distill(
     if learning_rate is None:
         pretrained = isinstance(student, str) and student_weights is not None
         learning_rate = 1e-3 if pretrained else 3e-3
-    rate = _learning_rate(learning_rate, warmup_fraction, data.train, epochs)
+    rate = _learning_rate(learning_rate, warmup_fraction, data.train, epochs, schedule)
     with distribution_scope(strategy):
         if isinstance(student, str):
             student = _zoo_student(
@@ -188,14 +223,14 @@ def distill(
         distiller = Distiller(
             teacher,
             student,
-            student_loss_weight=alpha,
+            student_loss_weight=student_loss_weight,
             temperature=temperature,
             standardize=standardize,
             hint_layers=hint_layers,
             teacher_outputs=teacher_outputs,
         )
         distiller.compile(
-            optimizer=loss_scaled(keras.optimizers.Adam(rate), policy),
+            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate), policy),
             metrics=["accuracy"],
             jit_compile=jit_compile,
         )
@@ -203,10 +238,10 @@ def distill(
     if augmentation is None:
         train = distiller.cache_teacher_logits(data.train, batch_size, seed=seed)
     else:
-        train = data.train.map(
-            lambda x, y: (_augment(augmentation, x), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        train = augment_dataset(data.train, augmentation)
+    if class_weight is not None:
+        labels = np.concatenate([np.asarray(y) for _, y in data.train.as_numpy_iterator()])
+        train = _weighted(train, class_weight_dict(class_weight, labels, num_classes))
     validation = None
     if data.validation is not None:
         validation = distiller.cache_teacher_logits(
@@ -217,8 +252,9 @@ def distill(
         [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
         + backup_and_restore(checkpoint_dir, recipe_fingerprint(
             "distill", train_data, class_names=data.class_names, batch_size=batch_size,
-            learning_rate=learning_rate, seed=seed, temperature=temperature, alpha=alpha,
-            augmentation=augmentation))
+            learning_rate=learning_rate, seed=seed, temperature=temperature,
+            student_loss_weight=student_loss_weight, augmentation=augmentation,
+            class_weight=class_weight))
         + list(callbacks or [])
     )
     if validation is not None and restore_best_weights:
@@ -246,15 +282,27 @@ def distill(
     return student
 
 
-def _learning_rate(learning_rate, warmup_fraction, train, epochs):
-    """Linear warm-up, then cosine decay to zero over the whole training."""
+def _weighted(dataset, weights):
+    """`(x, y, per-example weight)` from the label's class weight; `y` may
+    hold the labels beside cached teacher logits."""
+    table = tf.constant([weights[i] for i in range(len(weights))], tf.float32)
+
+    def add(x, y):
+        labels = y[LABELS_KEY] if isinstance(y, dict) else y
+        return x, y, tf.gather(table, tf.cast(tf.reshape(labels, [-1]), tf.int32))
+
+    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _learning_rate(learning_rate, warmup_fraction, train, epochs, schedule="cosine"):
+    """Linear warm-up, then `schedule`'s decay over the whole training."""
     if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         return learning_rate
     steps_per_epoch = int(train.cardinality())
     if steps_per_epoch <= 0:
         # An infinite or unknown-length dataset: no schedule length to plan.
         return learning_rate
-    return make_schedule("cosine", learning_rate, steps_per_epoch * epochs, warmup_fraction)
+    return make_schedule(schedule, learning_rate, steps_per_epoch * epochs, warmup_fraction)
 
 
 def _teacher_geometry(teacher, student):
@@ -290,12 +338,6 @@ def _geometry_from_batch(teacher, data):
             )
         return tuple(images.shape[1:]), num_classes
     raise ValueError("train_data is empty: no batch to run the teacher on.")
-
-
-def _augment(augmentation, images):
-    if isinstance(augmentation, keras.layers.Layer):
-        return augmentation(images, training=True)
-    return augmentation(images)
 
 
 def _zoo_student(name, weights, input_shape, num_classes, class_names, policy=None):

@@ -8,11 +8,12 @@ from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.logistic import logits_in_chunks
 from keras_tl._utils.precision import apply_policy
-from keras_tl._utils.precision import check_jit_compile
 from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.precision import uses_policy
-from keras_tl._utils.validation import check_fit_arguments
+from keras_tl._utils.knobs import check_knobs
+from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import augmented_copies as make_augmented_copies
@@ -22,6 +23,7 @@ from keras_tl.augment import one_hot_labels
 from keras_tl.backbones import build_backbone
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
+from keras_tl.engine import make_schedule
 from keras_tl.features import extract
 from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.finite import backup_and_restore
@@ -30,6 +32,9 @@ from keras_tl.heads import build_head
 from keras_tl.heads import fit_linear_head
 
 __all__ = ["feature_extraction"]
+
+# The in-loop path trains the head alone, from its closed-form fit.
+DEFAULT_LEARNING_RATE = 1e-3
 
 
 def feature_extraction(
@@ -46,7 +51,10 @@ def feature_extraction(
     input_shape=None,
     augmentation=None,
     augmented_copies=0,
-    learning_rate=1e-3,
+    learning_rate=None,
+    schedule="cosine",
+    optimizer=None,
+    class_weight=None,
     C=None,
     cache_dir=None,
     strategy=None,
@@ -102,16 +110,25 @@ def feature_extraction(
             embed this many augmented copies of the training images once
             and fit the head in closed form on all of them (no label
             mixing). 0 trains in the loop instead.
-        learning_rate: Adam learning rate of the in-loop path.
+        learning_rate: peak learning rate of the in-loop path; `None`:
+            1e-3.
+        schedule: learning-rate schedule of the in-loop path: a name from
+            `keras_tl.SCHEDULES` or a `LearningRateSchedule`.
+        optimizer: optimizer of the in-loop path, a Keras name or a template
+            instance; `None`: Adam.
+        class_weight: `None`, `"balanced"` (each class present weighs the
+            same in the loss) or `{class_index: weight}`; used by the
+            closed-form head and by the in-loop `fit`.
         C: fix the logistic-regression inverse regularization instead of
             choosing it.
         cache_dir: folder to keep embeddings in on disk (for large data).
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         callbacks: more Keras callbacks for the in-loop `fit`.
-        checkpoint_dir: a folder for a `keras.callbacks.BackupAndRestore`
-            checkpoint after every epoch; calling the recipe again with it
-            after an interruption resumes after the last finished epoch.
+        checkpoint_dir: a folder for a checkpoint after every epoch of the
+            in-loop path (`keras_tl.TrainingCheckpoint`, in its own
+            `keras_tl_checkpoint` subfolder); calling the recipe again with
+            it after an interruption resumes after the last finished epoch.
         seed: seed of the validation split, shuffling and fit.
         verbose: 0 silent, 1 progress.
         mixed_precision: `True` computes the backbone in `"mixed_float16"`
@@ -135,9 +152,15 @@ def feature_extraction(
     model.predict(images).argmax(-1)
     ```
     """
-    check_fit_arguments(epochs, batch_size, learning_rate)
+    check_knobs(
+        "feature_extraction", epochs=epochs, learning_rate=learning_rate,
+        batch_size=batch_size, callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed,
+        verbose=verbose, class_weight=class_weight, augmentation=augmentation,
+        schedule=schedule, optimizer=optimizer, strategy=strategy,
+        mixed_precision=mixed_precision, jit_compile=jit_compile,
+    )
+    learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
     policy = resolve_policy(mixed_precision)
-    check_jit_compile(jit_compile)
     image_size = tuple(input_shape[:2]) if input_shape is not None else None
     data = as_dataset(
         train_data,
@@ -185,7 +208,8 @@ def feature_extraction(
             cache_path=cache("validation"), verbose=verbose,
         )
     kernel, bias, chosen_c = fit_linear_head(
-        train_features, train_labels, num_classes, validation=validation, C=C, seed=seed
+        train_features, train_labels, num_classes, validation=validation, C=C, seed=seed,
+        class_weight=class_weight,
     )
     head.get_layer("logits").set_weights([kernel, bias])
     # Under the policy, the model's own policy is mixed, so `compile` adds
@@ -221,15 +245,18 @@ def feature_extraction(
             # MixUp/CutMix give soft labels: one-hot the validation labels too.
             validation_ds = one_hot_labels(data.validation, num_classes)
             loss = "categorical_crossentropy"
+        rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, 0.0)
         with distribution_scope(strategy):
             model.compile(
-                optimizer=keras.optimizers.Adam(learning_rate),
+                optimizer=make_optimizer(optimizer or "adam", rate),
                 loss=loss,
                 metrics=["accuracy"],
                 jit_compile=jit_compile,
             )
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
+            class_weight=None if loss != "sparse_categorical_crossentropy" else
+            class_weight_dict(class_weight, train_labels, num_classes),
             callbacks=[StopOnNonFiniteLoss()] + backup_and_restore(
                 checkpoint_dir, recipe_fingerprint(
                     "feature_extraction", train_data, class_names=data.class_names,

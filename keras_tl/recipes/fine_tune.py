@@ -15,8 +15,10 @@ import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
-from keras_tl._utils.precision import check_jit_compile
-from keras_tl._utils.precision import resolve_policy
+from keras_tl._utils.knobs import check_knobs
+from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import renamed_argument
+from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import get as get_augmentation
@@ -25,9 +27,9 @@ from keras_tl.augment import one_hot_labels
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
-from keras_tl.engine import SCHEDULES
 from keras_tl.engine import fit_stages
 from keras_tl.engine import unfreeze_rule
+from keras_tl.stages import check_unfreeze
 from keras_tl.lora import enable_lora
 from keras_tl.lora import merge_lora
 from keras_tl.recipes.feature_extraction import feature_extraction
@@ -36,6 +38,8 @@ from keras_tl.stages import get_stages
 from keras_tl.stages import is_transformer
 
 __all__ = ["TRANSFORMER_LAYER_DECAY", "ULMFIT_LAYER_DECAY", "fine_tune"]
+
+DEFAULT_LEARNING_RATE = 1e-3
 
 # ULMFiT's ratio 2.6 between the rates of neighbouring layer groups.
 ULMFIT_LAYER_DECAY = 1 / 2.6
@@ -58,19 +62,18 @@ def fine_tune(
     weights="imagenet",
     input_shape=None,
     augmentation=None,
-    learning_rate=1e-3,
+    learning_rate=None,
     layer_decay=None,
     schedule="cosine",
     warmup_fraction=0.1,
-    unfreeze_every=None,
-    unfreeze_at=None,
-    unfreeze_patience=None,
+    unfreeze=None,
     initially_trainable=1,
     rewarm_steps=0,
     train_batchnorm=False,
     stages=None,
     num_groups=4,
-    optimizer="adam",
+    optimizer=None,
+    class_weight=None,
     strategy=None,
     callbacks=None,
     checkpoint_dir=None,
@@ -78,6 +81,9 @@ def fine_tune(
     verbose=1,
     lr_factor=None,
     lora_rank=None,
+    unfreeze_every=None,
+    unfreeze_at=None,
+    unfreeze_patience=None,
     mixed_precision=False,
     jit_compile="auto",
 ):
@@ -139,7 +145,7 @@ def fine_tune(
         input_shape: for a zoo name or preset: the model input `(h, w, 3)`.
         augmentation: a `keras_tl.augment` preset name or layer, applied to
             training batches of phase 2 (and phase 1), or `None`.
-        learning_rate: the head's peak rate in phase 2.
+        learning_rate: the head's peak rate in phase 2; `None`: 1e-3.
         layer_decay: each stage's rate is this factor times the rate of the
             stage above it, in (0, 1] (1.0: one rate for all). Default
             `1 / 2.6` (ULMFiT), `0.7` for a KerasHub vision transformer.
@@ -147,9 +153,10 @@ def fine_tune(
             `keras_tl.schedules.WarmupDecay`), `"slanted_triangular"`,
             `"one_cycle"`, or any `LearningRateSchedule` of phase-2 steps.
         warmup_fraction: fraction of phase-2 steps spent warming up.
-        unfreeze_every: unfreeze one more stage every this many epochs.
-        unfreeze_at: epochs of phase 2 at which the next stage unfreezes.
-        unfreeze_patience: unfreeze when `val_loss` stalls this many epochs.
+        unfreeze: when the frozen stages unfreeze, keras-tl's one
+            unfreezing specification (see `keras_tl.engine.unfreeze_rule`):
+            `None` (ULMFiT's rule), `{"every": n}`, `{"at_epochs": [...]}`,
+            `{"patience": n}` (on `val_loss`) or `{"phases": n}`.
         initially_trainable: top stages trainable from the start of phase 2;
             the number of stages unfreezes everything at once.
         rewarm_steps: re-warm-up, in steps, of each newly unfrozen stage.
@@ -157,17 +164,23 @@ def fine_tune(
         stages: explicit `keras_tl.Stage` list of the backbone (default:
             `keras_tl.get_stages`: zoo stages, else `num_groups` depth groups).
         num_groups: depth groups of a backbone that is not from the zoo.
-        optimizer: Keras optimizer name or template instance (`"adam"`).
+        optimizer: Keras optimizer name or template instance; `None`: Adam.
+        class_weight: `None`, `"balanced"` (each class present weighs the
+            same in the loss) or `{class_index: weight}`, in both phases.
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         seed: seed of the split, shuffling and head fit.
         callbacks: more Keras callbacks for the phase-2 `fit`.
         checkpoint_dir: a folder for a checkpoint after every epoch of the
-            fine-tuning `fit` (`keras.callbacks.BackupAndRestore`, with the
-            unfreezing state); calling the recipe again with it after an
-            interruption resumes after the last finished epoch.
+            fine-tuning `fit` (`keras_tl.TrainingCheckpoint` in its own
+            `keras_tl_checkpoint` subfolder, with the unfreezing state);
+            calling the recipe again with it after an interruption resumes
+            after the last finished epoch.
         verbose: 0 silent, 1 progress and unfreeze messages.
         lr_factor: deprecated: `layer_decay = 1 / lr_factor`.
+        unfreeze_every: deprecated: `unfreeze={"every": n}`.
+        unfreeze_at: deprecated: `unfreeze={"at_epochs": [...]}`.
+        unfreeze_patience: deprecated: `unfreeze={"patience": n}`.
         lora_rank: train rank-`lora_rank` LoRA adapters instead of
             unfreezing stages (needs `Dense`/`EinsumDense` kernels in the
             backbone: transformers; `None`: full fine-tuning by stages).
@@ -195,23 +208,32 @@ def fine_tune(
     model.save("leaves.keras")
     ```
     """
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}.")
+    # Every argument is checked before the head phase spends time on the data.
+    check_knobs(
+        "fine_tune", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+        callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
+        class_weight=class_weight, augmentation=augmentation, schedule=schedule,
+        optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
+        jit_compile=jit_compile,
+    )
+    check_positive_int(head_epochs, "head_epochs")
+    if not 0 <= warmup_fraction < 1:
+        raise ValueError(f"fine_tune: warmup_fraction must be in [0, 1); got {warmup_fraction!r}.")
+    for old, key, value in (("unfreeze_every", "every", unfreeze_every),
+                            ("unfreeze_at", "at_epochs", unfreeze_at),
+                            ("unfreeze_patience", "patience", unfreeze_patience)):
+        if value is not None:
+            unfreeze = renamed_argument(old, {key: value}, "unfreeze", unfreeze, None,
+                                        "fine_tune")
+    check_unfreeze(unfreeze)
+    learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
+    optimizer = "adam" if optimizer is None else optimizer
     layer_decay = _layer_decay(layer_decay, lr_factor)
-    # Checked before the head phase spends time on the data.
-    resolve_policy(mixed_precision)
-    check_jit_compile(jit_compile)
     if lora_rank is not None:
         if int(lora_rank) != lora_rank or lora_rank < 1:
             raise ValueError(f"lora_rank must be an integer >= 1; got {lora_rank!r}.")
         if stages is not None:
             raise ValueError("Pass stages or lora_rank, not both: LoRA unfreezes no stages.")
-    if not (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
-            or schedule in SCHEDULES):
-        raise ValueError(
-            f"schedule must be one of {SCHEDULES} or a LearningRateSchedule; "
-            f"got {schedule!r}."
-        )
     data = as_dataset(
         train_data,
         batch_size=batch_size,
@@ -229,7 +251,7 @@ def fine_tune(
         epochs=head_epochs, batch_size=batch_size, weights=weights,
         input_shape=input_shape, augmentation=augmentation, strategy=strategy,
         seed=seed, verbose=verbose, mixed_precision=mixed_precision,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, class_weight=class_weight,
     )
     head_history = model.history
     network = _nested_backbone(model)
@@ -244,10 +266,7 @@ def fine_tune(
             layer_decay = (
                 TRANSFORMER_LAYER_DECAY if is_transformer(network) else ULMFIT_LAYER_DECAY
             )
-        rule = unfreeze_rule(
-            len(stages), epochs, initially_trainable,
-            every=unfreeze_every, at=unfreeze_at, patience=unfreeze_patience,
-        )
+        rule = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
 
     steps_per_epoch = count_steps(data.train)
     train = (
@@ -272,6 +291,8 @@ def fine_tune(
         layer_decay=layer_decay, schedule=schedule, warmup_fraction=warmup_fraction,
         optimizer=optimizer, initially_trainable=initially_trainable, unfreeze=rule,
         rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
+        class_weight=None if loss != "sparse_categorical_crossentropy" else class_weight_dict(
+            class_weight, _labels_of(data), data.num_classes),
         callbacks=[SyncBatchNormStatistics()] + list(callbacks or []),
         checkpoint_dir=checkpoint_dir,
         checkpoint_fingerprint=recipe_fingerprint(
@@ -300,6 +321,13 @@ def fine_tune(
     model.history = _merge_histories(head_history, history, model)
     model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
     return model
+
+
+def _labels_of(data):
+    """The training labels, for `"balanced"` class weights."""
+    if data.train_arrays is not None:
+        return data.train_arrays[1]
+    return np.concatenate([np.asarray(labels) for _, labels in data.train.as_numpy_iterator()])
 
 
 def _layer_decay(layer_decay, lr_factor):

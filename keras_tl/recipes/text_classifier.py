@@ -8,11 +8,11 @@ gradual unfreezing), composed from keras-tl blocks:
    cached pooled embeddings (`keras_tl.text.extract_text_features` +
    `keras_tl.heads.fit_linear_head`), so fine-tuning starts from a good head
    instead of a random one that would send large gradients into the encoder;
-2. transformer layers are unfrozen from the top down in `unfreeze_phases`
+2. transformer layers are unfrozen from the top down in `unfreeze["phases"]`
    phases (the embeddings last), each layer with its own learning rate
    decaying by `layer_decay` per layer away from the head (layer-wise
    learning-rate decay, `keras_tl.optimizers.discriminative_optimizer`),
-   under one linear warm-up (`warmup_fraction` of the steps) then linear
+   under one linear warm-up (`warmup_fraction` of the steps) then cosine
    warm-down to zero (`keras_tl.schedules.WarmupDecay`), all inside one
    `fit` (`keras_tl.callbacks.ProgressiveUnfreezing`).
 """
@@ -24,15 +24,18 @@ import keras
 import numpy as np
 
 from keras_tl._utils.precision import apply_policy
-from keras_tl._utils.precision import check_jit_compile
 from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.precision import uses_policy
-from keras_tl._utils.validation import check_fit_arguments
+from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.knobs import check_knobs
+from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import renamed_argument
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
 from keras_tl.lora import enable_lora
+from keras_tl.stages import check_unfreeze
 from keras_tl.lora import merge_lora
 from keras_tl.stages import freeze
 from keras_tl.text import DEFAULT_TEXT_PRESET
@@ -52,10 +55,13 @@ FULL_LEARNING_RATE = 5e-5
 LORA_LEARNING_RATE = 5e-4
 
 
-def _balanced_class_weight(labels, num_classes):
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
-    return {i: float(w) for i, w in enumerate(weights)}
+DEFAULT_PHASES = 3
+
+
+def _optimizer_kwargs(optimizer, weight_decay):
+    """`weight_decay` goes to AdamW given by name; a template instance
+    carries its own settings."""
+    return {"weight_decay": weight_decay} if optimizer == "adamw" else {}
 
 
 def text_classifier(
@@ -71,13 +77,16 @@ def text_classifier(
     batch_size=32,
     learning_rate=None,
     layer_decay=0.8,
-    unfreeze_phases=3,
+    unfreeze=None,
     warmup_fraction=0.1,
-    schedule="linear",
+    schedule="cosine",
+    optimizer=None,
     weight_decay=0.01,
     pooling="mean",
     dropout=0.1,
     class_weight=None,
+    augmentation=None,
+    strategy=None,
     text_column="text",
     label_column="label",
     validation_split=None,
@@ -89,12 +98,13 @@ def text_classifier(
     lora_rank=None,
     mixed_precision=False,
     jit_compile="auto",
+    unfreeze_phases=None,
 ):
     """Trains a text classifier on a KerasHub BERT-family encoder.
 
     Defaults follow the BERT fine-tuning literature: AdamW at 5e-5 with
-    weight decay 0.01 (Devlin et al. 2019), 10% linear warm-up then linear
-    decay, layer-wise learning-rate decay 0.8 (Sun et al. 2019 used 0.95 for
+    weight decay 0.01 (Devlin et al. 2019), 10% linear warm-up then cosine
+    decay (BERT's original decay is `schedule="linear"`), layer-wise learning-rate decay 0.8 (Sun et al. 2019 used 0.95 for
     12-layer BERT-base; shallower encoders such as MiniLM's 6 layers take a
     steeper decay), top-down gradual unfreezing (ULMFiT).
 
@@ -131,18 +141,28 @@ def text_classifier(
         learning_rate: peak learning rate of the head and the top layer
             (default 5e-5; 5e-4 with `lora_rank`).
         layer_decay: learning-rate factor per layer away from the head.
-        unfreeze_phases: the fine-tuning steps are split into this many
-            phases; each unfreezes the next group of stages top-down, the
-            last one reaching the embeddings.
+        unfreeze: keras-tl's unfreezing specification (see
+            `keras_tl.engine.unfreeze_rule`); the text recipe unfreezes in
+            phases of the fine-tuning steps: `{"phases": n}` (default 3)
+            splits them into `n` phases, each unfreezing the next group of
+            stages top-down, the last one reaching the embeddings.
         warmup_fraction: fraction of fine-tuning steps of linear warm-up.
-        schedule: the warm-down after the warm-up: `"linear"` (BERT's) or any
-            name or schedule `keras_tl.engine.make_schedule` takes.
+        schedule: the warm-down after the warm-up: a name from
+            `keras_tl.SCHEDULES` (`"linear"` is BERT's original) or a
+            `LearningRateSchedule`.
+        optimizer: Keras optimizer name or template instance; `None`: AdamW
+            with `weight_decay` (BERT's).
         weight_decay: AdamW decoupled weight decay.
         pooling: `"mean"` (masked mean of token vectors) or `"pooled"`
             (BERT's `[CLS]` pooler).
         dropout: dropout before the head's dense layer.
-        class_weight: `None`, `"balanced"` or `{class_index: weight}`; used by
-            the head fit and by fine-tuning.
+        class_weight: `None`, `"balanced"` (each class present weighs the
+            same in the loss) or `{class_index: weight}`; used by the head
+            fit and by fine-tuning.
+        augmentation: `None`: the image presets and layers do not apply to
+            text (the shared knob is here so every recipe takes it).
+        strategy: a `tf.distribute.Strategy` (TensorFlow) to build and
+            train the model in; defaults to the active one.
         text_column: CSV text column.
         label_column: CSV label column.
         validation_split: fraction of `train_data` held out when no
@@ -151,9 +171,10 @@ def text_classifier(
         callbacks: Keras callbacks for the fine-tuning `fit` (one epoch per
             unfreezing phase).
         checkpoint_dir: a folder for a checkpoint after every epoch of the
-            fine-tuning `fit` (`keras.callbacks.BackupAndRestore`, with the
-            unfreezing state); calling the recipe again with it after an
-            interruption resumes after the last finished epoch.
+            fine-tuning `fit` (`keras_tl.TrainingCheckpoint` in its own
+            `keras_tl_checkpoint` subfolder, with the unfreezing state);
+            calling the recipe again with it after an interruption resumes
+            after the last finished epoch.
         seed: seed of splits, shuffles and initialization.
         verbose: 0 silent, 1 progress.
         lora_rank: train rank-`lora_rank` LoRA adapters (and the head)
@@ -167,6 +188,7 @@ def text_classifier(
             probabilities. `False`: float32.
         jit_compile: `compile`'s `jit_compile` (`True` for XLA; `"auto"`
             uses it where Keras supports it, e.g. on GPUs).
+        unfreeze_phases: deprecated: `unfreeze={"phases": n}`.
 
     Returns:
         A `keras_tl.text.PooledTextClassifier` that predicts class
@@ -191,19 +213,37 @@ def text_classifier(
     model.predict(["Adorei o produto!"]).argmax(-1)
     ```
     """
+    # Every argument is checked before the encoder passes over any text.
+    check_knobs(
+        "text_classifier", epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+        callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
+        class_weight=class_weight, schedule=schedule, optimizer=optimizer, strategy=strategy,
+        mixed_precision=mixed_precision, jit_compile=jit_compile, zero_epochs=True,
+    )
+    if augmentation is not None:
+        raise ValueError(
+            "text_classifier: augmentation applies to images; pass None for text (augment "
+            "the texts themselves before training)."
+        )
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay}.")
     if lora_rank is not None and (int(lora_rank) != lora_rank or lora_rank < 1):
         raise ValueError(f"lora_rank must be an integer >= 1; got {lora_rank!r}.")
+    if unfreeze_phases is not None:
+        unfreeze = renamed_argument("unfreeze_phases", {"phases": unfreeze_phases},
+                                    "unfreeze", unfreeze, None, "text_classifier")
+    unfreeze = check_unfreeze(unfreeze) or {"phases": DEFAULT_PHASES}
+    if "phases" not in unfreeze:
+        raise ValueError(
+            "text_classifier unfreezes in phases of the fine-tuning steps: pass "
+            f"unfreeze={{'phases': n}}; got {unfreeze!r}."
+        )
     policy = resolve_policy(mixed_precision)
-    check_jit_compile(jit_compile)
-    _check_epochs(epochs)
     if learning_rate is None:
         learning_rate = FULL_LEARNING_RATE if lora_rank is None else LORA_LEARNING_RATE
-    # Before the encoder pass over every text, not after it.
-    check_fit_arguments(batch_size=batch_size, learning_rate=learning_rate)
+    optimizer = "adamw" if optimizer is None else optimizer
     keras.utils.set_random_seed(seed)
     data = as_text_dataset(
         train_data,
@@ -216,9 +256,8 @@ def text_classifier(
         class_names=class_names,
         seed=seed,
     )
-    if class_weight == "balanced":
-        class_weight = _balanced_class_weight(data.labels, data.num_classes)
-    with precision_scope(policy):
+    class_weight = class_weight_dict(class_weight, data.labels, data.num_classes)
+    with distribution_scope(strategy), precision_scope(policy):
         model = build_text_classifier(
             preset, data.num_classes, sequence_length=sequence_length,
             pooling=pooling, class_names=data.class_names, dropout=dropout,
@@ -270,13 +309,14 @@ def text_classifier(
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay,
                   class_weight=class_weight, callbacks=callbacks, chosen_c=chosen_c,
                   checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
-                  jit_compile=jit_compile, verbose=verbose)
+                  optimizer=optimizer, strategy=strategy, jit_compile=jit_compile,
+                  verbose=verbose)
     elif mode == "fine_tune" and epochs > 0:
         # One `fit` of `phases` sub-epochs over the repeated data; at each
         # sub-epoch boundary ProgressiveUnfreezing unfreezes the next group
         # of stages (repeating an epoch in `at_epochs` unfreezes several).
         steps_per_epoch = int(data.train.cardinality())
-        phases = max(1, min(int(unfreeze_phases), len(stages)))
+        phases = max(1, min(int(unfreeze["phases"]), len(stages)))
         phase_steps = max(int(round(epochs * steps_per_epoch / phases)), 1)
         counts = [round((p + 1) * len(stages) / phases) for p in range(phases)]
         at_epochs = [p for p in range(1, phases) for _ in range(counts[p] - counts[p - 1])]
@@ -285,13 +325,13 @@ def text_classifier(
             model, stages, data.train.repeat(), validation=data.validation,
             epochs=phases, steps_per_epoch=phase_steps, learning_rate=learning_rate,
             layer_decay=layer_decay, schedule=schedule, warmup_fraction=warmup_fraction,
-            optimizer="adamw", optimizer_kwargs={"weight_decay": weight_decay},
+            optimizer=optimizer, optimizer_kwargs=_optimizer_kwargs(optimizer, weight_decay),
             initially_trainable=counts[0], unfreeze={"at_epochs": at_epochs},
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
             checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
-            jit_compile=jit_compile, verbose=0,
+            strategy=strategy, jit_compile=jit_compile, verbose=0,
         )
         for phase in range(phases):
             logs = {k: v[phase] for k, v in fitted.history.items()}
@@ -313,23 +353,9 @@ def text_classifier(
     return model
 
 
-def _check_epochs(epochs):
-    # Zero is meaningful here (the head fit alone) and fractions set the
-    # fine-tuning steps, so this is not `check_positive_int`.
-    if (
-        isinstance(epochs, bool)
-        or not isinstance(epochs, (int, float, np.integer, np.floating))
-        or not math.isfinite(epochs)
-        or epochs < 0
-    ):
-        raise ValueError(
-            f"epochs must be a number >= 0 (0 fits the head only); got {epochs!r}."
-        )
-
-
 def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
               warmup_fraction, weight_decay, class_weight, callbacks, chosen_c,
-              checkpoint_dir, fingerprint, jit_compile, verbose):
+              checkpoint_dir, fingerprint, optimizer, strategy, jit_compile, verbose):
     """LoRA adapters and the head in one `fit`, then merged into the kernels."""
     # BERT's pooler takes no part in mean pooling: no adapters for it.
     exclude = ("pooled_dense",) if model.pooling == "mean" else ()
@@ -341,8 +367,8 @@ def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
     fitted, _ = fit_stages(
         model, (), data.train.repeat(), validation=data.validation, epochs=num_epochs,
         steps_per_epoch=epoch_steps, learning_rate=learning_rate, layer_decay=1.0,
-        schedule=schedule, warmup_fraction=warmup_fraction, optimizer="adamw",
-        optimizer_kwargs={"weight_decay": weight_decay},
+        schedule=schedule, warmup_fraction=warmup_fraction, optimizer=optimizer,
+        optimizer_kwargs=_optimizer_kwargs(optimizer, weight_decay), strategy=strategy,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         class_weight=class_weight, callbacks=[timer] + list(callbacks or []), verbose=0,
