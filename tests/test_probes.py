@@ -312,7 +312,8 @@ def test_two_number_input_shape_gets_three_channels():
     assert model.input_shape == (None, 32, 32, 3)
 
 
-@pytest.mark.parametrize("shape", [(32, 32, 5), (32, 32, 1), (1, 32, 32, 3)])
+@pytest.mark.parametrize("shape", [(32, 32, 5), (32, 32, 1), (1, 32, 32, 3)],
+                         ids=["5-channels", "1-channel", "4-d"])
 def test_input_shape_that_is_not_rgb_is_refused(shape):
     with pytest.raises(ValueError, match=r"takes RGB images of shape \(height, width, 3\)"):
         keras_tl.build_backbone("mobilenet_v2", weights=None, input_shape=shape)
@@ -422,7 +423,8 @@ def test_predict_names_an_unreadable_image_file(tmp_path, content):
         keras_tl.predict(_cnn(), str(path))
 
 
-@pytest.mark.parametrize("keyword", [{"batch_size": 0}, {"top_k_wrong": -1}])
+@pytest.mark.parametrize("keyword", [{"batch_size": 0}, {"top_k_wrong": -1}],
+                         ids=["batch_size=0", "top_k_wrong=-1"])
 def test_evaluate_refuses_bad_counts(keyword):
     name = next(iter(keyword))
     with pytest.raises(ValueError, match=f"{name} must be"):

@@ -13,6 +13,7 @@ import numpy as np
 __all__ = [
     "check_finite",
     "check_fit_arguments",
+    "check_pixel_range",
     "check_positive_int",
     "labels_to_indices",
     "pair_spec",
@@ -21,6 +22,7 @@ __all__ = [
     "dataset_arrays",
     "is_batched",
     "leaf_layers",
+    "takes_raw_pixels",
 ]
 
 
