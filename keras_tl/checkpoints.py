@@ -82,6 +82,8 @@ def checkpoint_folder(checkpoint_dir):
     >>> checkpoint_folder("runs/leaves").endswith("keras_tl_checkpoint")
     True
     """
+    if checkpoint_dir is None or not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_dir must be a folder path; got {checkpoint_dir!r}.")
     checkpoint_dir = os.fspath(checkpoint_dir)
     if not checkpoint_dir:
         raise ValueError("checkpoint_dir is empty; pass a folder, or None for no checkpoint.")
@@ -90,7 +92,21 @@ def checkpoint_folder(checkpoint_dir):
             f"checkpoint_dir={checkpoint_dir!r} is a file; pass a folder (keras-tl "
             f"keeps its checkpoint in a {CHECKPOINT_SUBFOLDER!r} subfolder there)."
         )
-    return os.path.join(checkpoint_dir, CHECKPOINT_SUBFOLDER)
+    parent = os.path.dirname(os.path.abspath(checkpoint_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(
+            f"checkpoint_dir={checkpoint_dir!r} lies inside {parent!r}, which is a file; "
+            "pass a folder."
+        )
+    folder = os.path.join(checkpoint_dir, CHECKPOINT_SUBFOLDER)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(
+            f"{folder!r} is a file, and keras-tl keeps its checkpoint in a folder of that "
+            "name. Move the file, or pass another checkpoint_dir."
+        )
+    return folder
 
 
 def data_fingerprint(data):
@@ -209,8 +225,8 @@ class TrainingCheckpoint(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, checkpoint_dir, fingerprint=None, delete_checkpoint=True):
+        folder = checkpoint_folder(checkpoint_dir)
         self.checkpoint_dir = os.fspath(checkpoint_dir)
-        folder = checkpoint_folder(self.checkpoint_dir)
         super().__init__(folder, double_checkpoint=True, delete_checkpoint=delete_checkpoint)
         self.fingerprint = dict(fingerprint or {})
         self._lock = None

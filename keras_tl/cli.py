@@ -32,7 +32,7 @@ def _train(args):
     from keras_tl.plots import plot_history
 
     if not args.out.endswith(".keras"):
-        raise SystemExit(f"--out must end in .keras; got {args.out!r}.")
+        raise ValueError(f"--out must end in .keras; got {args.out!r}.")
     _check_writable(args.out)
     weights = None if args.weights.lower() == "none" else args.weights
     input_shape = None
@@ -97,12 +97,12 @@ def _check_writable(path):
     """Refuses an output path that training would only fail to write at the end."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise SystemExit(f"--out {path!r} is a folder; pass a file name ending in .keras.")
+        raise ValueError(f"--out {path!r} is a folder; pass a file name ending in .keras.")
     existing = folder
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise SystemExit(
+        raise ValueError(
             f"Cannot write {path!r}: {existing!r} is not a writable folder. Choose an "
             "--out in a folder you can write to; nothing was trained."
         )

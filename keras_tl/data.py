@@ -72,6 +72,11 @@ class ImageData:
 
 
 def _check_arrays(x, y, num_classes, class_names=None):
+    if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__len__"):
+        raise TypeError(
+            f"Labels y must be a sequence or array of class indices or names, one per "
+            f"image; got {type(y).__name__}."
+        )
     x = np.asarray(x)
     y = np.asarray(y)
     check_same_length(len(x), len(y), "image", "x and y have different lengths: ")

@@ -15,6 +15,7 @@ from keras_tl._utils.arrays import aligned_empty
 from keras_tl._utils.io import save_atomic
 from keras_tl._utils.io import umask
 from keras_tl._utils.memory import release_free_heap
+from keras_tl._utils.validation import check_positive_int
 from keras_tl.data import as_dataset
 
 __all__ = ["extract"]
@@ -54,7 +55,17 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     LogisticRegression().fit(features, labels)
     ```
     """
+    check_positive_int(batch_size, "batch_size")
+    if cache_path is not None:
+        cache_path = _check_cache_path(cache_path)
     if isinstance(data, np.ndarray):
+        if cache_path is not None:
+            raise ValueError(
+                "cache_path caches embeddings with their labels: pass (images, labels), a "
+                "folder or a dataset, or leave cache_path out for a bare array of images."
+            )
+        if len(data) == 0:
+            raise ValueError("The images are empty: no image to extract features from.")
         return _predict_array(backbone, data, batch_size, verbose), None
     if cache_path is None and _is_array_pair(data):
         # Arrays in memory: one `predict` call, the fastest path Keras has.
@@ -152,6 +163,19 @@ class _RowFile:
     def close(self):
         if not self.file.closed:
             self.file.close()
+
+
+def _check_cache_path(cache_path):
+    cache_path = os.fspath(cache_path)
+    if not cache_path or os.path.isdir(cache_path):
+        raise ValueError(f"cache_path must be a .npy file path; got {cache_path!r}.")
+    folder = os.path.dirname(os.path.abspath(cache_path))
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"The folder of cache_path {cache_path!r} does not exist; create {folder!r} "
+            "first, or choose another cache_dir."
+        )
+    return cache_path
 
 
 def _check_cache(backbone, data, cache_path, embeddings, labels):

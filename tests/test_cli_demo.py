@@ -188,7 +188,9 @@ def test_cli_checkpoint_dir_dot_keeps_the_working_folder(tmp_path, monkeypatch, 
 def test_cli_train_refuses_an_unwritable_out_before_training(tmp_path, capfd):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file, not a folder")
-    with pytest.raises(SystemExit, match="not a writable folder"):
-        main(["train", str(tmp_path / "missing-data"), "--backbone", "mobilenet",
-              "--out", str(blocked / "model.keras")])
+    assert main(["train", str(tmp_path / "missing-data"), "--backbone", "mobilenet",
+                 "--out", str(blocked / "model.keras")]) == 2
+    assert "not a writable folder" in capfd.readouterr().err
     assert blocked.read_text() == "a file, not a folder"
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m.h5")]) == 2
+    assert "--out must end in .keras" in capfd.readouterr().err

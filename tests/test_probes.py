@@ -642,3 +642,95 @@ def test_cli_unknown_command_exits_2_with_the_choices(capsys):
         main(["fly"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'fly'" in capsys.readouterr().err
+
+
+# --- defects these probes found, fixed --------------------------------------
+
+
+def test_cli_train_with_an_out_that_is_not_keras_returns_status_2(tmp_path, capsys):
+    from keras_tl.cli import main
+
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m.h5")]) == 2
+    assert "keras-tl train: error: --out must end in .keras" in capsys.readouterr().err
+
+
+@pytest.mark.tensorflow_only
+def test_export_to_a_folder_named_tflite_is_refused_and_writes_nothing(tmp_path):
+    (tmp_path / "d.tflite").mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        keras_tl.to_tflite(_cnn(), tmp_path / "d.tflite")
+    assert os.listdir(tmp_path) == ["d.tflite"]
+
+
+@pytest.mark.tensorflow_only
+def test_export_check_labels_beyond_the_model_classes_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"labels from 0 to 7, and the model has 2 classes"):
+        keras_tl.to_tflite(_cnn(), tmp_path / "m.tflite", check_data=(_images(), [0, 1, 0, 7]))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.tensorflow_only
+def test_export_with_zero_check_samples_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="num_check_samples must be an integer >= 1"):
+        keras_tl.to_tflite(_cnn(), tmp_path / "m.tflite", check_data=(_images(), _labels()),
+                           num_check_samples=0)
+
+
+@pytest.mark.tensorflow_only
+def test_export_with_repeated_class_names_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"\['a'\] appear more than once"):
+        keras_tl.to_tflite(_cnn(), tmp_path / "m.tflite", class_names=["a", "a"])
+
+
+@pytest.mark.parametrize("cache", ["missing_folder", "empty", "a_folder"])
+def test_extract_with_a_bad_cache_path_names_it(tmp_path, cache):
+    from keras_tl.features import extract
+
+    path = {"missing_folder": tmp_path / "nofolder" / "c.npy", "empty": "",
+            "a_folder": tmp_path}[cache]
+    with pytest.raises(ValueError, match="cache_path"):
+        extract(_cnn(), (_images(), _labels()), cache_path=path)
+    assert not (tmp_path / "nofolder").exists()
+
+
+def test_extract_of_a_bare_array_with_a_cache_path_says_why_not(tmp_path):
+    from keras_tl.features import extract
+
+    with pytest.raises(ValueError, match="cache_path caches embeddings with their labels"):
+        extract(_cnn(), _images(), cache_path=tmp_path / "bare.npy")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("images", [np.zeros((0, 16, 16, 3), "float32")], ids=["empty"])
+def test_extract_of_no_images_is_refused(images):
+    from keras_tl.features import extract
+
+    with pytest.raises(ValueError, match="empty"):
+        extract(_cnn(), images)
+
+
+def test_extract_with_batch_size_zero_is_refused():
+    from keras_tl.features import extract
+
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        extract(_cnn(), (_images(), _labels()), batch_size=0)
+
+
+def test_checkpoint_dir_under_a_file_or_over_a_file_or_none_is_refused(tmp_path):
+    from keras_tl.checkpoints import TrainingCheckpoint
+
+    (tmp_path / "f.txt").write_text("mine")
+    with pytest.raises(ValueError, match="which is a file"):
+        TrainingCheckpoint(tmp_path / "f.txt" / "sub")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keras_tl_checkpoint").write_text("mine too")
+    with pytest.raises(ValueError, match="is a file, and keras-tl keeps its checkpoint"):
+        TrainingCheckpoint(tmp_path / "run")
+    with pytest.raises(TypeError, match="checkpoint_dir must be a folder path"):
+        TrainingCheckpoint(None)
+    assert (tmp_path / "run" / "keras_tl_checkpoint").read_text() == "mine too"
+
+
+def test_arrays_without_labels_name_the_labels():
+    with pytest.raises(TypeError, match="Labels y must be a sequence"):
+        as_dataset((_images(), None))

@@ -208,6 +208,12 @@ def _check_path(path):
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"The export path must end with '.tflite'; got {path!r}.")
+    if os.path.isdir(path):
+        raise ValueError(f"The export path {path!r} is a folder; pass a file name ending "
+                         "with '.tflite'.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"The export path {path!r} is inside {folder!r}, which is a file.")
     return path
 
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_tl._utils.validation import check_pixel_range
+from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import takes_raw_pixels
 from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
 from keras_tl.export.convert import _check_model
@@ -263,9 +264,18 @@ def to_tflite(
             _check_pixel_range(calibration, normalization)
         representative = _representative_dataset(to_file_inputs(calibration))
     if check_data is not None:
+        check_positive_int(num_check_samples, "num_check_samples")
         inputs, targets = _as_arrays(check_data, limit=num_check_samples,
                                      image_size=image_size)
         _check_input_shape(model, inputs, "check_data")
+        if targets is not None and num_outputs >= 2:
+            labels = np.asarray(targets).reshape(-1)
+            if labels.size and (labels.min() < 0 or labels.max() >= num_outputs):
+                raise ValueError(
+                    f"check_data has labels from {labels.min()} to {labels.max()}, and the "
+                    f"model has {num_outputs} classes (0 to {num_outputs - 1}). Pass the "
+                    "labels as class indices of this model."
+                )
         if raw_pixels:
             check_pixel_range(inputs, "check_data")
         elif with_metadata:

@@ -30,6 +30,12 @@ def _labels_for(model, class_names, num_outputs):
                 "one line (labels files hold one name a line). Pass class_names= with "
                 "a name for every output."
             )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"Class names {repeated} appear more than once; each output needs its own name "
+            "(a labels file cannot tell two outputs with one name apart)."
+        )
     if num_outputs and len(names) != num_outputs:
         raise ValueError(
             f"{len(names)} class names for a model with {num_outputs} outputs; "
