@@ -117,7 +117,7 @@ def keras_guide_images(model_name, x, y, args, policy, jit_compile):
 
 def keras_tl_images(model_name, x, y, args, policy, jit_compile):
     from keras_tl.backbones import build_backbone
-    from keras_tl.recipes.fine_tune import fine_tune
+    from keras_tl.recipes.fine_tuning import fine_tune
     from keras_tl.stages import get_stages
 
     stages = len(get_stages(build_backbone(model_name, weights=None,
@@ -162,7 +162,7 @@ def keras_hub_text(texts, labels, args, policy, jit_compile):
 
 
 def keras_tl_text(texts, labels, args, policy, jit_compile):
-    from keras_tl.recipes.text_classifier import text_classifier
+    from keras_tl.recipes.text_classification import text_classifier
 
     timer = BatchTimer()
     text_classifier((texts, labels), preset=minilm_folder(),

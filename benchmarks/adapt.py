@@ -4,7 +4,7 @@ Source: the 5,000 MNIST digits (labelled). Target: scikit-learn's 1,797
 handwritten digits in MNIST geometry (other writers, 8x8 scans upsampled):
 their images are used without labels for adaptation, and their labels only
 to measure accuracy. For each seed, a small BatchNorm CNN is trained on the
-source (`keras_tl.pretrained.mnist_cnn`), then, side by side from copies of
+source (`keras_tl.examples.pretrained.mnist_cnn`), then, side by side from copies of
 it:
 
 - source only: the source model as is;
@@ -26,9 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_tl.datasets import load_digits_target  # noqa: E402
-from keras_tl.datasets import load_mnist_5k  # noqa: E402
-from keras_tl.pretrained import mnist_cnn  # noqa: E402
+from keras_tl.examples.datasets import load_digits_target  # noqa: E402
+from keras_tl.examples.datasets import load_mnist_5k  # noqa: E402
+from keras_tl.examples.pretrained import mnist_cnn  # noqa: E402
 from keras_tl.recipes import adapt_domain  # noqa: E402
 
 

@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 
 from keras_tl.augment import Augmentation  # noqa: E402
 from keras_tl.backbones import build_small_cnn  # noqa: E402
-from keras_tl.datasets import few_shot_split  # noqa: E402
-from keras_tl.datasets import load_digits_target  # noqa: E402
-from keras_tl.pretrained import mnist_cnn  # noqa: E402
+from keras_tl.examples.datasets import few_shot_split  # noqa: E402
+from keras_tl.examples.datasets import load_digits_target  # noqa: E402
+from keras_tl.examples.pretrained import mnist_cnn  # noqa: E402
 from keras_tl.recipes import feature_extraction  # noqa: E402
 
 

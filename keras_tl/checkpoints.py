@@ -55,7 +55,10 @@ _HASHED_ROWS = 64
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint folder holds another run's checkpoint, or one that
-    cannot be read.
+    cannot be read, or another process is training into it.
+
+    Args:
+        *args: the message, which names the folder and how to start over.
 
     Example:
 

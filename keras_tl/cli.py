@@ -290,7 +290,7 @@ def build_parser():
     predict.set_defaults(func=_predict)
 
     backbones = sub.add_parser("backbones", help="list the backbone names train accepts")
-    backbones.add_argument("--source", choices=["all", "keras_applications", "keras_hub"],
+    backbones.add_argument("--source", choices=["all", "keras_applications", "keras_hub", "text"],
                            default="all")
     backbones.set_defaults(func=_backbones)
 

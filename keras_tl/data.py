@@ -26,6 +26,7 @@ __all__ = [
     "ImageData",
     "as_dataset",
     "decodes_with_pil",
+    "is_text_data",
     "load_image",
     "scan_image_folder",
     "to_arrays",
@@ -314,8 +315,14 @@ def as_dataset(
     shuffle=True,
     seed=0,
     cache=True,
+    text_column="text",
+    label_column="label",
 ):
     """Turns a folder, `(x, y)` arrays or a `tf.data.Dataset` into `ImageData`.
+
+    Text is one more kind of data: `(texts, labels)` with strings, a CSV
+    file, a `tf.data.Dataset` of strings or a `TextData` go to
+    `keras_tl.text.as_text_dataset` and come back as a `TextData`.
 
     Image files are read and decoded in parallel (`tf.data.AUTOTUNE`),
     kept in memory after the first epoch when a split's decoded images take
@@ -345,9 +352,11 @@ def as_dataset(
         cache: keep a folder's decoded images in memory after the first
             epoch (when they fit in 2 GiB). Turn it off for data read once,
             such as the one forward pass of cached feature extraction.
+        text_column: for a CSV of texts, the column of the texts.
+        label_column: for a CSV of texts, the column of the labels.
 
     Returns:
-        An `ImageData`.
+        An `ImageData` (a `keras_tl.text.TextData` for text).
 
     Raises:
         ValueError: arrays of different lengths, labels out of range, fewer
@@ -361,6 +370,14 @@ def as_dataset(
     data.class_names  # -> ['healthy', 'rust']
     ```
     """
+    if is_text_data(data):
+        from keras_tl.text import as_text_dataset
+
+        return as_text_dataset(
+            data, text_column=text_column, label_column=label_column, batch_size=batch_size,
+            validation_split=validation_split, validation_data=validation_data,
+            num_classes=num_classes, class_names=class_names, shuffle=shuffle, seed=seed,
+        )
     if validation_split is not None and validation_data is not None:
         raise ValueError("Pass either validation_split or validation_data, not both.")
     if validation_split is not None and not 0.0 < validation_split < 1.0:
@@ -454,6 +471,40 @@ def as_dataset(
             f"{len(class_names)} class_names given for {num_classes} classes."
         )
     return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape), train_arrays)
+
+
+def is_text_data(data):
+    """Whether `data` holds texts: a `TextData`, a CSV file, `(texts,
+    labels)` whose texts are strings, or a `tf.data.Dataset` of strings.
+
+    Args:
+        data: what a recipe or `as_dataset` was given.
+
+    Returns:
+        A bool.
+
+    Example:
+
+    >>> is_text_data((["great", "awful"], [1, 0])), is_text_data("leaves/")
+    (True, False)
+    """
+    if type(data).__name__ == "TextData":
+        return True
+    if isinstance(data, (str, os.PathLike)):
+        return os.fspath(data).lower().endswith((".csv", ".tsv")) and not os.path.isdir(data)
+    if isinstance(data, tuple) and len(data) == 2:
+        texts = data[0]
+        if isinstance(texts, (list, tuple)) and texts:
+            return isinstance(texts[0], str)
+        if isinstance(texts, np.ndarray):
+            return texts.dtype.kind in "US" or (texts.dtype == object and texts.size > 0
+                                               and isinstance(texts.flat[0], str))
+        return False
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        first = spec[0] if isinstance(spec, tuple) else spec
+        return getattr(first, "dtype", None) == tf.string
+    return False
 
 
 def _validation_dataset(data, batch_size, image_shape, num_classes, class_names, channels):

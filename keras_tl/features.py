@@ -44,9 +44,14 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
             through `backbone`, or it is refused with an error that names it.
         verbose: Keras verbosity of the forward pass.
 
+    Text is one more kind of backbone: a text classifier (KerasHub, or
+    keras-tl's `PooledTextClassifier`) with texts, `(texts, labels)` or a
+    `TextData` goes to `keras_tl.text.extract_text_features` (its encoder's
+    pooled embeddings; `cache_path` does not apply).
+
     Returns:
         `(embeddings, labels)`: float32 `(n, feature_dim)` and int32 `(n,)`
-        (`labels` is `None` for a bare array of images).
+        (`labels` is `None` for a bare array of images or a list of texts).
 
     Example:
 
@@ -56,6 +61,13 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     ```
     """
     check_positive_int(batch_size, "batch_size")
+    preprocessor = getattr(backbone, "preprocessor", None)
+    if preprocessor is not None and getattr(preprocessor, "tokenizer", None) is not None:
+        if cache_path is not None:
+            raise ValueError("cache_path caches image embeddings; leave it out for text.")
+        from keras_tl.text import extract_text_features
+
+        return extract_text_features(backbone, data, batch_size=batch_size, verbose=verbose)
     if cache_path is not None:
         cache_path = _check_cache_path(cache_path)
     if isinstance(data, np.ndarray):

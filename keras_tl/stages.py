@@ -98,6 +98,10 @@ class Stage:
 def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     """Splits a backbone (or a model containing one) into stages.
 
+    Text is one more kind of backbone: a KerasHub text classifier or BERT-
+    family backbone gets `keras_tl.text.get_text_stages`' stages
+    (embeddings, one per transformer layer, pooler).
+
     Args:
         model: a `keras.Model`. If it contains a zoo network (see
             `keras_tl.build_backbone`), that network's named stages are used;
@@ -129,6 +133,10 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     >>> [s.name for s in keras_tl.get_stages(backbone)]
     ['conv1', 'conv2', 'conv3', 'conv4', 'conv5']
     """
+    if not prefixes and _is_text_model(model):
+        from keras_tl.text import get_text_stages
+
+        return get_text_stages(model)
     excluded = {id(layer) for layer in exclude}
     if prefixes:
         layers = [l for l in leaf_layers(model) if id(l) not in excluded]
@@ -264,6 +272,18 @@ def freeze(model):
 
 
 UNFREEZE_RULES = ("every", "at_epochs", "patience", "phases")
+
+
+def _is_text_model(model):
+    """A KerasHub text task (it tokenizes in a preprocessor) or a backbone
+    with a token embedding and `transformer_layer_<i>` layers."""
+    preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is not None and getattr(preprocessor, "tokenizer", None) is not None:
+        return True
+    backbone = getattr(model, "backbone", model)
+    return (hasattr(backbone, "token_embedding")
+            and any(layer.name.startswith("transformer_layer_")
+                    for layer in getattr(backbone, "layers", [])))
 
 
 def unfreeze_rule(

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 
 from keras_tl._utils.logs import drop_retracing_warnings
-from keras_tl.recipes.text_classifier import text_classifier
+from keras_tl.recipes.text_classification import text_classifier
 from keras_tl.text import DEFAULT_TEXT_PRESET
 from keras_tl.text import read_text_csv
 

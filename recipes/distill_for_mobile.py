@@ -56,9 +56,9 @@ def main(argv=None):
         # Every step, on as little as they allow: about 250 images at 64 px.
         # At 32 px the int8 teacher loses more answers, and the export's
         # search for ops to keep in float costs 3x the whole smoke run.
-        x, y = keras_tl.datasets.load_mnist_5k()
+        x, y = keras_tl.examples.datasets.load_mnist_5k()
         keep = y < 3
-        args.data = keras_tl.datasets.save_image_folder(
+        args.data = keras_tl.examples.datasets.save_image_folder(
             x[keep][::6], y[keep][::6], os.path.join(tempfile.mkdtemp(), "digits"),
             class_names=["zero", "one", "two"])
         args.image_size, args.epochs = 64, 15

@@ -57,10 +57,10 @@ def smoke_setup(args):
     Its time goes mostly to tracing and converting the backbone, which do
     not depend on the number of images.
     """
-    x, y = keras_tl.datasets.load_mnist_5k()
+    x, y = keras_tl.examples.datasets.load_mnist_5k()
     keep = (y < 3)
     folder = os.path.join(tempfile.mkdtemp(), "digits")
-    keras_tl.datasets.save_image_folder(
+    keras_tl.examples.datasets.save_image_folder(
         x[keep][::16], y[keep][::16], folder, class_names=["zero", "one", "two"])
     args.data, args.image_size = folder, 32
     shape = (args.image_size, args.image_size, 3)

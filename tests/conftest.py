@@ -134,9 +134,9 @@ def mnist_cnn_small():
     """
     import keras
 
-    from keras_tl.adapt import adabn
+    from keras_tl.domain_adaptation import adabn
     from keras_tl.backbones import build_small_cnn
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     keras.utils.set_random_seed(0)
     model = build_small_cnn((28, 28, 1), 10, width=16, name="mnist_cnn_small")
@@ -160,7 +160,7 @@ def mnist_cnn_small():
 
 @pytest.fixture(scope="session")
 def digits_target():
-    from keras_tl.datasets import load_digits_target
+    from keras_tl.examples.datasets import load_digits_target
 
     x, y = load_digits_target()
     return x.astype("float32"), y

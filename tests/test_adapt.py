@@ -1,11 +1,11 @@
-"""Domain adaptation blocks and recipe (keras_tl.adapt, recipes.adapt_domain)."""
+"""Domain adaptation blocks and recipe (keras_tl.domain_adaptation, recipes.adapt_domain)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_tl import adapt
+from keras_tl import domain_adaptation as adapt
 
 
 def _bn_model(dropout=0.5):

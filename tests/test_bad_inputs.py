@@ -12,7 +12,7 @@ from test_text import tiny_parts
 
 from keras_tl import NonFiniteLossError
 from keras_tl import StopOnNonFiniteLoss
-from keras_tl.adapt import adabn
+from keras_tl.domain_adaptation import adabn
 from keras_tl.data import as_dataset
 from keras_tl.data import scan_image_folder
 from keras_tl.recipes import adapt_domain

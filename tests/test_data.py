@@ -4,7 +4,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_tl.data import as_dataset, scan_image_folder
-from keras_tl.datasets import few_shot_split, load_digits_target, load_mnist_5k
+from keras_tl.examples.datasets import few_shot_split, load_digits_target, load_mnist_5k
 
 
 def _write_folder(root, classes=("cat", "dog"), per_class=3, size=(12, 10)):

@@ -69,26 +69,23 @@ def _logits_of(model, x):
 
 
 @pytest.mark.backend_independent
-def test_old_module_path_warns_once_and_gives_the_same_names():
-    sys.modules.pop("keras_tl.distill", None)
-    with pytest.warns(DeprecationWarning, match="keras_tl.distill is renamed keras_tl.distillation"):
-        old = importlib.import_module("keras_tl.distill")
-    assert old.__all__
-    for name in old.__all__:
-        assert getattr(old, name) is getattr(keras_tl.distillation, name)
-    # `import keras_tl` must not load the alias (nor warn); the first use of
-    # `keras_tl.distill` does, with one warning. A fresh interpreter, since
-    # this one has imported it already.
+def test_keras_tl_distill_is_the_recipe_and_the_old_module_path_still_imports():
+    # `keras_tl.distill` is the recipe, as every recipe is importable from
+    # `keras_tl`; the 0.3 module path `keras_tl.distill` still imports its
+    # names, with one warning, without replacing the function. A fresh
+    # interpreter, since this one may have used the alias already.
     code = (
-        "import sys, warnings\n"
+        "import warnings\n"
         "import keras_tl\n"
-        "assert 'keras_tl.distill' not in sys.modules\n"
+        "assert keras_tl.distill is keras_tl.recipes.distill\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
-        "    alias = keras_tl.distill\n"
+        "    from keras_tl.distill import Distiller\n"
+        "    from keras_tl.distill import shrink_bert\n"
         "messages = [str(w.message) for w in caught if w.category is DeprecationWarning]\n"
-        "assert messages == ['keras_tl.distill is renamed keras_tl.distillation'], messages\n"
-        "assert alias.Distiller is keras_tl.Distiller\n"
+        "assert messages == ['keras_tl.distill moved to keras_tl.distillation'], messages\n"
+        "assert Distiller is keras_tl.Distiller\n"
+        "assert callable(keras_tl.distill) and keras_tl.distill.__name__ == 'distill'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -325,7 +322,7 @@ def test_recipe_with_zoo_student_and_augmentation():
 
 
 def test_recipe_learning_rate_warms_up_then_decays_to_zero():
-    from keras_tl.recipes.distill import _learning_rate
+    from keras_tl.recipes.distillation import _learning_rate
 
     train = tf.data.Dataset.range(10).batch(2)  # 5 steps per epoch
     rate = _learning_rate(3e-3, 0.1, train, epochs=4)  # 20 steps, 2 of warm-up
@@ -411,7 +408,7 @@ def test_shrink_bert_and_distill_text():
 
 @pytest.mark.slow
 def test_badly_scaled_teacher_does_not_hurt_the_student():
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     x, y = load_mnist_5k()
     rng = np.random.default_rng(0)
@@ -616,8 +613,8 @@ def test_recipe_distils_a_subclassed_teacher():
     """Input shape and number of classes come from the student model, or from
     the data and the teacher's outputs (for a zoo student)."""
     from keras_tl.data import as_dataset
-    from keras_tl.recipes.distill import _geometry_from_batch
-    from keras_tl.recipes.distill import _teacher_geometry
+    from keras_tl.recipes.distillation import _geometry_from_batch
+    from keras_tl.recipes.distillation import _teacher_geometry
 
     x, y = _image_data()
     teacher = _subclassed_teacher(True, x)

@@ -24,7 +24,7 @@ from keras_tl.heads import ClassNames
 
 @pytest.fixture(scope="module")
 def digits(mnist_cnn_small):
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     x, y = load_mnist_5k()
     # The fixture trained on the first 2,000 of this permutation.

@@ -81,7 +81,7 @@ def test_the_fragile_model_is_what_its_tests_need(fragile):
 
 @pytest.fixture(scope="module")
 def digits(mnist_cnn_small):
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     x, y = load_mnist_5k()
     # The fixture trained on the first 2,000 of this permutation.

@@ -41,9 +41,9 @@ def rgb_digits():
     Returns the model, 300 calibration images and the 397 held-out images
     with their labels; images are uint8-valued floats in [0, 255].
     """
-    from keras_tl.adapt import adabn
+    from keras_tl.domain_adaptation import adabn
     from keras_tl.backbones import build_small_cnn
-    from keras_tl.datasets import load_digits_target
+    from keras_tl.examples.datasets import load_digits_target
 
     x, y = load_digits_target()
     x = np.repeat(x, 3, axis=-1).astype("float32")
@@ -201,7 +201,7 @@ def test_min_parser_version_follows_the_members_used():
 
 @pytest.fixture(scope="module")
 def gray_digits(mnist_cnn_small):
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     x, y = load_mnist_5k()
     # The fixture trained on the first 2,000 of this permutation.

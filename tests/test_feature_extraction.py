@@ -5,7 +5,7 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_tl
-from keras_tl.datasets import few_shot_split
+from keras_tl.examples.datasets import few_shot_split
 from keras_tl.features import extract
 from keras_tl.recipes import feature_extraction
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_tl.recipes.fine_tune import fine_tune
+from keras_tl.recipes.fine_tuning import fine_tune
 
 
 def mnist_backbone(source):

@@ -15,10 +15,10 @@ from keras_tl import hub_backbones
 from keras_tl.lora import enable_lora
 from keras_tl.lora import lora_layers
 from keras_tl.lora import merge_lora
-from keras_tl.recipes.feature_extraction import feature_extraction
-from keras_tl.recipes.fine_tune import TRANSFORMER_LAYER_DECAY
-from keras_tl.recipes.fine_tune import ULMFIT_LAYER_DECAY
-from keras_tl.recipes.fine_tune import fine_tune
+from keras_tl.recipes.frozen_backbone import feature_extraction
+from keras_tl.recipes.fine_tuning import TRANSFORMER_LAYER_DECAY
+from keras_tl.recipes.fine_tuning import ULMFIT_LAYER_DECAY
+from keras_tl.recipes.fine_tuning import fine_tune
 
 SIZE = 32
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])

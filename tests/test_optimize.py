@@ -1,4 +1,4 @@
-"""Tests for keras_tl.optimize: the tfmot bridge (pruning, QAT)."""
+"""Tests for keras_tl.compression: the tfmot bridge (pruning, QAT)."""
 
 import gzip
 import importlib.util
@@ -21,7 +21,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def digits():
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     x, y = load_mnist_5k()
     order = np.random.default_rng(0).permutation(len(x))
@@ -36,7 +36,7 @@ def _copy(model):
 
 
 def test_tf_keras_twin_computes_the_same(mnist_cnn_small, digits):
-    from keras_tl.optimize import to_tf_keras
+    from keras_tl.compression import to_tf_keras
 
     (_, _), (x_val, _) = digits
     twin, pairs = to_tf_keras(mnist_cnn_small)
@@ -48,7 +48,7 @@ def test_tf_keras_twin_computes_the_same(mnist_cnn_small, digits):
 
 
 def test_unknown_layer_is_a_clear_error():
-    from keras_tl.optimize import to_tf_keras
+    from keras_tl.compression import to_tf_keras
 
     class Twice(keras.layers.Layer):
         def call(self, x):
@@ -63,7 +63,7 @@ def test_unknown_layer_is_a_clear_error():
 @pytest.mark.slow
 def test_prune_reaches_sparsity_and_keeps_accuracy(mnist_cnn_small, digits, tmp_path):
     from keras_tl.export import to_tflite
-    from keras_tl.optimize import prune, sparsity
+    from keras_tl.compression import prune, sparsity
 
     train, (x_val, y_val) = digits
     base_accuracy = mnist_cnn_small.evaluate(x_val, y_val, verbose=0)[1]
@@ -97,7 +97,7 @@ def test_prune_reaches_sparsity_and_keeps_accuracy(mnist_cnn_small, digits, tmp_
 
 
 def test_bad_sparsity():
-    from keras_tl.optimize import prune
+    from keras_tl.compression import prune
 
     with pytest.raises(ValueError, match="target_sparsity"):
         prune(None, None, target_sparsity=1.5)
@@ -106,7 +106,7 @@ def test_bad_sparsity():
 @pytest.mark.slow
 def test_quantization_aware_training_exports_int8(mnist_cnn_small, digits, tmp_path):
     from keras_tl.export import to_tflite
-    from keras_tl.optimize import quantization_aware_training
+    from keras_tl.compression import quantization_aware_training
 
     train, (x_val, y_val) = digits
     qat = quantization_aware_training(mnist_cnn_small, train, epochs=1)

@@ -12,7 +12,7 @@ from keras_tl.data import as_dataset
 
 @pytest.fixture(scope="module")
 def digits():
-    from keras_tl.datasets import load_mnist_5k
+    from keras_tl.examples.datasets import load_mnist_5k
 
     x, y = load_mnist_5k()
     rows = np.random.default_rng(0).permutation(len(x))[:64]

@@ -128,7 +128,7 @@ def test_rebuilt_optimizer_keeps_the_loss_scale_wrapper():
 
 @pytest.mark.slow
 def test_fine_tune_mixed_precision_and_xla(tmp_path):
-    from keras_tl.recipes.fine_tune import fine_tune
+    from keras_tl.recipes.fine_tuning import fine_tune
 
     x, y = toy_images()
     model = fine_tune(tiny_backbone(), (x, y), num_classes=3, epochs=2, batch_size=16,
@@ -141,7 +141,7 @@ def test_fine_tune_mixed_precision_and_xla(tmp_path):
 
 
 def test_fine_tune_float16_scales_the_loss_through_unfreezing():
-    from keras_tl.recipes.fine_tune import fine_tune
+    from keras_tl.recipes.fine_tuning import fine_tune
 
     x, y = toy_images()
     model = fine_tune(tiny_backbone(), (x, y), num_classes=3, epochs=2, batch_size=16,
@@ -158,7 +158,7 @@ def test_fine_tune_float16_scales_the_loss_through_unfreezing():
 
 @pytest.mark.slow
 def test_feature_extraction_zoo_backbone_in_loop(tmp_path):
-    from keras_tl.recipes.feature_extraction import feature_extraction
+    from keras_tl.recipes.frozen_backbone import feature_extraction
 
     x, y = toy_images(24)
     x = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)  # 32 x 32
@@ -173,7 +173,7 @@ def test_feature_extraction_zoo_backbone_in_loop(tmp_path):
 
 
 def test_recipe_restores_the_global_policy_after_an_error():
-    from keras_tl.recipes.feature_extraction import feature_extraction
+    from keras_tl.recipes.frozen_backbone import feature_extraction
 
     keras.config.set_dtype_policy("bfloat16")
     x, y = toy_images(12)
@@ -185,7 +185,7 @@ def test_recipe_restores_the_global_policy_after_an_error():
 
 @pytest.mark.slow
 def test_distill_mixed_precision_student(tmp_path):
-    from keras_tl.recipes.distill import distill
+    from keras_tl.recipes.distillation import distill
 
     x, y = toy_images()
     teacher = tiny_classifier()
@@ -201,7 +201,7 @@ def test_distill_mixed_precision_student(tmp_path):
 
 @pytest.mark.slow
 def test_adapt_domain_mixed_precision(tmp_path):
-    from keras_tl.recipes.adapt import adapt_domain
+    from keras_tl.recipes.domain_adaptation import adapt_domain
 
     x, y = toy_images()
     model = tiny_classifier()
@@ -221,7 +221,7 @@ def test_adapt_domain_mixed_precision(tmp_path):
 def test_text_classifier_mixed_precision(tmp_path):
     import keras_hub
 
-    from keras_tl.recipes.text_classifier import text_classifier
+    from keras_tl.recipes.text_classification import text_classifier
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (
         "the film movie is good great bad awful loved hated it plot".split())

@@ -1,9 +1,9 @@
-"""Offline pretrained backbones (keras_tl.pretrained)."""
+"""Offline pretrained backbones (keras_tl.examples.pretrained)."""
 
 import numpy as np
 import pytest
 
-from keras_tl import pretrained
+from keras_tl.examples import pretrained
 
 
 def _digits(n=4, size=32, channels=3, seed=0):

@@ -22,12 +22,13 @@ import keras_tl
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# The deprecated alias module warns on import by design; `keras_tl` itself
-# only imports it on first attribute access.
-SKIPPED_MODULES = {"keras_tl.distill"}
+# The 0.3 module paths of rooms renamed in 0.4 warn on import by design;
+# `keras_tl` itself only imports them on first attribute access.
+SKIPPED_MODULES = {"keras_tl.adapt", "keras_tl.optimize", "keras_tl.select",
+                   "keras_tl.datasets", "keras_tl.datasets_text", "keras_tl.pretrained"}
 
 # Packages users import by their full dotted path rather than through
-# `keras_tl`: worked examples that, by design, nothing in `keras_tl` imports.
+# `keras_tl`: the bundled samples, fixtures and the demo.
 DIRECT_IMPORT_PACKAGES = ("keras_tl.examples",)
 
 
@@ -72,7 +73,7 @@ def test_walk_finds_the_package_tree():
     # A broken walk (wrong path, swallowed import error) would make every
     # other check in this file vacuous.
     assert len(MODULE_NAMES) > 40
-    for name in ("keras_tl.export", "keras_tl.recipes.fine_tune", "keras_tl.text.data"):
+    for name in ("keras_tl.export", "keras_tl.recipes.fine_tuning", "keras_tl.text.data"):
         assert name in MODULE_NAMES
 
 
@@ -281,3 +282,34 @@ def test_colab_install_line_is_one_line_everywhere():
     declared = next(ast.literal_eval(kw.value) for kw in call.keywords if kw.arg == "extras_require")
     for name in names:
         assert name in declared, f"the install line names extra {name!r}, setup.py has {sorted(declared)}"
+
+
+def test_moved_rooms_keep_their_old_import_paths():
+    code = (
+        "import importlib, warnings\n"
+        "import keras_tl\n"
+        "moved = {'adapt': 'domain_adaptation', 'optimize': 'compression',\n"
+        "         'select': 'selection', 'datasets': 'examples.datasets',\n"
+        "         'datasets_text': 'examples.text_datasets',\n"
+        "         'pretrained': 'examples.pretrained'}\n"
+        "for old, new in moved.items():\n"
+        "    with warnings.catch_warnings(record=True) as caught:\n"
+        "        warnings.simplefilter('always')\n"
+        "        module = importlib.import_module('keras_tl.' + old)\n"
+        "    assert any(w.category is DeprecationWarning for w in caught), old\n"
+        "    target = importlib.import_module('keras_tl.' + new)\n"
+        "    assert all(getattr(module, n) is getattr(target, n) for n in target.__all__), old\n"
+        "for old, new in {'fine_tune': 'fine_tuning', 'distill': 'distillation',\n"
+        "                 'feature_extraction': 'frozen_backbone',\n"
+        "                 'text_classifier': 'text_classification',\n"
+        "                 'adapt': 'domain_adaptation'}.items():\n"
+        "    module = importlib.import_module('keras_tl.recipes.' + old)\n"
+        "    target = importlib.import_module('keras_tl.recipes.' + new)\n"
+        "    assert getattr(module, target.__all__[-1]) is getattr(target, target.__all__[-1])\n"
+        "    if old != 'adapt':  # the recipe functions stay functions\n"
+        "        assert callable(getattr(keras_tl.recipes, old))\n"
+        "assert keras_tl.recipes.fine_tune is keras_tl.fine_tune\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]

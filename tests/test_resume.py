@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     import os, signal, sys
     import keras, numpy as np
     from keras_tl.backbones import build_small_cnn
-    from keras_tl.datasets import load_digits_target
+    from keras_tl.examples.datasets import load_digits_target
     from keras_tl.recipes import fine_tune
 
     out, checkpoint_dir, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])

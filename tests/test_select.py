@@ -1,11 +1,11 @@
-"""Transferability scores and backbone ranking (keras_tl.select)."""
+"""Transferability scores and backbone ranking (keras_tl.selection)."""
 
 import keras
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from keras_tl import select
+from keras_tl import selection as select
 
 
 def _gaussian_evidence(features, y, alpha, beta):
@@ -215,7 +215,7 @@ def test_log_me_ranks_a_transferred_cnn_above_a_random_one(mnist_cnn_small, digi
     import keras
 
     from keras_tl.backbones import build_small_cnn
-    from keras_tl.datasets import few_shot_split
+    from keras_tl.examples.datasets import few_shot_split
     from keras_tl.recipes import feature_extraction
 
     x, y = digits_target

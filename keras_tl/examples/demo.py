@@ -19,12 +19,12 @@ import time
 import keras
 import numpy as np
 
-from keras_tl.datasets import few_shot_split
+from keras_tl.examples.datasets import few_shot_split
 from keras_tl.engine import make_schedule
-from keras_tl.datasets import load_digits_target
+from keras_tl.examples.datasets import load_digits_target
 from keras_tl.plots import plot_history
-from keras_tl.pretrained import mnist_cnn
-from keras_tl.adapt import adabn
+from keras_tl.examples.pretrained import mnist_cnn
+from keras_tl.domain_adaptation import adabn
 from keras_tl.recipes import distill
 from keras_tl.recipes import feature_extraction
 from keras_tl.recipes import fine_tune

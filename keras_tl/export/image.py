@@ -171,7 +171,7 @@ def to_tflite(
         num_threads: interpreter threads for the check and the latency.
         input_signature: optional `tf.TensorSpec`s, as for `model.export`.
         sparse_weights: store kernels with many zeros (after
-            `keras_tl.optimize.prune`) in TFLite's sparse format
+            `keras_tl.compression.prune`) in TFLite's sparse format
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`): a smaller file with
             the same outputs. The report's size ratio is against the dense
             float32 conversion.

@@ -18,10 +18,10 @@ from keras_tl._utils.knobs import make_optimizer
 from keras_tl.augment import augment_dataset
 from keras_tl.augment import mixes_labels
 from keras_tl._utils.validation import count_steps
-from keras_tl.adapt import DannSchedule
-from keras_tl.adapt import DomainAdaptation
-from keras_tl.adapt import adabn
-from keras_tl.adapt import batchnorm_layers
+from keras_tl.domain_adaptation import DannSchedule
+from keras_tl.domain_adaptation import DomainAdaptation
+from keras_tl.domain_adaptation import adabn
+from keras_tl.domain_adaptation import batchnorm_layers
 from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.checkpoints import data_fingerprint
 from keras_tl.checkpoints import recipe_fingerprint
@@ -66,11 +66,11 @@ def adapt_domain(
     """Adapts a classifier to target-domain images that have no labels.
 
     - `"adabn"`: re-estimates the BatchNorm statistics on the target images
-      (`keras_tl.adapt.adabn`); no training, seconds.
+      (`keras_tl.domain_adaptation.adabn`); no training, seconds.
     - `"coral"` / `"dann"`: trains on labelled source batches paired with
       unlabelled target batches, adding the CORAL loss or a domain
       classifier behind gradient reversal on the features
-      (`keras_tl.adapt.DomainAdaptation`); then, for models with BatchNorm
+      (`keras_tl.domain_adaptation.DomainAdaptation`); then, for models with BatchNorm
       and `recalibrate_batchnorm`, AdaBN, since training on mixed batches
       leaves statistics of neither domain.
 
@@ -134,8 +134,8 @@ def adapt_domain(
     Example:
 
     ```python
-    source_model = keras_tl.pretrained.mnist_cnn()
-    x_target, _ = keras_tl.datasets.load_digits_target()
+    source_model = keras_tl.examples.pretrained.mnist_cnn()
+    x_target, _ = keras_tl.examples.datasets.load_digits_target()
     adapted = adapt_domain(source_model, load_mnist_5k(), x_target,
                            method="coral", epochs=5)
     ```

