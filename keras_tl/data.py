@@ -496,7 +496,7 @@ def is_text_data(data):
         texts = data[0]
         if isinstance(texts, (list, tuple)) and texts:
             return isinstance(texts[0], str)
-        if isinstance(texts, np.ndarray):
+        if isinstance(texts, np.ndarray) and texts.ndim == 1:
             return texts.dtype.kind in "US" or (texts.dtype == object and texts.size > 0
                                                and isinstance(texts.flat[0], str))
         return False

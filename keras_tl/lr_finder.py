@@ -62,10 +62,10 @@ class LRFinderResult:
         Returns:
             A `matplotlib.figure.Figure` (pyplot's backend is left as it is).
         """
-        from keras_tl.plots import _figure
-        from keras_tl.plots import _save
+        from keras_tl.plots import new_figure
+        from keras_tl.plots import save_figure
 
-        fig = _figure((6, 4))
+        fig = new_figure((6, 4))
         ax = fig.subplots()
         ax.plot(self.learning_rates, self.losses, alpha=0.3, label="loss")
         ax.plot(self.learning_rates, self.smoothed_losses, label="smoothed loss")
@@ -80,7 +80,7 @@ class LRFinderResult:
             ax.set_ylim(low - 0.1 * abs(start - low) - 1e-3, start + 0.5 * abs(start - low) + 1e-3)
         ax.legend()
         fig.tight_layout()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 class LRFinder(keras.callbacks.Callback):

@@ -8,10 +8,16 @@ working in a notebook, and saving works on a headless machine.
 
 import os
 
-__all__ = ["confusion_matrix", "plot_confusion_matrix", "plot_history"]
+__all__ = [
+    "confusion_matrix",
+    "new_figure",
+    "plot_confusion_matrix",
+    "plot_history",
+    "save_figure",
+]
 
 
-def _figure(figsize):
+def new_figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -21,7 +27,7 @@ def _figure(figsize):
     return fig
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     if path is not None:
         from keras_tl._utils.io import save_atomic
 
@@ -49,7 +55,7 @@ def plot_history(history, path=None, title=None):
     ```
     """
     runs = history if _is_run_dict(history) else {"": history}
-    fig = _figure((10, 4))
+    fig = new_figure((10, 4))
     axes = fig.subplots(1, 2)
     for label, run in runs.items():
         logs = getattr(run, "history", run)
@@ -70,7 +76,7 @@ def plot_history(history, path=None, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _is_run_dict(history):
@@ -129,7 +135,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path=None, title=None):
     n = len(class_names)
     matrix = confusion_matrix(y_true, y_pred, n)
     size = max(4, 0.5 * n + 2)
-    fig = _figure((size, size))
+    fig = new_figure((size, size))
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for i in range(n):
@@ -143,4 +149,4 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path=None, title=None):
     accuracy = float((y_true == y_pred).mean()) if len(y_true) else 0.0
     ax.set_title(title or f"accuracy {accuracy:.3f}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -267,7 +267,7 @@ def test_failed_export_leaves_the_previous_export_byte_identical(rgb_digits, tmp
     def crash(*args, **kwargs):
         raise RuntimeError("interpreter crashed")
 
-    monkeypatch.setattr("keras_tl.export.image._fill_parity", crash)
+    monkeypatch.setattr("keras_tl.export.image.fill_parity", crash)
     with pytest.raises(RuntimeError, match="interpreter crashed"):
         to_tflite(model, path, quantization="int8", representative_data=x_calibration,
                   check_data=x_val[:20])
@@ -371,9 +371,15 @@ def test_mediapipe_text_classifier_agrees_with_keras_on_raw_strings(small_bert, 
 @pytest.mark.slow
 def test_pixel_range_mismatches_are_reported(rgb_digits, tmp_path):
     model, x_calibration, x_val, _ = rgb_digits
-    # Images in [0, 1] while MediaPipe is told to feed [0, 255] as it is.
-    with pytest.warns(UserWarning, match=r"normalization=\(0, 255\)"):
+    # Images in [0, 1] for a model that scales [0, 255] pixels itself.
+    with pytest.warns(UserWarning, match=r"look like \[0, 1\] floats.*takes pixels in \[0, 255\]"):
         to_tflite(model, tmp_path / "unit.tflite", check_data=x_val[:20] / 255.0)
+    # A model without its own scaling: MediaPipe's normalization is the issue.
+    inputs = keras.Input(model.input_shape[1:])
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    bare = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(pooled))
+    with pytest.warns(UserWarning, match=r"normalization=\(0, 255\)"):
+        to_tflite(bare, tmp_path / "bare.tflite", check_data=x_val[:20] / 255.0)
     # Calibration images that never reach 255: the uint8 input's scale is
     # not 1, so the raw pixels MediaPipe copies in would be misread.
     with pytest.warns(UserWarning, match="MediaPipe feeds raw pixels"):

@@ -70,7 +70,7 @@ def test_ctrl_c_swallowed_during_an_export_still_cancels_it(tmp_path, monkeypatc
     model = build_small_cnn((8, 8, 1), 2, width=2, name="m")
     model.save(tmp_path / "m.keras")
     (tmp_path / "m.tflite").write_bytes(b"the previous export")
-    real = convert._convert
+    real = convert.convert_model
 
     def interrupted_convert(*args, **kwargs):
         try:
@@ -80,7 +80,7 @@ def test_ctrl_c_swallowed_during_an_export_still_cancels_it(tmp_path, monkeypatc
             pass  # what a garbage-collector callback does with it
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("keras_tl.export.image._convert", interrupted_convert)
+    monkeypatch.setattr("keras_tl.export.image.convert_model", interrupted_convert)
     assert cli.main(["export", str(tmp_path / "m.keras")]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert (tmp_path / "m.tflite").read_bytes() == b"the previous export"

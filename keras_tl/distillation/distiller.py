@@ -18,18 +18,18 @@ from keras_tl._utils.distribute import num_replicas
 from keras_tl._utils.validation import check_same_length
 from keras_tl._utils.validation import dataset_arrays
 from keras_tl._utils.validation import pair_spec
-from keras_tl.distillation.logits import _check_teacher_outputs
-from keras_tl.distillation.logits import _layer_tensor
-from keras_tl.distillation.logits import _logits_source
-from keras_tl.distillation.logits import _model_inputs
-from keras_tl.distillation.logits import _outputs_kind
-from keras_tl.distillation.logits import _to_logits
+from keras_tl.distillation.logits import check_teacher_outputs
+from keras_tl.distillation.logits import layer_tensor
+from keras_tl.distillation.logits import logits_source
+from keras_tl.distillation.logits import model_inputs
+from keras_tl.distillation.logits import outputs_kind
+from keras_tl.distillation.logits import to_logits
 from keras_tl.distillation.losses import HintDistillation
 from keras_tl.distillation.losses import SoftTargetDistillation
-from keras_tl.distillation.losses import _as_vectors
-from keras_tl.distillation.losses import _check_alpha
-from keras_tl.distillation.losses import _check_temperature
-from keras_tl.distillation.losses import _standardize
+from keras_tl.distillation.losses import as_vectors
+from keras_tl.distillation.losses import check_loss_weight
+from keras_tl.distillation.losses import check_temperature
+from keras_tl.distillation.losses import standardize_logits
 
 __all__ = ["CACHED_HINT_KEY", "CACHED_LOGITS_KEY", "LABELS_KEY", "Distiller"]
 
@@ -218,8 +218,8 @@ class Distiller(keras.distillation.Distiller):
                 DeprecationWarning, stacklevel=2,
             )
             student_loss_weight = alpha
-        teacher_outputs = _check_teacher_outputs(teacher_outputs)
-        student_loss_weight = _check_alpha(
+        teacher_outputs = check_teacher_outputs(teacher_outputs)
+        student_loss_weight = check_loss_weight(
             student_loss_weight, "alpha" if alpha is not None else "student_loss_weight")
         for role, model in (("teacher", teacher), ("student", student)):
             if not isinstance(model, keras.Model):
@@ -291,23 +291,23 @@ class Distiller(keras.distillation.Distiller):
                 kind = {"auto": None}.get(said, said) if role == "teacher" else "logits"
                 self._sources[role] = (None, kind, None)
                 continue
-            tensor, kind, layer = _logits_source(
+            tensor, kind, layer = logits_source(
                 model, getattr(self, f"_{role}_logits_layer"), role, said
             )
             self._sources[role] = (tensor, kind, layer)
             outputs["logits"] = tensor
         if self._hint_layers:
             student_name, teacher_name = self._hint_layers
-            teacher_outputs["hint"] = _layer_tensor(
+            teacher_outputs["hint"] = layer_tensor(
                 teacher, teacher.get_layer(teacher_name), "output"
             )
-            student_outputs["hint"] = _layer_tensor(
+            student_outputs["hint"] = layer_tensor(
                 student, student.get_layer(student_name), "output"
             )
         self._check_logits_shapes()
         if getattr(teacher, "inputs", None) is not None:
             self._teacher_feature_extractor = keras.Model(
-                _model_inputs(teacher), teacher_outputs, name=f"{teacher.name}_distill_view"
+                model_inputs(teacher), teacher_outputs, name=f"{teacher.name}_distill_view"
             )
         else:
             self._teacher_feature_extractor = None
@@ -316,7 +316,7 @@ class Distiller(keras.distillation.Distiller):
                 student.outputs
             ) == 1 else student.outputs
             self._student_feature_extractor = keras.Model(
-                _model_inputs(student), student_outputs, name=f"{student.name}_distill_view"
+                model_inputs(student), student_outputs, name=f"{student.name}_distill_view"
             )
         else:
             self._student_feature_extractor = None
@@ -431,14 +431,14 @@ class Distiller(keras.distillation.Distiller):
                 "constructor, as in keras.distillation.Distiller.",
                 DeprecationWarning, stacklevel=2,
             )
-            self.student_loss_weight = _check_alpha(alpha, "alpha")
+            self.student_loss_weight = check_loss_weight(alpha, "alpha")
         if temperature is not None:
             if self.soft_target_loss is None:
                 raise ValueError(
                     "compile(temperature=...) sets the SoftTargetDistillation's "
                     "temperature, and this distiller has none; set it on its losses."
                 )
-            self.soft_target_loss.temperature = _check_temperature(temperature)
+            self.soft_target_loss.temperature = check_temperature(temperature)
         self._student_loss_fn = student_loss_fn
         self._distillation_loss_fn = distillation_loss_fn
         super().compile(optimizer=optimizer, loss=student_loss_fn, metrics=metrics, **kwargs)
@@ -531,9 +531,9 @@ class Distiller(keras.distillation.Distiller):
         if teacher_logits is None or (needs_hint and teacher_hint is None):
             teacher = self._teacher_views(x)
             self._decide_teacher_outputs(teacher["logits"])
-            teacher_logits = _to_logits(teacher["logits"], *self._sources["teacher"][1:])
+            teacher_logits = to_logits(teacher["logits"], *self._sources["teacher"][1:])
             teacher_hint = teacher.get("hint")
-        student_logits = _to_logits(student["logits"], *self._sources["student"][1:])
+        student_logits = to_logits(student["logits"], *self._sources["student"][1:])
 
         student_loss = ops.zeros(())
         if labels is not None and self.student_loss_weight > 0:
@@ -552,7 +552,7 @@ class Distiller(keras.distillation.Distiller):
         weight = self.student_loss_weight
         total = weight * student_loss + (1.0 - weight) * distillation_loss
         if needs_hint:
-            projected = self.hint_projection(_as_vectors(student["hint"]))
+            projected = self.hint_projection(as_vectors(student["hint"]))
             hint_loss = _reduce(
                 self.hint_loss.per_example_loss(teacher_hint, projected),
                 sample_weight,
@@ -572,7 +572,7 @@ class Distiller(keras.distillation.Distiller):
         t = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
         s = ops.cast(student_logits, "float32")
         if loss.standardize:
-            t, s = _standardize(t), _standardize(s)
+            t, s = standardize_logits(t), standardize_logits(s)
         T = loss.temperature
         values = _per_example(
             self._distillation_loss_fn,
@@ -611,7 +611,7 @@ class Distiller(keras.distillation.Distiller):
                 "'probabilities', or call fit, evaluate or "
                 "cache_teacher_logits on arrays or a tf.data.Dataset first."
             ) from None
-        self._sources["teacher"] = (None, _outputs_kind(values), None)
+        self._sources["teacher"] = (None, outputs_kind(values), None)
 
     def _decide_on_first_batch(self, x, batch_size):
         if not self._native or self._sources["teacher"][1] is not None:
@@ -653,11 +653,11 @@ class Distiller(keras.distillation.Distiller):
         else:
             views = {"logits": self.teacher.predict(x, batch_size=batch_size, verbose=0)}
         self._decide_teacher_outputs(views["logits"])
-        logits = _to_logits(views["logits"], *self._sources["teacher"][1:])
+        logits = to_logits(views["logits"], *self._sources["teacher"][1:])
         result = {"logits": np.asarray(ops.convert_to_numpy(logits), np.float32)}
         if "hint" in views:
             result["hint"] = np.asarray(
-                ops.convert_to_numpy(_as_vectors(views["hint"])), np.float32
+                ops.convert_to_numpy(as_vectors(views["hint"])), np.float32
             )
         return result
 

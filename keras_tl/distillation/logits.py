@@ -16,7 +16,15 @@ from keras import ops
 
 from keras_tl.heads import ClassNames
 
-__all__ = ["TEACHER_OUTPUTS"]
+__all__ = [
+    "check_teacher_outputs",
+    "layer_tensor",
+    "logits_source",
+    "model_inputs",
+    "outputs_kind",
+    "TEACHER_OUTPUTS",
+    "to_logits",
+]
 
 # What a teacher's output is: found from its graph (or, for a subclassed
 # model, from its outputs on a batch), or stated by the user.
@@ -74,7 +82,7 @@ def _ends_in_softmax(model):
     return False
 
 
-def _model_inputs(model):
+def model_inputs(model):
     if isinstance(model, keras.Sequential) and model.inputs:
         # `Sequential.input` is the input of the model's first call: for a
         # Sequential nested in another model, a tensor of the outer graph.
@@ -86,13 +94,13 @@ def _model_inputs(model):
         return inputs[0] if len(inputs) == 1 else inputs
 
 
-def _layer_tensor(model, layer, which):
+def layer_tensor(model, layer, which):
     """The input or output tensor of `layer` in `model`'s own graph.
 
     A layer shared between models (e.g. a head's layers reused by
     `attach_head`) has one node per call; `layer.output` is the first.
     """
-    inputs = _model_inputs(model)
+    inputs = model_inputs(model)
     for node in layer._inbound_nodes:
         tensors = node.output_tensors if which == "output" else node.input_tensors
         tensor = tensors[0] if len(tensors) == 1 else tensors
@@ -104,7 +112,7 @@ def _layer_tensor(model, layer, which):
     return getattr(layer, which)
 
 
-def _check_teacher_outputs(value):
+def check_teacher_outputs(value):
     if not isinstance(value, str) or value not in TEACHER_OUTPUTS:
         raise ValueError(
             "teacher_outputs must be one of "
@@ -122,7 +130,7 @@ def _is_final_softmax(layer):
 def _before_softmax(model):
     """The logits behind `model`'s final softmax, in `model`'s own graph.
 
-    Returns `(tensor, kind, layer)` like `_logits_source`, or `None` when the
+    Returns `(tensor, kind, layer)` like `logits_source`, or `None` when the
     model does not end in a softmax whose input can be reached. A nested
     model ending in a softmax (a classifier head, a model wrapped in a
     `Sequential`) is looked into: a model from its inputs to its logits,
@@ -147,7 +155,7 @@ def _before_softmax(model):
     if len(arguments) != 1:
         return None
     try:
-        view = keras.Model(_model_inputs(last), tensor, name=f"{last.name}_logits")
+        view = keras.Model(model_inputs(last), tensor, name=f"{last.name}_logits")
         return view(arguments[0]), kind, layer
     except (ValueError, TypeError):
         # The nested model's graph cannot be cut there (e.g. several
@@ -155,7 +163,7 @@ def _before_softmax(model):
         return None
 
 
-def _logits_source(model, layer_name, role, outputs="auto"):
+def logits_source(model, layer_name, role, outputs="auto"):
     """Where a model's logits are: `(symbolic tensor, kind, layer)`.
 
     kind "logits": the tensor is the logits; "dense_softmax": the tensor is
@@ -183,9 +191,9 @@ def _logits_source(model, layer_name, role, outputs="auto"):
             ) from None
         if _is_softmax(getattr(layer, "activation", None)):
             if isinstance(layer, keras.layers.Dense):
-                return _layer_tensor(model, layer, "input"), "dense_softmax", layer
-            return _layer_tensor(model, layer, "output"), "probabilities", layer
-        return _layer_tensor(model, layer, "output"), "logits", layer
+                return layer_tensor(model, layer, "input"), "dense_softmax", layer
+            return layer_tensor(model, layer, "output"), "probabilities", layer
+        return layer_tensor(model, layer, "output"), "logits", layer
     if outputs == "logits":
         if _ends_in_softmax(model):
             warnings.warn(
@@ -203,7 +211,7 @@ def _logits_source(model, layer_name, role, outputs="auto"):
     return model.outputs[0], "logits", None
 
 
-def _outputs_kind(values, role="teacher"):
+def outputs_kind(values, role="teacher"):
     """`"probabilities"` or `"logits"`, read from a batch of outputs.
 
     For models without a graph (subclassed): rows in [0, 1] that sum to 1
@@ -240,7 +248,7 @@ def _outputs_kind(values, role="teacher"):
     return "probabilities" if probabilities else "logits"
 
 
-def _to_logits(value, kind, layer):
+def to_logits(value, kind, layer):
     if kind == "dense_softmax":
         logits = ops.matmul(value, layer.kernel)
         if layer.use_bias:

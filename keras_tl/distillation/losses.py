@@ -10,10 +10,18 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["HintDistillation", "SoftTargetDistillation", "soft_target_loss"]
+__all__ = [
+    "as_vectors",
+    "check_loss_weight",
+    "check_temperature",
+    "HintDistillation",
+    "soft_target_loss",
+    "SoftTargetDistillation",
+    "standardize_logits",
+]
 
 
-def _check_alpha(alpha, name="alpha"):
+def check_loss_weight(alpha, name="alpha"):
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)):
         raise ValueError(f"{name} must be a number in [0, 1]; got {alpha!r}.")
     if not 0.0 <= alpha <= 1.0:
@@ -24,7 +32,7 @@ def _check_alpha(alpha, name="alpha"):
     return float(alpha)
 
 
-def _check_temperature(temperature):
+def check_temperature(temperature):
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise ValueError(f"temperature must be a positive number; got {temperature!r}.")
     if not temperature > 0:
@@ -35,7 +43,7 @@ def _check_temperature(temperature):
     return float(temperature)
 
 
-def _standardize(logits, epsilon=1e-6):
+def standardize_logits(logits, epsilon=1e-6):
     mean = ops.mean(logits, axis=-1, keepdims=True)
     # std's gradient where the logits are all equal is 0 * inf = NaN (e.g. a
     # student whose ReLU features are all zero for one example); a tiny floor
@@ -76,8 +84,8 @@ def soft_target_loss(teacher_logits, student_logits, temperature, standardize=Fa
     teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
     student_logits = ops.cast(student_logits, "float32")
     if standardize:
-        teacher_logits = _standardize(teacher_logits)
-        student_logits = _standardize(student_logits)
+        teacher_logits = standardize_logits(teacher_logits)
+        student_logits = standardize_logits(student_logits)
     log_p = ops.log_softmax(teacher_logits / temperature, axis=-1)
     log_q = ops.log_softmax(student_logits / temperature, axis=-1)
     kl = ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
@@ -106,7 +114,7 @@ class SoftTargetDistillation(keras.distillation.LogitsDistillation):
     """
 
     def __init__(self, temperature=4.0, standardize=False):
-        super().__init__(temperature=_check_temperature(temperature))
+        super().__init__(temperature=check_temperature(temperature))
         self.standardize = bool(standardize)
 
     def per_example_loss(self, teacher_logits, student_logits):
@@ -126,7 +134,7 @@ class SoftTargetDistillation(keras.distillation.LogitsDistillation):
         return cls(**config)
 
 
-def _as_vectors(features):
+def as_vectors(features):
     # Feature maps (batch, h, w, c) and sequences (batch, steps, d) are
     # averaged over their positions: the hint matches what each example
     # contains, not where.
@@ -167,7 +175,7 @@ class HintDistillation(keras.distillation.FeatureDistillation):
 
     def per_example_loss(self, teacher_features, projected_student_features):
         """Returns the `(batch,)` losses."""
-        t = ops.stop_gradient(_as_vectors(teacher_features))
+        t = ops.stop_gradient(as_vectors(teacher_features))
         s = ops.cast(projected_student_features, "float32")
         t = t / (ops.norm(t, axis=-1, keepdims=True) + 1e-6)
         s = s / (ops.norm(s, axis=-1, keepdims=True) + 1e-6)

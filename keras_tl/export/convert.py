@@ -15,7 +15,18 @@ import threading
 
 from keras_tl.export.errors import UnsupportedOpsError
 
-__all__ = ["DEFAULT_CALIBRATION_SAMPLES", "IO_DTYPES", "QUANTIZATIONS"]
+__all__ = [
+    "check_model",
+    "check_options",
+    "check_path",
+    "convert_model",
+    "DEFAULT_CALIBRATION_SAMPLES",
+    "IO_DTYPES",
+    "is_keras3",
+    "QUANTIZATIONS",
+    "saved_model_folder",
+    "shared_saved_models",
+]
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 IO_DTYPES = ("float32", "int8", "uint8")
@@ -30,13 +41,13 @@ IO_DTYPES = ("float32", "int8", "uint8")
 DEFAULT_CALIBRATION_SAMPLES = 1000
 
 
-# The SavedModels written inside `_shared_saved_models()`, per thread: a
+# The SavedModels written inside `shared_saved_models()`, per thread: a
 # stack of (root folder, {(id(model), signature): (model, SavedModel folder)}).
 _SHARED = threading.local()
 
 
 @contextlib.contextmanager
-def _shared_saved_models():
+def shared_saved_models():
     """Within this block, each model is written as a SavedModel once.
 
     One export converts a model several times: the file, its float32
@@ -56,11 +67,11 @@ def _shared_saved_models():
 
 
 @contextlib.contextmanager
-def _saved_model(model, input_signature=None):
+def saved_model_folder(model, input_signature=None):
     """The folder of `model`'s SavedModel, as `model.export(format="litert")`
     writes it before converting: one `serve` endpoint calling the model in
     inference mode, so the converted file has the same signature and tensor
-    names. Inside `_shared_saved_models()` it is written once per model."""
+    names. Inside `shared_saved_models()` it is written once per model."""
     stack = getattr(_SHARED, "stack", None)
     if not stack:
         with tempfile.TemporaryDirectory() as folder:
@@ -93,7 +104,7 @@ def _write_saved_model(model, folder, input_signature):
     return folder
 
 
-def _is_keras3(model):
+def is_keras3(model):
     import keras
 
     return isinstance(model, keras.Model)
@@ -127,7 +138,7 @@ def _converter_options(quantization, representative, io_dtype, allow_select_tf_o
     return options
 
 
-def _convert(model, quantization=None, representative=None, io_dtype="float32",
+def convert_model(model, quantization=None, representative=None, io_dtype="float32",
              allow_select_tf_ops=False, input_signature=None, sparse_weights=False):
     """The `.tflite` bytes of `model`; raises `UnsupportedOpsError` on flex ops."""
     import tensorflow as tf
@@ -136,8 +147,8 @@ def _convert(model, quantization=None, representative=None, io_dtype="float32",
                                  sparse_weights)
     try:
         with contextlib.ExitStack() as stack:
-            if _is_keras3(model):
-                folder = stack.enter_context(_saved_model(model, input_signature))
+            if is_keras3(model):
+                folder = stack.enter_context(saved_model_folder(model, input_signature))
                 converter = tf.lite.TFLiteConverter.from_saved_model(folder)
                 # As `model.export(format="litert")` converts: variables
                 # read in the graph (e.g. a BatchNorm's statistics) fold.
@@ -179,13 +190,13 @@ def _is_tf_keras(model):
     ) and hasattr(model, "layers")
 
 
-def _check_model(model, function):
+def check_model(model, function):
     """Refuses a first argument that is not a model, naming what it is.
 
     Without this, `None` or a path fails deep inside the converter with an
     `AttributeError` that names neither the argument nor the fix.
     """
-    if _is_keras3(model) or _is_tf_keras(model):
+    if is_keras3(model) or _is_tf_keras(model):
         return
     if isinstance(model, (str, bytes, os.PathLike)):
         path = os.fsdecode(model)
@@ -204,7 +215,7 @@ def _check_model(model, function):
     )
 
 
-def _check_path(path):
+def check_path(path):
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"The export path must end with '.tflite'; got {path!r}.")
@@ -217,7 +228,7 @@ def _check_path(path):
     return path
 
 
-def _check_options(quantization, representative_data, io_dtype, min_agreement=None):
+def check_options(quantization, representative_data, io_dtype, min_agreement=None):
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             f"quantization must be one of {QUANTIZATIONS}; got {quantization!r}."

@@ -2,7 +2,7 @@
 
 Arrays, `(x, y)` tuples, dicts of arrays, `tf.data.Dataset`s, keras-tl
 `ImageData` and image folders become numpy arrays for the LiteRT check;
-`_representative_dataset` feeds them one by one to the int8 converter.
+`representative_dataset` feeds them one by one to the int8 converter.
 """
 
 import os
@@ -12,16 +12,20 @@ import numpy as np
 from keras_tl._utils.validation import check_same_length
 from keras_tl._utils.validation import dataset_arrays
 
-__all__ = []
+__all__ = [
+    "as_arrays",
+    "representative_dataset",
+    "take_rows",
+]
 
 
-def _take(inputs, index):
+def take_rows(inputs, index):
     if isinstance(inputs, dict):
         return {k: np.asarray(v)[index] for k, v in inputs.items()}
     return np.asarray(inputs)[index]
 
 
-def _as_arrays(data, limit=None, seed=None, image_size=None, split="validation"):
+def as_arrays(data, limit=None, seed=None, image_size=None, split="validation"):
     """`(inputs, labels or None)` from the forms of data keras-tl accepts.
 
     Arrays, `(x, y)` tuples, dicts of arrays (models with several inputs),
@@ -64,17 +68,17 @@ def _as_arrays(data, limit=None, seed=None, image_size=None, split="validation")
             index = np.arange(limit)
         else:
             index = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-        data = _take(data, index)
+        data = take_rows(data, index)
         labels = None if labels is None else labels[index]
     return data, labels
 
 
-def _representative_dataset(inputs):
+def representative_dataset(inputs):
     n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
 
     def generate():
         for i in range(n):
-            sample = _take(inputs, slice(i, i + 1))
+            sample = take_rows(inputs, slice(i, i + 1))
             if isinstance(sample, dict):
                 yield {k: v.astype(np.int32 if v.dtype == bool else v.dtype) for k, v in sample.items()}
             else:

@@ -14,17 +14,20 @@ from keras_tl._utils.interrupts import raise_if_interrupted
 from keras_tl._utils.io import save_atomic
 from keras_tl.export.labels import labels_path
 
-__all__ = []
+__all__ = [
+    "export_paths",
+    "write_export",
+]
 
 _REPORT_SUFFIX = ".json"
 
 
-def _export_paths(path):
+def export_paths(path):
     """`(labels path, report path)` of the export at `path`."""
     return labels_path(path), os.path.splitext(os.fspath(path))[0] + _REPORT_SUFFIX
 
 
-def _write_export(report, content, labels):
+def write_export(report, content, labels):
     """Writes `content` to `report.path`, the labels and the JSON report.
 
     A Ctrl-C that came during the export, even one Python swallowed, cancels

@@ -9,23 +9,23 @@ from keras_tl._utils.validation import check_pixel_range
 from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import takes_raw_pixels
 from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
-from keras_tl.export.convert import _check_model
-from keras_tl.export.convert import _check_options
-from keras_tl.export.convert import _check_path
-from keras_tl.export.convert import _convert
-from keras_tl.export.convert import _is_keras3
-from keras_tl.export.convert import _shared_saved_models
-from keras_tl.export.data import _as_arrays
-from keras_tl.export.data import _representative_dataset
-from keras_tl.export.files import _export_paths
-from keras_tl.export.files import _write_export
-from keras_tl.export.labels import _labels_for
-from keras_tl.export.metadata import _schemas_available
+from keras_tl.export.convert import check_model
+from keras_tl.export.convert import check_options
+from keras_tl.export.convert import check_path
+from keras_tl.export.convert import convert_model
+from keras_tl.export.convert import is_keras3
+from keras_tl.export.convert import shared_saved_models
+from keras_tl.export.data import as_arrays
+from keras_tl.export.data import representative_dataset
+from keras_tl.export.files import export_paths
+from keras_tl.export.files import write_export
+from keras_tl.export.labels import labels_for
+from keras_tl.export.metadata import schemas_available
 from keras_tl.export.metadata import populate_image_classifier_metadata
 from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import ExportReport
-from keras_tl.export.report import _fill_parity
-from keras_tl.export.report import _keras_predict
+from keras_tl.export.report import fill_parity
+from keras_tl.export.report import keras_predict
 from keras_tl.export.selective import DEFAULT_MIN_AGREEMENT
 from keras_tl.export.selective import quantize_selectively
 
@@ -212,7 +212,7 @@ def to_tflite(
     print(report)
     ```
     """
-    _check_model(model, "to_tflite")
+    check_model(model, "to_tflite")
     if _is_text_classifier(model):
         return _text_to_tflite(
             model, path, quantization=quantization, representative_data=representative_data,
@@ -226,21 +226,21 @@ def to_tflite(
                            "grayscale_input": (grayscale_input, "rgb"),
                            "normalization": (tuple(normalization), (0.0, 1.0))},
         )
-    path = _check_path(path)
+    path = check_path(path)
     _check_tensorflow_backend()
-    _check_options(quantization, representative_data, io_dtype, min_agreement)
+    check_options(quantization, representative_data, io_dtype, min_agreement)
     if grayscale_input not in GRAYSCALE_INPUTS:
         raise ValueError(
             f"grayscale_input must be one of {GRAYSCALE_INPUTS}; got {grayscale_input!r}."
         )
     model, class_names = _two_classes_from_sigmoid(model, class_names)
     num_outputs = _num_outputs(model)
-    labels = _labels_for(model, class_names, num_outputs)
+    labels = labels_for(model, class_names, num_outputs)
     image_size = _model_image_size(model)
     channels = _image_channels(model)
     exported = model
     to_file_inputs = _unchanged
-    if channels == 1 and grayscale_input == "rgb" and _is_keras3(model):
+    if channels == 1 and grayscale_input == "rgb" and is_keras3(model):
         exported, channels, to_file_inputs = _rgb_input_model(model), 3, _gray_to_rgb
     with_metadata = _writes_metadata(model, metadata, channels, io_dtype, normalization)
     if with_metadata and num_outputs == 1:
@@ -253,7 +253,7 @@ def to_tflite(
     representative = None
     raw_pixels = takes_raw_pixels(model)
     if quantization == "int8":
-        calibration, _ = _as_arrays(
+        calibration, _ = as_arrays(
             representative_data, limit=num_calibration_samples, seed=0,
             image_size=image_size, split="train",
         )
@@ -262,17 +262,19 @@ def to_tflite(
             check_pixel_range(calibration, "representative_data")
         elif with_metadata:
             _check_pixel_range(calibration, normalization)
-        representative = _representative_dataset(to_file_inputs(calibration))
+        representative = representative_dataset(to_file_inputs(calibration))
     if check_data is not None:
         check_positive_int(num_check_samples, "num_check_samples")
-        inputs, targets = _as_arrays(check_data, limit=num_check_samples,
+        inputs, targets = as_arrays(check_data, limit=num_check_samples,
                                      image_size=image_size)
         _check_input_shape(model, inputs, "check_data")
         if targets is not None and num_outputs >= 2:
-            labels = np.asarray(targets).reshape(-1)
-            if labels.size and (labels.min() < 0 or labels.max() >= num_outputs):
+            check_labels = np.asarray(targets).reshape(-1)
+            if check_labels.size and (check_labels.min() < 0
+                                      or check_labels.max() >= num_outputs):
                 raise ValueError(
-                    f"check_data has labels from {labels.min()} to {labels.max()}, and the "
+                    f"check_data has labels from {check_labels.min()} to "
+                    f"{check_labels.max()}, and the "
                     f"model has {num_outputs} classes (0 to {num_outputs - 1}). Pass the "
                     "labels as class indices of this model."
                 )
@@ -280,10 +282,10 @@ def to_tflite(
             check_pixel_range(inputs, "check_data")
         elif with_metadata:
             _check_pixel_range(inputs, normalization)
-    with _shared_saved_models():
-        content = _convert(exported, quantization, representative, io_dtype,
+    with shared_saved_models():
+        content = convert_model(exported, quantization, representative, io_dtype,
                            allow_select_tf_ops, input_signature, sparse_weights)
-        float32_content = content if quantization is None and not sparse_weights else _convert(
+        float32_content = content if quantization is None and not sparse_weights else convert_model(
             exported, None, None, "float32", allow_select_tf_ops, input_signature
         )
         selection = None
@@ -312,7 +314,7 @@ def to_tflite(
         full_int8_content = content if unchanged else add_metadata(full_int8_content)
         if io_dtype == "uint8":
             _check_pixel_quantization(content, mean, std)
-    labels_file, report_file = _export_paths(path)
+    labels_file, report_file = export_paths(path)
     report = ExportReport(
         path=path,
         quantization=quantization,
@@ -336,10 +338,10 @@ def to_tflite(
         if selection is not None and selection["data"] == "check_data":
             reference = selection["reference"]
         else:
-            reference = _keras_predict(model, inputs)
-        _fill_parity(report, content, float32_content, to_file_inputs(inputs), targets,
+            reference = keras_predict(model, inputs)
+        fill_parity(report, content, float32_content, to_file_inputs(inputs), targets,
                      reference, num_threads)
-    _write_export(report, content, labels)
+    write_export(report, content, labels)
     return report
 
 
@@ -350,7 +352,7 @@ def _selectable(exported, calibration):
     A `tf_keras` model here is a quantization-aware training copy: its int8
     ranges were learned, not calibrated, so it is exported as it is.
     """
-    if not _is_keras3(exported) or not isinstance(calibration, np.ndarray):
+    if not is_keras3(exported) or not isinstance(calibration, np.ndarray):
         return False
     inputs, outputs = getattr(exported, "inputs", None), getattr(exported, "outputs", None)
     return (inputs is not None and len(inputs) == 1 and outputs is not None
@@ -371,7 +373,7 @@ def _select_float_ops(model, exported, content, calibration, check_inputs, to_fi
         samples, data = check_inputs, "check_data"
     else:
         samples, data = calibration, "representative_data"
-    reference = _keras_predict(model, samples)
+    reference = keras_predict(model, samples)
     file_samples = to_file_inputs(samples)
     outputs = LiteRTModel(content, num_threads=num_threads).predict(file_samples)
     agreement = float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
@@ -406,7 +408,7 @@ def _writes_metadata(model, metadata, channels, io_dtype, normalization):
         return False
     if not (isinstance(normalization, (tuple, list)) and len(normalization) == 2):
         raise ValueError(f"normalization must be (mean, std); got {normalization!r}.")
-    if not _schemas_available(required=metadata is True, stacklevel=4):
+    if not schemas_available(required=metadata is True, stacklevel=4):
         return False
     if channels not in _MEDIAPIPE_CHANNELS:
         warnings.warn(
@@ -509,7 +511,7 @@ def _two_classes_from_sigmoid(model, class_names):
     P(class 1). Two names are kept (the model's or `class_names`); one or
     none become `["0", "1"]`-style names.
     """
-    if not (_is_keras3(model) and _single_output(model) and _num_outputs(model) == 1):
+    if not (is_keras3(model) and _single_output(model) and _num_outputs(model) == 1):
         return model, class_names
     last = model.layers[-1]
     activation = getattr(last, "activation", None)

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from keras_tl.export.data import _take
+from keras_tl.export.data import take_rows
 
 __all__ = ["LiteRTModel"]
 
@@ -87,7 +87,7 @@ class LiteRTModel:
         n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
         results = []
         for start in range(0, n, batch_size):
-            results.append(self(_take(inputs, slice(start, start + batch_size))))
+            results.append(self(take_rows(inputs, slice(start, start + batch_size))))
         if isinstance(results[0], dict):
             return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
         return np.concatenate(results)

@@ -2,9 +2,14 @@
 
 import os
 
-from keras_tl.export.convert import _is_keras3
+from keras_tl.export.convert import is_keras3
 
-__all__ = ["LABELS_FILE", "labels_path", "read_labels"]
+__all__ = [
+    "LABELS_FILE",
+    "labels_for",
+    "labels_path",
+    "read_labels",
+]
 
 # The labels file packed inside a `.tflite` with metadata; also the shared
 # file name older keras-tl versions wrote beside every export in a folder.
@@ -12,11 +17,11 @@ LABELS_FILE = "labels.txt"
 _LABELS_SUFFIX = ".labels.txt"
 
 
-def _labels_for(model, class_names, num_outputs):
+def labels_for(model, class_names, num_outputs):
     if class_names is None:
         from keras_tl.heads import get_class_names
 
-        class_names = get_class_names(model) if _is_keras3(model) else None
+        class_names = get_class_names(model) if is_keras3(model) else None
     if class_names is None:
         class_names = [str(i) for i in range(num_outputs)]
     names = [str(name) for name in class_names]

@@ -28,6 +28,7 @@ __all__ = [
     "populate_text_classifier_metadata",
     "read_associated_files",
     "read_metadata",
+    "schemas_available",
 ]
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -76,7 +77,7 @@ def _schemas():
     return metadata_fb, model_fb
 
 
-def _schemas_available(required, stacklevel=3):
+def schemas_available(required, stacklevel=3):
     """Whether metadata can be written; `required` raises if it cannot,
     else a warning says how to get it."""
     try:

@@ -9,14 +9,16 @@ import statistics
 
 import numpy as np
 
-from keras_tl.export.data import _take
+from keras_tl.export.data import take_rows
 from keras_tl.export.interpreter import LiteRTModel
 
 __all__ = [
-    "DEFAULT_CHECK_SAMPLES",
-    "LATENCY_REPEATS",
-    "ExportReport",
     "compare_outputs",
+    "DEFAULT_CHECK_SAMPLES",
+    "ExportReport",
+    "fill_parity",
+    "keras_predict",
+    "LATENCY_REPEATS",
     "measure_latency",
 ]
 
@@ -178,14 +180,14 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def _keras_predict(model, inputs, batch_size=64):
+def keras_predict(model, inputs, batch_size=64):
     outputs = model.predict(inputs, batch_size=batch_size, verbose=0)
     if isinstance(outputs, dict) and len(outputs) == 1:
         outputs = next(iter(outputs.values()))
     return np.asarray(outputs, np.float32)
 
 
-def _fill_parity(report, content, float32_content, inputs, targets, reference,
+def fill_parity(report, content, float32_content, inputs, targets, reference,
                  num_threads, latency_inputs=None):
     litert = LiteRTModel(content, num_threads=num_threads)
     outputs = litert.predict(inputs)
@@ -195,7 +197,7 @@ def _fill_parity(report, content, float32_content, inputs, targets, reference,
     report.top1_agreement = parity["top1_agreement"]
     report.accuracy = parity["accuracy"]
     report.keras_accuracy = parity["keras_accuracy"]
-    sample = _take(latency_inputs if latency_inputs is not None else inputs, slice(0, 1))
+    sample = take_rows(latency_inputs if latency_inputs is not None else inputs, slice(0, 1))
     float32 = litert if float32_content is content else LiteRTModel(
         float32_content, num_threads=num_threads
     )

@@ -33,10 +33,10 @@ import warnings
 
 import numpy as np
 
-from keras_tl.export.convert import _check_model
-from keras_tl.export.convert import _saved_model
-from keras_tl.export.data import _representative_dataset
-from keras_tl.export.data import _take
+from keras_tl.export.convert import check_model
+from keras_tl.export.convert import saved_model_folder
+from keras_tl.export.data import representative_dataset
+from keras_tl.export.data import take_rows
 from keras_tl.export.interpreter import LiteRTModel
 
 __all__ = [
@@ -212,7 +212,7 @@ def quantize_selectively(
           selection.size_bytes / selection.full_int8_size_bytes)
     ```
     """
-    _check_model(model, "quantize_selectively")
+    check_model(model, "quantize_selectively")
     if reference is None:
         reference = model.predict(selection_data, batch_size=64, verbose=0)
     reference = np.asarray(reference, np.float32)
@@ -328,8 +328,8 @@ def _calibrated_debugger(model, calibration, allow_select_tf_ops, input_signatur
     a few of its samples."""
     import tensorflow as tf
 
-    representative = _representative_dataset(calibration)
-    with _saved_model(model, input_signature) as folder:
+    representative = representative_dataset(calibration)
+    with saved_model_folder(model, input_signature) as folder:
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if allow_select_tf_ops:
@@ -345,8 +345,8 @@ def _calibrated_debugger(model, calibration, allow_select_tf_ops, input_signatur
             warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter")
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter,
-                debug_dataset=_representative_dataset(
-                    _take(calibration, slice(0, _DEBUGGER_SAMPLES))
+                debug_dataset=representative_dataset(
+                    take_rows(calibration, slice(0, _DEBUGGER_SAMPLES))
                 ),
             )
     debugger.run()
@@ -446,7 +446,7 @@ def _rank(candidates, quantizer, inputs, reference):
     rows = np.arange(len(reference))
     margins = reference[rows, first] - reference[rows, second]
     nearest = np.sort(np.argsort(margins, kind="stable")[:RANKING_SAMPLES])
-    inputs = _take(inputs, nearest)
+    inputs = take_rows(inputs, nearest)
     first, second, margins = first[nearest], second[nearest], margins[nearest]
     rows = np.arange(len(nearest))
 

@@ -16,23 +16,23 @@ import numpy as np
 from keras_tl._utils.io import save_directory_atomic
 from keras_tl._utils.io import write_atomic
 from keras_tl.export.convert import DEFAULT_CALIBRATION_SAMPLES
-from keras_tl.export.convert import _check_model
-from keras_tl.export.convert import _check_options
-from keras_tl.export.convert import _check_path
-from keras_tl.export.convert import _convert
-from keras_tl.export.convert import _shared_saved_models
-from keras_tl.export.data import _representative_dataset
-from keras_tl.export.files import _export_paths
-from keras_tl.export.files import _write_export
+from keras_tl.export.convert import check_model
+from keras_tl.export.convert import check_options
+from keras_tl.export.convert import check_path
+from keras_tl.export.convert import convert_model
+from keras_tl.export.convert import shared_saved_models
+from keras_tl.export.data import representative_dataset
+from keras_tl.export.files import export_paths
+from keras_tl.export.files import write_export
 from keras_tl.export.interpreter import LiteRTModel
-from keras_tl.export.labels import _labels_for
+from keras_tl.export.labels import labels_for
 from keras_tl.export.labels import read_labels
-from keras_tl.export.metadata import _schemas_available
+from keras_tl.export.metadata import schemas_available
 from keras_tl.export.metadata import populate_text_classifier_metadata
 from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import ExportReport
-from keras_tl.export.report import _fill_parity
-from keras_tl.export.report import _keras_predict
+from keras_tl.export.report import fill_parity
+from keras_tl.export.report import keras_predict
 
 __all__ = ["TOKENIZER_DIR", "VOCABULARY_FILE", "TFLiteTextClassifier", "text_to_tflite"]
 
@@ -187,9 +187,9 @@ def text_to_tflite(
     TFLiteTextClassifier.load("phone/sentiment.tflite").predict(["Great!"])
     ```
     """
-    _check_model(model, "text_to_tflite")
-    path = _check_path(path)
-    _check_options(quantization, representative_data, "float32")
+    check_model(model, "text_to_tflite")
+    path = check_path(path)
+    check_options(quantization, representative_data, "float32")
     preprocessor, sequence_length = _text_parts(model, preprocessor)
     signature = _text_signature(model, sequence_length)
     representative = None
@@ -198,9 +198,9 @@ def text_to_tflite(
         rng = np.random.default_rng(0)
         if len(texts) > num_calibration_samples:
             texts = [texts[i] for i in rng.choice(len(texts), num_calibration_samples, replace=False)]
-        representative = _representative_dataset(_token_inputs(preprocessor, texts))
+        representative = representative_dataset(_token_inputs(preprocessor, texts))
     num_outputs = int(model.output_shape[-1])
-    labels = _labels_for(model, class_names or getattr(model, "class_names", None), num_outputs)
+    labels = labels_for(model, class_names or getattr(model, "class_names", None), num_outputs)
     if metadata not in (None, True, False):
         raise ValueError(f"metadata must be None, True or False; got {metadata!r}.")
     vocabulary = None if metadata is False else _wordpiece_vocabulary(preprocessor)
@@ -209,12 +209,12 @@ def text_to_tflite(
             f"metadata=True needs a WordPiece (BERT-family) tokenizer; the model's is "
             f"{type(getattr(preprocessor, 'tokenizer', None)).__name__}. Pass metadata=False."
         )
-    if vocabulary is not None and not _schemas_available(required=metadata is True):
+    if vocabulary is not None and not schemas_available(required=metadata is True):
         vocabulary = None
-    with _shared_saved_models():
-        content = _convert(model, quantization, representative, "float32",
+    with shared_saved_models():
+        content = convert_model(model, quantization, representative, "float32",
                            allow_select_tf_ops, signature)
-        float32_content = content if quantization is None else _convert(
+        float32_content = content if quantization is None else convert_model(
             model, None, None, "float32", allow_select_tf_ops, signature
         )
     if vocabulary is not None:
@@ -225,7 +225,7 @@ def text_to_tflite(
         same_file = float32_content is content
         content = add_metadata(content)
         float32_content = content if same_file else add_metadata(float32_content)
-    labels_file, report_file = _export_paths(path)
+    labels_file, report_file = export_paths(path)
     report = ExportReport(
         path=path, quantization=quantization, size_bytes=len(content),
         float32_size_bytes=len(float32_content), labels_path=labels_file,
@@ -237,13 +237,13 @@ def text_to_tflite(
         texts, targets = _texts_and_labels(check_data)
         texts = texts[:num_check_samples]
         targets = None if targets is None else targets[:num_check_samples]
-        reference = _keras_predict(model, texts)
+        reference = keras_predict(model, texts)
         classifier = TFLiteTextClassifier(content, preprocessor, labels, num_threads)
         tokens = classifier.tokenize(texts)
-        _fill_parity(report, content, float32_content, tokens, targets,
+        fill_parity(report, content, float32_content, tokens, targets,
                      reference, num_threads)
     _write_tokenizer(preprocessor, path)
-    _write_export(report, content, labels)
+    write_export(report, content, labels)
     return report
 
 

@@ -17,7 +17,12 @@ from keras_tl._utils.validation import check_same_length
 from keras_tl._utils.validation import labels_to_indices
 from keras_tl._utils.validation import pair_spec
 
-__all__ = ["TextData", "as_text_dataset", "read_text_csv"]
+__all__ = [
+    "as_text_dataset",
+    "check_texts_and_labels",
+    "read_text_csv",
+    "TextData",
+]
 
 
 @dataclasses.dataclass
@@ -120,7 +125,7 @@ def _decoded(text, row, what):
         ) from None
 
 
-def _check_texts_and_labels(texts, labels, num_classes, class_names, what="data"):
+def check_texts_and_labels(texts, labels, num_classes, class_names, what="data"):
     texts = [_decoded(t, row, what) for row, t in enumerate(list(texts))]
     not_strings = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if not_strings:
@@ -242,7 +247,7 @@ def as_text_dataset(
     if validation_split is not None and not 0.0 < validation_split < 1.0:
         raise ValueError(f"validation_split must be in (0, 1); got {validation_split}.")
     texts, labels = _read_texts(data, text_column, label_column)
-    texts, labels, num_classes, class_names = _check_texts_and_labels(
+    texts, labels, num_classes, class_names = check_texts_and_labels(
         texts, labels, num_classes, class_names, "training data"
     )
     val_ds = None
@@ -259,7 +264,7 @@ def as_text_dataset(
         texts, labels = texts[train_idx], labels[train_idx]
     elif validation_data is not None:
         val_texts, val_labels = _read_texts(validation_data, text_column, label_column)
-        val_texts, val_labels, _, _ = _check_texts_and_labels(
+        val_texts, val_labels, _, _ = check_texts_and_labels(
             val_texts, val_labels, num_classes, class_names, "validation data"
         )
         val_ds = _text_batches(val_texts, val_labels, batch_size, False, seed)

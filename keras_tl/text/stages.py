@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_tl.stages import Stage
 from keras_tl.text.classifier import text_encoder
 from keras_tl.text.data import TextData
-from keras_tl.text.data import _check_texts_and_labels
+from keras_tl.text.data import check_texts_and_labels
 from keras_tl.text.data import as_text_dataset
 
 __all__ = ["extract_text_features", "get_text_stages"]
@@ -93,7 +93,7 @@ def extract_text_features(model, data, batch_size=64, verbose=0):
         len(data) == 2 and not isinstance(data[0], str)
     ):
         texts = np.asarray(data, dtype=object)
-        texts, _, _, _ = _check_texts_and_labels(texts, np.zeros(len(texts), np.int64), 2, None)
+        texts, _, _, _ = check_texts_and_labels(texts, np.zeros(len(texts), np.int64), 2, None)
     else:
         text_data = as_text_dataset(data, shuffle=False, num_classes=None)
         texts, labels = text_data.texts, text_data.labels
