@@ -249,7 +249,8 @@ __all__ = [
     "predict",
 ]
 
-# Rooms renamed in 0.4: the old names import the new rooms with a warning.
+# Rooms renamed in 0.4: the old module paths still import (see
+# `_MovedModule`), and the first name read through them warns.
 _MOVED_ROOMS = {
     "adapt": "domain_adaptation",
     "optimize": "compression",
@@ -271,7 +272,7 @@ _TEXT_TWINS = {
 
 def __getattr__(name):
     if name in _MOVED_ROOMS:
-        return importlib.import_module(f"keras_tl.{name}")
+        return sys.modules[f"keras_tl.{name}"]
     if name in _TEXT_TWINS:
         module, instead = _TEXT_TWINS[name]
         warnings.warn(
@@ -305,6 +306,7 @@ class _MovedModule(types.ModuleType):
 
 
 for _old, _new in {
+    **{f"keras_tl.{old}": f"keras_tl.{new}" for old, new in _MOVED_ROOMS.items()},
     "keras_tl.distill": "keras_tl.distillation",
     "keras_tl.recipes.adapt": "keras_tl.recipes.domain_adaptation",
     "keras_tl.recipes.distill": "keras_tl.recipes.distillation",
