@@ -247,3 +247,35 @@ def test_distill_with_checkpoint_dir_trains_resumes_and_refuses_other_data(tmp_p
                       checkpoint_dir=tmp_path, verbose=0)
     assert len(student.history.history["loss"]) == 3
     assert not (tmp_path / CHECKPOINT_SUBFOLDER).exists()
+
+
+@pytest.mark.tensorflow_only
+def test_user_files_beside_every_output_survive(tmp_path):
+    """One folder holds the user's files and everything keras-tl writes
+    there: a checkpoint, an embedding cache, an export, a plot."""
+    import keras_tl
+    from keras_tl.features import extract
+
+    mine = {"notes.txt": b"mine", "model.json": b'{"mine": true}',
+            "train.labels.txt": b"mine", "m.labels.txt.bak": b"mine"}
+    for name, content in mine.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.png").write_bytes(b"mine")
+    history = _fit(_model(), tmp_path, _data(), epochs=2)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 8, 8, 3)).astype("float32")
+    cnn = keras_tl.build_small_cnn((8, 8, 3), 2, width=2)
+    extract(cnn, (images, np.arange(8) % 2), cache_path=tmp_path / "cache.npy")
+    # `model.tflite` would write its report to `model.json`, which is the
+    # user's: refused, nothing written.
+    with pytest.raises(ValueError, match="model.json.*not a keras-tl export report"):
+        keras_tl.to_tflite(cnn, tmp_path / "model.tflite")
+    keras_tl.to_tflite(cnn, tmp_path / "phone.tflite")
+    keras_tl.to_tflite(cnn, tmp_path / "phone.tflite")  # its own report: replaced
+    keras_tl.plots.plot_history(history, tmp_path / "curves.png")
+    for name, content in mine.items():
+        assert (tmp_path / name).read_bytes() == content, name
+    assert (tmp_path / "data" / "keep.png").read_bytes() == b"mine"
+    written = set(os.listdir(tmp_path)) - set(mine) - {"data"}
+    assert written == {"cache.npy", "cache.labels.npy", "phone.tflite", "phone.labels.txt",
+                       "phone.json", "curves.png"}

@@ -15,6 +15,7 @@ from keras_tl._utils.io import save_atomic
 from keras_tl.export.labels import labels_path
 
 __all__ = [
+    "check_report_path",
     "export_paths",
     "write_export",
 ]
@@ -25,6 +26,31 @@ _REPORT_SUFFIX = ".json"
 def export_paths(path):
     """`(labels path, report path)` of the export at `path`."""
     return labels_path(path), os.path.splitext(os.fspath(path))[0] + _REPORT_SUFFIX
+
+
+def check_report_path(report_path):
+    """Refuses to replace a `<stem>.json` that is not a keras-tl export
+    report: the user's own file of that name is never overwritten.
+
+    Example:
+
+    ```python
+    check_report_path("phone/digits.json")
+    ```
+    """
+    if not os.path.exists(report_path):
+        return
+    try:
+        with open(report_path, encoding="utf-8") as f:
+            saved = json.load(f)
+        ours = isinstance(saved, dict) and {"path", "quantization", "size_bytes"} <= set(saved)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise ValueError(
+            f"{report_path!r} exists and is not a keras-tl export report; the export would "
+            "write its report there. Move that file, or export under another name."
+        )
 
 
 def write_export(report, content, labels):

@@ -17,6 +17,7 @@ from keras_tl.export.convert import is_keras3
 from keras_tl.export.convert import shared_saved_models
 from keras_tl.export.data import as_arrays
 from keras_tl.export.data import representative_dataset
+from keras_tl.export.files import check_report_path
 from keras_tl.export.files import export_paths
 from keras_tl.export.files import write_export
 from keras_tl.export.labels import labels_for
@@ -227,6 +228,7 @@ def to_tflite(
                            "normalization": (tuple(normalization), (0.0, 1.0))},
         )
     path = check_path(path)
+    check_report_path(export_paths(path)[1])
     _check_tensorflow_backend()
     check_options(quantization, representative_data, io_dtype, min_agreement)
     if grayscale_input not in GRAYSCALE_INPUTS:

@@ -22,6 +22,7 @@ from keras_tl.export.convert import check_path
 from keras_tl.export.convert import convert_model
 from keras_tl.export.convert import shared_saved_models
 from keras_tl.export.data import representative_dataset
+from keras_tl.export.files import check_report_path
 from keras_tl.export.files import export_paths
 from keras_tl.export.files import write_export
 from keras_tl.export.interpreter import LiteRTModel
@@ -189,6 +190,7 @@ def text_to_tflite(
     """
     check_model(model, "text_to_tflite")
     path = check_path(path)
+    check_report_path(export_paths(path)[1])
     check_options(quantization, representative_data, "float32")
     preprocessor, sequence_length = _text_parts(model, preprocessor)
     signature = _text_signature(model, sequence_length)
