@@ -29,7 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import keras_tl  # noqa: E402
-from keras_tl import export, pretrained, recipes  # noqa: E402
+from keras_tl import export, recipes  # noqa: E402
+from keras_tl.examples import pretrained  # noqa: E402
 from keras_tl._utils.logs import drop_retracing_warnings, quiet_converter  # noqa: E402
 
 

@@ -26,7 +26,8 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras_tl  # noqa: E402
-from keras_tl import export, plots, pretrained, recipes, select  # noqa: E402
+from keras_tl import export, plots, recipes, selection  # noqa: E402
+from keras_tl.examples import pretrained  # noqa: E402
 from keras_tl._utils.logs import drop_retracing_warnings, quiet_converter  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def main(argv=None):
                                validation_split=args.validation_split, shuffle=False)
 
     if candidates:
-        ranking = select.rank_backbones(candidates, data, weights=weights, input_shape=shape)
+        ranking = selection.rank_backbones(candidates, data, weights=weights, input_shape=shape)
         backbone = ranking.best.candidate
         print(f"chosen backbone: {ranking.best.name}")
 

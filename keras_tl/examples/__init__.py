@@ -8,4 +8,8 @@ the public building blocks the way a user's script would; nothing in the
 library imports it.
 """
 
-__all__ = []
+from keras_tl.examples import datasets
+from keras_tl.examples import pretrained
+from keras_tl.examples import text_datasets
+
+__all__ = ["datasets", "pretrained", "text_datasets"]

@@ -33,8 +33,9 @@ def _find_default_sdist():
     candidates = []
     if os.environ.get("KERAS_TL_DATA"):
         candidates.append(os.path.join(os.environ["KERAS_TL_DATA"], name))
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    candidates.append(os.path.join(package_root, DEFAULT_VADER_SDIST))
+    # keras_tl/examples/text_datasets.py -> the checkout holding keras_tl/.
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    candidates.append(os.path.join(checkout, DEFAULT_VADER_SDIST))
     candidates.append(DEFAULT_VADER_SDIST)
     for candidate in candidates:
         if os.path.exists(candidate):
