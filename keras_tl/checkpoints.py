@@ -402,7 +402,14 @@ class _Claim(keras.callbacks.Callback):
 
 
 def _plain(value):
+    """A log value as JSON keeps it: integers stay integers (stage counts,
+    parameter counts), numbers become floats."""
+    if isinstance(value, (bool, str)):
+        return value
     try:
-        return float(keras.ops.convert_to_numpy(value))
+        array = np.asarray(keras.ops.convert_to_numpy(value))
     except (TypeError, ValueError):
         return str(value)
+    if array.ndim:
+        return str(value)
+    return int(array) if array.dtype.kind in "iu" else float(array)

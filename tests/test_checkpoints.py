@@ -83,6 +83,7 @@ def test_interrupted_run_resumes_with_the_whole_history(tmp_path):
     assert saved["epoch"] == [0, 1]
     history = _fit(_model(), tmp_path, data, epochs=4)
     assert history.epoch == [0, 1, 2, 3]
+    assert all(isinstance(e, int) for e in saved["epoch"])
     assert len(history.history["loss"]) == 4
     assert history.history["loss"][:2] == saved["loss"]
     assert not (tmp_path / CHECKPOINT_SUBFOLDER).exists()
