@@ -602,6 +602,17 @@ def build_small_cnn(input_shape=(28, 28, 1), num_classes=10, width=32, name="sma
     (None, 128)
     """
     layers = keras.layers
+    input_shape = tuple(input_shape)
+    if len(input_shape) == 2:
+        input_shape = (*input_shape, 1)  # (height, width): grayscale, as for arrays
+    # Height and width may be None (any size); the channels may not.
+    if len(input_shape) != 3 or not all(
+            (d is None and axis < 2) or (isinstance(d, int) and d >= 1)
+            for axis, d in enumerate(input_shape)):
+        raise ValueError(
+            "input_shape must be (height, width, channels) with sizes >= 1 (height and width "
+            f"may be None); got {input_shape!r}."
+        )
     inputs = keras.Input(shape=input_shape, name="image")
     x = ImagePreprocessing("unit", name="preprocessing")(inputs)
     for block, filters in enumerate((width, width * 2, width * 4), start=1):

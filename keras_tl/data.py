@@ -100,6 +100,13 @@ def _check_arrays(x, y, num_classes, class_names=None):
         num_classes = len(class_names)
     if num_classes is None:
         num_classes = int(y.max()) + 1
+        present = len(np.unique(y))
+        if num_classes > 1000 and num_classes > 10 * present:
+            raise ValueError(
+                f"The largest label is {num_classes - 1} but only {present} distinct labels "
+                "occur: labels must be class indices 0 .. num_classes-1, not ids. Map them "
+                "to indices, or pass them as class names (strings)."
+            )
     bad = (y < 0) | (y >= num_classes)
     if bad.any():
         raise ValueError(
@@ -384,7 +391,9 @@ def as_dataset(
         raise ValueError(f"validation_split must be in (0, 1); got {validation_split}.")
     batch_size = check_positive_int(batch_size, "batch_size")
     if image_size is not None:
-        image_size = tuple(int(s) for s in image_size)
+        image_size = _check_image_size(image_size)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels!r}.")
 
     if isinstance(data, ImageData):
         return data
@@ -471,6 +480,22 @@ def as_dataset(
             f"{len(class_names)} class_names given for {num_classes} classes."
         )
     return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape), train_arrays)
+
+
+def _check_image_size(image_size):
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    try:
+        size = tuple(image_size)
+    except TypeError:
+        size = ()
+    if len(size) != 2 or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in size):
+        raise ValueError(
+            f"image_size must be (height, width) in pixels, both >= 1 (or one number for a "
+            f"square); got {image_size!r}."
+        )
+    return tuple(int(s) for s in size)
 
 
 def is_text_data(data):
@@ -578,11 +603,18 @@ def _from_tf_dataset(
         if class_names is not None:
             num_classes = len(class_names)
         else:
-            labels = np.fromiter(
-                (int(l) for _, l in data.as_numpy_iterator()), np.int64
-            )
-            if labels.size == 0:
+            raw = [np.asarray(l) for _, l in data.as_numpy_iterator()]
+            if not raw:
                 raise ValueError("The tf.data.Dataset is empty.")
+            raw = np.concatenate([r.reshape(-1) for r in raw])
+            if raw.dtype.kind not in "iub" and not (
+                    raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw % 1 == 0)):
+                raise ValueError(
+                    "The tf.data.Dataset's labels must be integer class indices; got "
+                    f"{raw.dtype} values such as {raw[:3].tolist()}. Map names or one-hot "
+                    "labels to indices (e.g. with a StringLookup or argmax) first."
+                )
+            labels = raw.astype(np.int64)
             num_examples = labels.size
             num_classes = int(labels.max()) + 1
             if labels.min() < 0:

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from keras_tl._utils.validation import check_finite
 from keras_tl._utils.validation import check_pixel_range
 from keras_tl._utils.validation import takes_raw_pixels
 
@@ -308,6 +309,11 @@ def _images(model, images_or_paths):
         images = []
         for path in images_or_paths:
             path = os.fspath(path)
+            if os.path.isdir(path):
+                raise ValueError(
+                    f"{path!r} is a folder; pass image files (e.g. sorted(glob('{path}/*.png')))"
+                    ", or use keras_tl.evaluate on a folder of class subfolders."
+                )
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"Image file {path!r} does not exist.")
             try:
@@ -316,14 +322,44 @@ def _images(model, images_or_paths):
             except Exception as error:
                 raise ValueError(f"Cannot read image {path!r}: {error}") from error
         return np.stack(images)
-    x = np.asarray(images_or_paths)
-    if x.dtype == object or x.size == 0:
-        raise TypeError("images_or_paths must be image paths or an image array.")
-    if x.ndim == len(model.input_shape) - 1:
+    try:
+        x = np.asarray(images_or_paths)
+    except ValueError:
+        raise ValueError(
+            "The images have different shapes; resize them to the model's input "
+            f"{_expected_shape(model)} first (or pass their file paths)."
+        ) from None
+    if x.dtype == object or x.dtype.kind not in "biuf":
+        raise TypeError(
+            "images_or_paths must be image paths or a numeric image array; got an array of "
+            f"dtype {x.dtype}."
+        )
+    if x.size == 0:
+        raise ValueError("No images to predict: the array is empty.")
+    if _expected_shape(model) is not None and x.ndim == len(_expected_shape(model)):
         x = x[None]
+    expected = _expected_shape(model)
+    if expected is not None and (x.ndim != len(expected) + 1 or any(
+            e is not None and e != d for e, d in zip(expected, x.shape[1:]))):
+        raise ValueError(
+            f"The images have shape {x.shape[1:]} and the model takes {expected}; resize "
+            "them (or pass their file paths, which are resized to the model's input)."
+        )
+    check_finite(x.astype("float32") if x.dtype.kind == "f" else x, "images")
     if takes_raw_pixels(model):
         check_pixel_range(x, "images")
     return x.astype("float32")
+
+
+def _expected_shape(model):
+    """The model's image shape without the batch axis, `None` if unknown."""
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        return None
+    if not isinstance(shape, tuple) or not shape or isinstance(shape[0], tuple):
+        return None
+    return tuple(shape[1:])
 
 
 def _class_scores(model, x, batch_size):

@@ -734,3 +734,59 @@ def test_checkpoint_dir_under_a_file_or_over_a_file_or_none_is_refused(tmp_path)
 def test_arrays_without_labels_name_the_labels():
     with pytest.raises(TypeError, match="Labels y must be a sequence"):
         as_dataset((_images(), None))
+
+
+@pytest.mark.parametrize("images,match", [
+    (np.full((1, 16, 16, 3), np.nan, "float32"), "non-finite"),
+    (np.zeros((0, 16, 16, 3), "float32"), "array is empty"),
+    (np.zeros((2, 8, 8, 3), "float32"), r"shape \(8, 8, 3\) and the model takes \(16, 16, 3\)"),
+    (np.zeros((2, 16, 16, 1), "float32"), r"shape \(16, 16, 1\) and the model takes"),
+    (np.zeros((1, 2, 16, 16, 3), "float32"), "the model takes"),
+    (np.zeros((2, 16, 16, 3), "complex64"), "numeric image array"),
+], ids=["nan", "empty", "smaller", "one-channel", "5d", "complex"])
+def test_predict_names_images_it_cannot_take_even_after_a_first_predict(images, match):
+    model = _cnn()
+    keras_tl.predict(model, _images(2))  # a traced predict function must not hide the check
+    with pytest.raises((ValueError, TypeError), match=match):
+        keras_tl.predict(model, images)
+
+
+def test_predict_on_a_folder_says_what_to_pass(tmp_path):
+    _two_class_folder(tmp_path / "data")
+    with pytest.raises(ValueError, match="is a folder; pass image files"):
+        keras_tl.predict(_cnn(), str(tmp_path / "data"))
+
+
+@pytest.mark.parametrize("size", [(0, 8), (8,), "big", (8.5, 8)])
+def test_bad_image_size_is_named(size):
+    with pytest.raises(ValueError, match=r"image_size must be \(height, width\)"):
+        as_dataset((_images(), _labels()), image_size=size)
+
+
+def test_one_number_image_size_is_a_square():
+    assert as_dataset((_images(), _labels()), image_size=8).image_shape == (8, 8, 3)
+
+
+def test_channels_other_than_one_or_three_are_refused_up_front(tmp_path):
+    with pytest.raises(ValueError, match="channels must be 1"):
+        as_dataset(str(_two_class_folder(tmp_path / "data")), channels=2)
+
+
+def test_label_ids_instead_of_class_indices_are_named():
+    with pytest.raises(ValueError, match="class indices 0 .. num_classes-1, not ids"):
+        as_dataset((_images(), [0, 1, 0, 1_000_000]))
+
+
+@pytest.mark.parametrize("labels,match", [(["a", "b", "a", "b"], "integer class indices"),
+                                          ([0.0, 1.5, 0.0, 1.0], "integer class indices")],
+                         ids=["strings", "fractional"])
+def test_tf_dataset_labels_that_are_not_indices_are_named(labels, match):
+    dataset = tf.data.Dataset.from_tensor_slices((_images(), labels))
+    with pytest.raises(ValueError, match=match):
+        as_dataset(dataset)
+
+
+def test_small_cnn_takes_height_and_width_as_grayscale_and_refuses_zero_channels():
+    assert keras_tl.build_small_cnn((8, 8), 2, width=2).input_shape == (None, 8, 8, 1)
+    with pytest.raises(ValueError, match=r"input_shape must be \(height, width, channels\)"):
+        keras_tl.build_small_cnn((16, 16, 0), 2, width=2)
