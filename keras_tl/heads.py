@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.logistic import BatchedLogisticSolver
 from keras_tl._utils.logistic import logits_in_chunks
 from keras_tl._utils.validation import check_same_length
@@ -241,15 +242,10 @@ def fit_linear_head(
 
 
 def _sample_weights(labels, num_classes, class_weight):
-    if class_weight is None:
+    weights = class_weight_dict(class_weight, labels, num_classes)
+    if weights is None:
         return np.ones(len(labels), np.float32)
-    if class_weight == "balanced":
-        counts = np.bincount(labels, minlength=num_classes).astype(np.float32)
-        per_class = len(labels) / (np.count_nonzero(counts) * np.maximum(counts, 1))
-    else:
-        per_class = np.ones(num_classes, np.float32)
-        for label, weight in dict(class_weight).items():
-            per_class[int(label)] = float(weight)
+    per_class = np.asarray([weights[i] for i in range(num_classes)], np.float32)
     return per_class[labels].astype(np.float32)
 
 

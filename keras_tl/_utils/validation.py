@@ -12,7 +12,6 @@ import numpy as np
 
 __all__ = [
     "check_finite",
-    "check_fit_arguments",
     "check_pixel_range",
     "check_positive_int",
     "labels_to_indices",
@@ -384,40 +383,3 @@ def check_positive_int(value, name):
         if not (isinstance(value, float) and value.is_integer() and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
     return int(value)
-
-
-
-def check_fit_arguments(epochs=None, batch_size=None, learning_rate=None):
-    """Checks a recipe's training arguments before any work starts.
-
-    Args:
-        epochs: an integer >= 1, or `None` to skip.
-        batch_size: an integer >= 1, or `None` to skip.
-        learning_rate: a positive finite number, a `LearningRateSchedule`,
-            or `None` to skip.
-
-    Example:
-
-    >>> check_fit_arguments(epochs=3, batch_size=32, learning_rate=-1e-3)
-    Traceback (most recent call last):
-    ValueError: learning_rate must be a positive finite number or a LearningRateSchedule; got -0.001.
-    """
-    import keras
-
-    if epochs is not None:
-        check_positive_int(epochs, "epochs")
-    if batch_size is not None:
-        check_positive_int(batch_size, "batch_size")
-    if learning_rate is not None and not isinstance(
-        learning_rate, keras.optimizers.schedules.LearningRateSchedule
-    ):
-        if (
-            isinstance(learning_rate, bool)
-            or not isinstance(learning_rate, (int, float, np.floating, np.integer))
-            or not math.isfinite(learning_rate)
-            or learning_rate <= 0
-        ):
-            raise ValueError(
-                "learning_rate must be a positive finite number or a "
-                f"LearningRateSchedule; got {learning_rate!r}."
-            )

@@ -291,8 +291,9 @@ def fine_tune(
         layer_decay=layer_decay, schedule=schedule, warmup_fraction=warmup_fraction,
         optimizer=optimizer, initially_trainable=initially_trainable, unfreeze=rule,
         rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
-        class_weight=None if loss != "sparse_categorical_crossentropy" else class_weight_dict(
-            class_weight, _labels_of(data), data.num_classes),
+        # The labels are read (a pass over the data) only when weights are asked for.
+        class_weight=None if class_weight is None or loss != "sparse_categorical_crossentropy"
+        else class_weight_dict(class_weight, _labels_of(data), data.num_classes),
         callbacks=[SyncBatchNormStatistics()] + list(callbacks or []),
         checkpoint_dir=checkpoint_dir,
         checkpoint_fingerprint=recipe_fingerprint(
