@@ -31,6 +31,7 @@ __all__ = [
     "PRESETS",
     "Augmentation",
     "augment_dataset",
+    "augment_training",
     "augmented_copies",
     "get",
     "mixes_labels",
@@ -311,6 +312,54 @@ def one_hot_labels(dataset, num_classes):
             tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes),
         )
     )
+
+
+def augment_training(train, validation, augmentation, num_classes=None, *, recipe,
+                     label_mixing=True):
+    """The one augmentation wiring of every recipe: the training batches
+    augmented, the validation batches matched to the training labels, and
+    the loss those labels need.
+
+    Image-only augmentations keep integer labels and
+    `sparse_categorical_crossentropy`. A label-mixing one (MixUp/CutMix)
+    makes one-hot soft labels, so the validation labels become one-hot too
+    and the loss is `categorical_crossentropy`; a recipe whose targets are
+    not the labels alone (distillation, domain adaptation) passes
+    `label_mixing=False` and such an augmentation is refused.
+
+    Args:
+        train: batched `tf.data.Dataset` of `(images, int labels)`.
+        validation: the same for validation, or `None`.
+        augmentation: anything `get` accepts (`None`: no augmentation).
+        num_classes: number of classes (needed for label mixing).
+        recipe: the recipe's name, for error messages.
+        label_mixing: whether the recipe can train on mixed labels.
+
+    Returns:
+        `(train, validation, loss)`.
+
+    Example:
+
+    ```python
+    train, validation, loss = augment_training(
+        data.train, data.validation, "medium", data.num_classes,
+        recipe="fine_tune")
+    ```
+    """
+    augmentation = get(augmentation)
+    loss = "sparse_categorical_crossentropy"
+    if augmentation is None:
+        return train, validation, loss
+    if mixes_labels(augmentation):
+        if not label_mixing:
+            raise ValueError(
+                f"{recipe}: augmentation {augmentation.name!r} mixes labels (MixUp/CutMix), "
+                "but this recipe's targets are more than the labels (a teacher's soft "
+                "targets, a second domain). Use 'light' or 'medium'."
+            )
+        loss = "categorical_crossentropy"
+        validation = one_hot_labels(validation, num_classes)
+    return augment_dataset(train, augmentation, num_classes), validation, loss
 
 
 def augmented_copies(dataset, augmentation, copies):

@@ -24,6 +24,7 @@ from keras_tl._utils.validation import pair_spec
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageData",
+    "as_arrays",
     "as_dataset",
     "decodes_with_pil",
     "is_text_data",
@@ -680,8 +681,93 @@ def _check_split_sizes(data, validation_split, num_examples, in_validation):
         )
 
 
+def as_arrays(data, limit=None, seed=None, image_size=None, channels=None,
+              split="validation", batched=None, item="sample"):
+    """`(inputs, labels or None)` as numpy arrays, from any form of data
+    keras-tl accepts: the one boundary from data to arrays.
+
+    Arrays, `(x, y)` tuples, dicts (or tuples) of arrays for models with
+    several inputs, `tf.data.Dataset`s (batched or not, with or without
+    labels), `ImageData` (its `split`, else the training set) and image
+    folders (read with `as_dataset`, in file order).
+
+    Args:
+        data: the data.
+        limit: at most this many examples: the first ones, or a random draw
+            (in the data's order) when `seed` is given.
+        seed: seed of the random draw.
+        image_size: `(height, width)` to resize a folder's images to.
+        channels: channels to decode a folder's images with.
+        split: `"validation"` or `"train"`, for `ImageData`.
+        batched: whether a `tf.data.Dataset` yields batches; default: read
+            from its element spec.
+        item: what one input is (`"image"`, ...), for messages.
+
+    Returns:
+        `(inputs, labels)`; `labels` is `None` for unlabelled data. Labels
+        of shape `(n, 1)` become `(n,)`; others (one-hot) keep their shape.
+
+    Raises:
+        ValueError: the data is empty, or inputs and labels differ in length.
+        TypeError: a form of data keras-tl does not read.
+
+    Example:
+
+    >>> x, y = as_arrays((np.zeros((4, 8, 8, 3)), [0, 1, 0, 1]), limit=2)
+    >>> x.shape, y.tolist()
+    ((2, 8, 8, 3), [0, 1])
+    """
+    import keras
+
+    from keras_tl._utils.validation import dataset_arrays
+
+    if isinstance(data, (str, os.PathLike)):
+        data = as_dataset(data, image_size=image_size, channels=channels, shuffle=False)
+    if isinstance(data, ImageData):
+        data = (split == "validation" and data.validation) or data.train
+    labels = None
+    if isinstance(data, tf.data.Dataset):
+        data = dataset_arrays(data, limit if seed is None else None, batched=batched)
+    if isinstance(data, tuple) and len(data) == 2:
+        data, labels = data
+    try:
+        if isinstance(data, (dict, tuple)):
+            data = keras.tree.map_structure(np.asarray, data)
+            n = len(keras.tree.flatten(data)[0])
+        elif isinstance(data, (np.ndarray, list)) or hasattr(data, "__array__"):
+            data = np.asarray(data)
+            n = len(data)
+        else:
+            raise TypeError(
+                "Data must be an array, a pair (x, y), a dict of arrays, a "
+                f"tf.data.Dataset, keras_tl ImageData or an image folder; got "
+                f"{type(data).__name__}."
+            )
+    except ValueError as error:
+        raise ValueError(
+            f"The inputs cannot form one array ({error}): every example must have the "
+            "same shape."
+        ) from None
+    if n == 0:
+        raise ValueError("The data is empty.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        check_same_length(n, len(labels), item)
+    if limit is not None and n > limit:
+        if seed is None:
+            index = np.arange(limit)
+        else:
+            index = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+        data = keras.tree.map_structure(lambda v: v[index], data)
+        labels = None if labels is None else labels[index]
+    return data, labels
+
+
 def to_arrays(dataset, limit=None):
-    """Collects a (batched or unbatched) `(image, label)` dataset into arrays.
+    """Collects a (batched or unbatched) `(image, label)` dataset into arrays:
+    `as_arrays` for a labelled dataset.
 
     Args:
         dataset: `tf.data.Dataset` of `(images, labels)`.
@@ -696,17 +782,7 @@ def to_arrays(dataset, limit=None):
     x_val, y_val = to_arrays(as_dataset("leaves/", validation_split=0.2).validation)
     ```
     """
-    xs, ys, count = [], [], 0
-    batched = len(dataset.element_spec[0].shape) == 4
-    for x, y in dataset.as_numpy_iterator():
-        if not batched:
-            x, y = x[None], np.asarray(y)[None]
-        xs.append(x)
-        ys.append(y)
-        count += len(x)
-        if limit is not None and count >= limit:
-            break
-    if not xs:
-        raise ValueError("The dataset is empty.")
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return (x[:limit], y[:limit]) if limit is not None else (x, y)
+    x, y = as_arrays(dataset, limit=limit)
+    if y is None:
+        raise ValueError("The dataset has no labels: it must yield (images, labels) pairs.")
+    return x, y

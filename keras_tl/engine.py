@@ -1,4 +1,13 @@
-"""The two-phase engine every fine-tuning recipe runs on.
+"""The engine every recipe runs on.
+
+Every recipe composes the same steps: check the knobs, read the data,
+build the backbone and head, train, keep the history, compile for
+evaluation. The training steps live here, once: `callback_stack` (the
+checkpoint's claim, the non-finite guard, BatchNorm statistics kept in sync
+across replicas, the checkpoint itself, then the user's callbacks, in that
+order), `epoch_history` and `merge_histories` (a recipe's `model.history`),
+`training_labels` and `with_class_weights` (class weights on a
+`tf.data` pipeline), and `fit_stages`.
 
 Phase 1 (the recipes' own: a head fitted on cached embeddings) leaves a model
 whose backbone is split into `keras_tl.Stage`s. Phase 2 is `fit_stages`: one
@@ -20,6 +29,7 @@ import keras
 from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl.callbacks import ProgressiveUnfreezing
+from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.finite import backup_and_restore
 from keras_tl.optimizers import discriminative_optimizer
@@ -33,10 +43,15 @@ from keras_tl.schedules import WarmupDecay
 __all__ = [
     "SCHEDULES",
     "UNFREEZE_RULES",
+    "callback_stack",
     "check_unfreeze",
+    "epoch_history",
     "fit_stages",
     "make_schedule",
+    "merge_histories",
+    "training_labels",
     "unfreeze_rule",
+    "with_class_weights",
 ]
 
 SCHEDULES = ("cosine", "linear", "slanted_triangular", "one_cycle", "constant")
@@ -107,6 +122,164 @@ def make_schedule(
     return OneCycle(learning_rate, total_steps, warmup_fraction=warmup_fraction)
 
 
+def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=True):
+    """The callbacks of a recipe's `fit`, in the one order every recipe uses.
+
+    The checkpoint's claim (lock and fingerprint, before anything reads its
+    folder), then `first` (e.g. `ProgressiveUnfreezing`, which must make
+    the resumed epoch's stages trainable before the optimizer state loads),
+    `StopOnNonFiniteLoss`, `SyncBatchNormStatistics` (a no-op on one
+    replica), the checkpoint (it saves what the callbacks before it left),
+    and last the user's own callbacks.
+
+    Args:
+        callbacks: the user's callbacks, or `None`.
+        checkpoint: what `keras_tl.finite.backup_and_restore` returned (an
+            empty list for no checkpoint).
+        first: callbacks that run before the guards.
+        sync_batchnorm: add `SyncBatchNormStatistics`.
+
+    Returns:
+        A list of callbacks for `fit`.
+
+    Example:
+
+    ```python
+    model.fit(train, epochs=5, callbacks=callback_stack(
+        [keras.callbacks.CSVLogger("log.csv")],
+        checkpoint=backup_and_restore("ckpt")))
+    ```
+    """
+    checkpoint = list(checkpoint)
+    return (
+        [checkpoint[0].guard for _ in checkpoint[:1]]
+        + list(first)
+        + [StopOnNonFiniteLoss()]
+        + [SyncBatchNormStatistics()] * bool(sync_batchnorm)
+        + checkpoint
+        + list(callbacks or [])
+    )
+
+
+def epoch_history(model, epochs=(), params=None):
+    """A `keras.callbacks.History` of `model` holding `epochs`, one logs dict
+    each: the history of a recipe whose steps are not all one `fit` (a
+    closed-form head, sub-epoch unfreezing phases).
+
+    Args:
+        model: the model the history belongs to.
+        epochs: the logs of each epoch, in order.
+        params: `fit`'s parameters, if any.
+
+    Returns:
+        The history (`history.history`: key -> list per epoch).
+
+    Example:
+
+    >>> history = epoch_history(None, [{"loss": 0.5}, {"loss": 0.25}])
+    >>> history.history, history.epoch
+    ({'loss': [0.5, 0.25]}, [0, 1])
+    """
+    history = keras.callbacks.History()
+    if model is not None:
+        history.set_model(model)
+    history.on_train_begin()
+    for epoch, logs in enumerate(epochs):
+        # As `History.on_epoch_end` records them, without a model to need.
+        history.epoch.append(epoch)
+        for key, value in logs.items():
+            history.history.setdefault(key, []).append(value)
+    history.params = dict(params or {})
+    return history
+
+
+def merge_histories(first, second, model):
+    """One history of two runs, `first`'s epochs first; a key one run lacks
+    reads NaN in its epochs.
+
+    Args:
+        first: a `History` (or `None`).
+        second: a `History` (or `None`).
+        model: the model the merged history belongs to.
+
+    Returns:
+        A `keras.callbacks.History`.
+
+    Example:
+
+    >>> a = epoch_history(None, [{"loss": 1.0, "C": 0.5}])
+    >>> b = epoch_history(None, [{"loss": 0.5}])
+    >>> merge_histories(a, b, None).history
+    {'loss': [1.0, 0.5], 'C': [0.5, nan]}
+    """
+    runs = [h for h in (first, second) if h is not None and getattr(h, "history", None)]
+    lengths = [len(next(iter(h.history.values()))) for h in runs]
+    keys = []
+    for h in runs:
+        keys.extend(k for k in h.history if k not in keys)
+    merged = epoch_history(model, params=getattr(second, "params", None))
+    merged.history = {
+        key: [value for h, n in zip(runs, lengths)
+              for value in h.history.get(key, [float("nan")] * n)]
+        for key in keys
+    }
+    merged.epoch = list(range(sum(lengths)))
+    return merged
+
+
+def training_labels(data):
+    """The training labels of a `keras_tl.data.ImageData` (or of a batched
+    `(x, y)` dataset), for `"balanced"` class weights: read from the arrays
+    when it holds them, else in one pass over the data.
+
+    Example:
+
+    ```python
+    class_weight_dict("balanced", training_labels(data), data.num_classes)
+    ```
+    """
+    import numpy as np
+
+    arrays = getattr(data, "train_arrays", None)
+    if arrays is not None:
+        return np.asarray(arrays[1]).reshape(-1)
+    dataset = getattr(data, "train", data)
+    return np.concatenate(
+        [np.asarray(labels).reshape(-1) for _, labels in dataset.as_numpy_iterator()]
+    )
+
+
+def with_class_weights(dataset, weights, labels_of=None):
+    """`(x, y, per-example weight)` batches from `(x, y)` batches and
+    `{class: weight}`: class weights for a `fit` that does not take
+    `class_weight` (subclassed trainers, dict targets).
+
+    Args:
+        dataset: a batched `tf.data.Dataset` of `(x, y)`.
+        weights: `{class index: weight}` covering every class, or `None`
+            (the dataset is returned as is).
+        labels_of: `y -> integer labels`, when `y` holds more than the
+            labels (cached teacher logits); default: `y` itself.
+
+    Example:
+
+    ```python
+    train = with_class_weights(train, {0: 1.0, 1: 4.0})
+    ```
+    """
+    if weights is None:
+        return dataset
+    import tensorflow as tf
+
+    table = tf.constant([float(weights[i]) for i in range(len(weights))], tf.float32)
+
+    def add(x, y):
+        labels = y if labels_of is None else labels_of(y)
+        return x, y, tf.gather(table, tf.cast(tf.reshape(labels, [-1]), tf.int32))
+
+    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def fit_stages(
     model: keras.Model,
     stages: Sequence,
@@ -129,6 +302,7 @@ def fit_stages(
     metrics=("accuracy",),
     class_weight=None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    sync_batchnorm: bool = True,
     checkpoint_dir=None,
     checkpoint_fingerprint=None,
     strategy=None,
@@ -168,7 +342,10 @@ def fit_stages(
         loss: the loss of `compile`.
         metrics: the metrics of `compile`.
         class_weight: `fit`'s class weights.
-        callbacks: more callbacks for `fit`.
+        callbacks: more callbacks for `fit` (after keras-tl's own, see
+            `callback_stack`).
+        sync_batchnorm: keep BatchNorm statistics in sync across replicas
+            (`keras_tl.callbacks.SyncBatchNormStatistics`).
         checkpoint_dir: a folder for a `keras_tl.TrainingCheckpoint` after
             every epoch (weights, optimizer, epoch, history and the
             unfreezing state, in its `keras_tl_checkpoint` subfolder);
@@ -202,15 +379,15 @@ def fit_stages(
     # BackupAndRestore comes after ProgressiveUnfreezing: the stages of the
     # resumed epoch must be trainable before the optimizer state is loaded.
     checkpoint = backup_and_restore(checkpoint_dir, checkpoint_fingerprint)
-    guard = [checkpoint[0].guard] if checkpoint else []
-    callbacks = checkpoint + list(callbacks)
     if not stages:
         return _fit_trainable(
             model, train, validation=validation, epochs=epochs,
             steps_per_epoch=steps_per_epoch, rate=rate, optimizer=optimizer,
             optimizer_kwargs=optimizer_kwargs, loss=loss, metrics=metrics,
-            class_weight=class_weight, callbacks=callbacks, strategy=strategy,
-            jit_compile=jit_compile, verbose=verbose,
+            class_weight=class_weight, strategy=strategy, jit_compile=jit_compile,
+            verbose=verbose,
+            callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[_TrainableParams()],
+                                     sync_batchnorm=sync_batchnorm),
         ), None
     unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
     unfreezing = ProgressiveUnfreezing(
@@ -232,7 +409,8 @@ def fit_stages(
         class_weight=class_weight,
         # The checkpoint is claimed (lock, fingerprint) before the
         # unfreezing state is read from its folder.
-        callbacks=guard + [unfreezing, StopOnNonFiniteLoss()] + list(callbacks),
+        callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[unfreezing],
+                                 sync_batchnorm=sync_batchnorm),
         shuffle=False, verbose=verbose,
     )
     return history, unfreezing
@@ -259,6 +437,6 @@ def _fit_trainable(model, train, *, validation, epochs, steps_per_epoch, rate, o
     return model.fit(
         train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
         class_weight=class_weight,
-        callbacks=[_TrainableParams(), StopOnNonFiniteLoss()] + list(callbacks),
+        callbacks=callbacks,
         shuffle=False, verbose=verbose,
     )

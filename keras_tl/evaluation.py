@@ -248,38 +248,34 @@ def _input_size(model):
 
 def _labelled_arrays(model, data, batch_size, model_names):
     """`(x, y, class names of the data or None)` from any accepted data form."""
-    import tensorflow as tf
-
+    from keras_tl.data import as_arrays
     from keras_tl.data import as_dataset
-    from keras_tl.data import to_arrays
 
-    if isinstance(data, tf.data.Dataset):
-        x, y = to_arrays(data)
-        return x, _int_labels(y), None
+    names, folder = None, None
     if isinstance(data, (str, os.PathLike)):
+        folder = os.fspath(data)
         size, channels = _input_size(model)
-        loaded = as_dataset(data, image_size=size, channels=channels, batch_size=batch_size,
-                            shuffle=False)
-        x, y = to_arrays(loaded.train)
-        y = _int_labels(y)
-        if model_names and list(loaded.class_names) != list(model_names):
-            missing = [n for n in loaded.class_names if n not in model_names]
-            if missing:
-                raise ValueError(
-                    f"Folders {missing} of {os.fspath(data)!r} are not classes of the "
-                    f"model ({model_names}).")
-            # Same classes, other order: map folder labels to the model's.
-            y = np.asarray([model_names.index(n) for n in loaded.class_names])[y]
-            return x, y, list(model_names)
-        return x, y, list(loaded.class_names)
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = np.asarray(data[0]), np.asarray(data[1])
-        if len(x) != len(y):
-            raise ValueError(f"{len(x)} images but {len(y)} labels.")
-        return x, _int_labels(y), None
-    raise TypeError(
-        "data must be (x, y) arrays, a folder path or a tf.data.Dataset; "
-        f"got {type(data).__name__}.")
+        data = as_dataset(data, image_size=size, channels=channels, batch_size=batch_size,
+                          shuffle=False)
+        names = list(data.class_names)
+    elif isinstance(data, list) and len(data) == 2:
+        data = tuple(data)
+    x, y = as_arrays(data, split="train", item="image")
+    if y is None:
+        raise ValueError(
+            "evaluate needs labelled data: (x, y) arrays, a folder of class "
+            "subfolders or a tf.data.Dataset of (x, y).")
+    y = _int_labels(y)
+    if names is not None and model_names and names != list(model_names):
+        missing = [n for n in names if n not in model_names]
+        if missing:
+            raise ValueError(
+                f"Folders {missing} of {folder!r} are not classes of the "
+                f"model ({list(model_names)}).")
+        # Same classes, other order: map folder labels to the model's.
+        y = np.asarray([list(model_names).index(n) for n in names])[y]
+        names = list(model_names)
+    return x, y, names
 
 
 def _int_labels(y):

@@ -34,10 +34,7 @@ import os
 
 import keras
 
-from keras_tl._utils.presets import cached_hf_folder as _cached_hf_folder
-from keras_tl._utils.presets import host_reachable as _host_reachable
-from keras_tl._utils.presets import is_local_path as _is_local_path
-from keras_tl._utils.presets import resolve_remote
+from keras_tl._utils.presets import resolve_preset
 from keras_tl.pooling import TOKEN_POOLINGS
 from keras_tl.pooling import TokenPooling
 
@@ -200,26 +197,14 @@ def _offline_message(preset, reason):
 
 def _resolve(preset):
     """What KerasHub should load: a local folder, or a reachable remote handle."""
-    if os.path.isdir(preset):
-        if not os.path.isfile(os.path.join(preset, "config.json")):
-            raise FileNotFoundError(
-                f"Preset folder {preset!r} has no config.json. A preset folder is "
-                "one written by KerasHub's Backbone.save_to_preset (plus "
-                "ImageConverter.save_to_preset for the preprocessing)."
-            )
-        return preset
-    if "://" not in preset:
-        if _is_local_path(preset):
-            raise FileNotFoundError(
-                f"Preset folder {preset!r} does not exist. Pass an existing folder, "
-                "a KerasHub preset name or an hf:// handle."
-            )
-        if preset not in set(list_hub_presets()):
-            raise ValueError(
-                f"Unknown image preset {preset!r}; `keras_tl.list_backbones('all')` "
-                "lists Keras Applications and KerasHub names."
-            )
-    return resolve_remote(preset, _offline_message, _host_reachable, _cached_hf_folder)
+    return resolve_preset(
+        preset, kind="image", known_names=list_hub_presets,
+        unknown_hint=("`keras_tl.list_backbones('all')` lists Keras Applications and "
+                      "KerasHub names."),
+        folder_hint=("A preset folder is one written by KerasHub's Backbone.save_to_preset "
+                     "(plus ImageConverter.save_to_preset for the preprocessing)."),
+        offline_message=_offline_message,
+    )
 
 
 def load_image_preset(preset, load_weights: bool = True):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import keras_tl
+from keras_tl._utils import presets as presets_module
 from keras_tl import hub_backbones
 from keras_tl.lora import enable_lora
 from keras_tl.lora import lora_layers
@@ -153,8 +154,8 @@ def test_listing_and_preset_errors(presets, tmp_path):
 
 
 def test_remote_preset_without_network_fails_fast(monkeypatch):
-    monkeypatch.setattr(hub_backbones, "_host_reachable", lambda host: (False, "no network"))
-    monkeypatch.setattr(hub_backbones, "_cached_hf_folder", lambda preset: None)
+    monkeypatch.setattr(presets_module, "host_reachable", lambda host: (False, "no network"))
+    monkeypatch.setattr(presets_module, "cached_hf_folder", lambda preset: None)
     with pytest.raises(ConnectionError, match="local preset folder"):
         keras_tl.build_backbone("dinov2_small")
     with pytest.raises(ConnectionError, match="huggingface.co is unreachable"):

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_tl import text
+from keras_tl._utils import presets as presets_module
 from keras_tl.examples.text_datasets import load_sentiment_snippets
 from keras_tl.heads import get_class_names
 
@@ -108,8 +109,8 @@ def test_unknown_preset_lists_bert_family_names():
 def test_unreachable_preset_fails_fast_with_local_folder_advice(monkeypatch):
     import time
 
-    monkeypatch.setattr(text.presets, "_host_reachable", lambda host: (False, "no network"))
-    monkeypatch.setattr(text.presets, "_cached_hf_folder", lambda preset: None)
+    monkeypatch.setattr(presets_module, "host_reachable", lambda host: (False, "no network"))
+    monkeypatch.setattr(presets_module, "cached_hf_folder", lambda preset: None)
     start = time.time()
     for preset in ("bert_base_multi", "hf://neuralmind/bert-base-portuguese-cased"):
         with pytest.raises(ConnectionError, match="pass a local preset folder"):

@@ -85,6 +85,7 @@ def check_knobs(
     mixed_precision=None,
     jit_compile=None,
     zero_epochs=False,
+    label_mixing=True,
 ):
     """Checks the shared knobs of `recipe` before any work; raises a
     `ValueError` (or `TypeError`) that names the knob and what it takes.
@@ -93,6 +94,9 @@ def check_knobs(
         recipe: the recipe's name, for messages.
         zero_epochs: whether `epochs` may be 0 or a fraction (the text
             recipe, where 0 fits the head alone).
+        label_mixing: whether the recipe trains on mixed labels (MixUp,
+            CutMix); a recipe whose targets are more than the labels
+            refuses such an augmentation.
         **knobs: the values to check; `None` is skipped.
 
     Example:
@@ -156,6 +160,15 @@ def check_knobs(
         if not isinstance(augmentation, str) and not callable(augmentation):
             fail(f"augmentation must be one of {PRESETS}, a Keras layer or a callable; "
                  f"got {type(augmentation).__name__}.", TypeError)
+        if not label_mixing:
+            from keras_tl.augment import mixes_labels
+
+            if mixes_labels(augmentation):
+                name = augmentation if isinstance(augmentation, str) else getattr(
+                    augmentation, "name", type(augmentation).__name__)
+                fail(f"augmentation {name!r} mixes labels "
+                     "(MixUp/CutMix), but this recipe's targets are more than the labels "
+                     "(a teacher's soft targets, a second domain). Use 'light' or 'medium'.")
     if schedule is not None:
         from keras_tl.engine import SCHEDULES
 

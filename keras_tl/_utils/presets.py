@@ -17,6 +17,7 @@ __all__ = [
     "host_reachable",
     "is_local_path",
     "remote_host",
+    "resolve_preset",
     "resolve_remote",
 ]
 
@@ -86,7 +87,50 @@ def is_local_path(preset):
     )
 
 
-def resolve_remote(preset, offline_message, reachable=host_reachable, cached=cached_hf_folder):
+def resolve_preset(preset, *, kind, known_names, unknown_hint, folder_hint, offline_message):
+    """Checks a KerasHub preset (image or text) and returns what KerasHub
+    should load: the one resolver of both kinds.
+
+    Local folders must exist and hold a `config.json`; a name without a
+    scheme must be one of `known_names()`; a remote preset is probed first
+    (`resolve_remote`), so a machine without network fails in seconds.
+
+    Args:
+        preset: a name, a local folder or a `hf://` / `kaggle://` /
+            `modelscope://` handle.
+        kind: `"image"` or `"text"`, for messages.
+        known_names: `() -> list` of the built-in names of this kind.
+        unknown_hint: what to say after an unknown name (where the names
+            are listed).
+        folder_hint: what a preset folder holds, for a folder without
+            `config.json`.
+        offline_message: `(preset, reason) -> str` for an unreachable host.
+
+    Returns:
+        A string `from_preset` accepts.
+
+    Raises:
+        ValueError: an unknown name.
+        FileNotFoundError: a folder that does not exist or has no config.json.
+        ConnectionError: a remote preset with no network.
+    """
+    preset = os.fspath(preset)
+    if os.path.isdir(preset):
+        if not os.path.isfile(os.path.join(preset, "config.json")):
+            raise FileNotFoundError(f"Preset folder {preset!r} has no config.json. {folder_hint}")
+        return preset
+    if "://" not in preset:
+        if is_local_path(preset):
+            raise FileNotFoundError(
+                f"Preset folder {preset!r} does not exist. Pass an existing folder, a "
+                "KerasHub preset name or an hf:// handle."
+            )
+        if preset not in set(known_names()):
+            raise ValueError(f"Unknown {kind} preset {preset!r}. {unknown_hint}")
+    return resolve_remote(preset, offline_message)
+
+
+def resolve_remote(preset, offline_message):
     """What KerasHub should load for a remote preset name or handle.
 
     The preset itself when its host answers; else, for an `hf://` handle,
@@ -97,8 +141,6 @@ def resolve_remote(preset, offline_message, reachable=host_reachable, cached=cac
         preset: a built-in name or a `hf://`, `kaggle://`, `modelscope://`
             handle.
         offline_message: `(preset, reason) -> str`, the error's text.
-        reachable: the host probe (a module's own, so tests can replace it).
-        cached: the Hugging Face cache lookup (likewise).
     """
     host = remote_host(preset)
     if host is None:
@@ -106,11 +148,12 @@ def resolve_remote(preset, offline_message, reachable=host_reachable, cached=cac
             f"Unsupported preset handle {preset!r}; use hf://, kaggle:// or "
             "modelscope://, a built-in name or a local folder."
         )
-    ok, error = reachable(host)
+    # Looked up at call time: tests replace the probe and the cache lookup.
+    ok, error = host_reachable(host)
     if ok:
         return preset
     if preset.startswith("hf://"):
-        folder = cached(preset)
+        folder = cached_hf_folder(preset)
         if folder is not None:
             return folder
     raise ConnectionError(offline_message(preset, f"{host} is unreachable ({error})"))

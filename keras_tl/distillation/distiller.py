@@ -15,8 +15,6 @@ import tensorflow as tf
 from keras import ops
 
 from keras_tl._utils.distribute import num_replicas
-from keras_tl._utils.validation import check_same_length
-from keras_tl._utils.validation import dataset_arrays
 from keras_tl._utils.validation import pair_spec
 from keras_tl.distillation.logits import check_teacher_outputs
 from keras_tl.distillation.logits import layer_tensor
@@ -783,14 +781,14 @@ def _first_inputs(x, batch_size):
 
 
 def _materialize(data):
+    """`(x, y)` arrays of the data whose teacher logits are cached."""
+    from keras_tl.data import as_arrays
+
     if isinstance(data, tf.data.Dataset):
         pair_spec(data, "(x, y) batch")
-        return dataset_arrays(data, batched=True)
+        return as_arrays(data, batched=True)
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-        x = keras.tree.map_structure(np.asarray, x)
-        y = np.asarray(y)
-        check_same_length(len(keras.tree.flatten(x)[0]), len(y), "example")
+        x, y = as_arrays(tuple(data))
         return x, y
     raise TypeError(
         "data must be (x, y) arrays or a batched tf.data.Dataset of (x, y); "

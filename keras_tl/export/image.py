@@ -15,7 +15,7 @@ from keras_tl.export.convert import check_path
 from keras_tl.export.convert import convert_model
 from keras_tl.export.convert import is_keras3
 from keras_tl.export.convert import shared_saved_models
-from keras_tl.export.data import as_arrays
+from keras_tl.data import as_arrays
 from keras_tl.export.data import representative_dataset
 from keras_tl.export.files import check_report_path
 from keras_tl.export.files import export_paths
@@ -270,6 +270,9 @@ def to_tflite(
         inputs, targets = as_arrays(check_data, limit=num_check_samples,
                                      image_size=image_size)
         _check_input_shape(model, inputs, "check_data")
+        if targets is not None and targets.ndim == 2:
+            # One-hot labels: the agreement compares class indices.
+            targets = targets.argmax(-1)
         if targets is not None and num_outputs >= 2:
             check_labels = np.asarray(targets).reshape(-1)
             if check_labels.size and (check_labels.min() < 0

@@ -1,8 +1,6 @@
 """Recipe: distill a trained teacher into a small student."""
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
 from keras_tl._utils.distribute import distribution_scope
@@ -15,16 +13,16 @@ from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.knobs import renamed_argument
-from keras_tl.augment import augment_dataset
-from keras_tl.augment import mixes_labels
+from keras_tl.augment import augment_training
 from keras_tl.backbones import build_backbone
-from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.data import as_dataset
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.distillation import LABELS_KEY
 from keras_tl.distillation import Distiller
+from keras_tl.engine import callback_stack
 from keras_tl.engine import make_schedule
-from keras_tl.finite import StopOnNonFiniteLoss
+from keras_tl.engine import training_labels
+from keras_tl.engine import with_class_weights
 from keras_tl.finite import backup_and_restore
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
@@ -169,15 +167,10 @@ def distill(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, augmentation=augmentation, schedule=schedule,
         optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, label_mixing=False,
     )
     student_loss_weight = renamed_argument("alpha", alpha, "student_loss_weight",
                                            student_loss_weight, 0.5, "distill")
-    if mixes_labels(augmentation):
-        raise ValueError(
-            f"distill: augmentation {augmentation!r} mixes labels (MixUp/CutMix); the "
-            "teacher's soft targets are for the images it sees. Use 'light' or 'medium'."
-        )
     policy = resolve_policy(mixed_precision)
     if not isinstance(teacher, keras.Model):
         raise TypeError(
@@ -238,25 +231,24 @@ def distill(
     if augmentation is None:
         train = distiller.cache_teacher_logits(data.train, batch_size, seed=seed)
     else:
-        train = augment_dataset(data.train, augmentation)
+        # The teacher runs on each augmented batch as it comes.
+        train, _, _ = augment_training(data.train, None, augmentation, recipe="distill",
+                                       label_mixing=False)
     if class_weight is not None:
-        labels = np.concatenate([np.asarray(y) for _, y in data.train.as_numpy_iterator()])
-        train = _weighted(train, class_weight_dict(class_weight, labels, num_classes))
+        weights = class_weight_dict(class_weight, training_labels(data), num_classes)
+        train = with_class_weights(
+            train, weights, lambda y: y[LABELS_KEY] if isinstance(y, dict) else y)
     validation = None
     if data.validation is not None:
         validation = distiller.cache_teacher_logits(
             data.validation, batch_size, shuffle=False
         )
-    # Under several replicas, BatchNorm statistics would drift apart per replica.
-    callbacks = (
-        [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
-        + backup_and_restore(checkpoint_dir, recipe_fingerprint(
+    callbacks = callback_stack(callbacks, checkpoint=backup_and_restore(
+        checkpoint_dir, recipe_fingerprint(
             "distill", train_data, class_names=data.class_names, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, temperature=temperature,
             student_loss_weight=student_loss_weight, augmentation=augmentation,
-            class_weight=class_weight))
-        + list(callbacks or [])
-    )
+            class_weight=class_weight)))
     if validation is not None and restore_best_weights:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -280,18 +272,6 @@ def distill(
     compile_for_evaluation(student, strategy, jit_compile)
     student.history = history
     return student
-
-
-def _weighted(dataset, weights):
-    """`(x, y, per-example weight)` from the label's class weight; `y` may
-    hold the labels beside cached teacher logits."""
-    table = tf.constant([weights[i] for i in range(len(weights))], tf.float32)
-
-    def add(x, y):
-        labels = y[LABELS_KEY] if isinstance(y, dict) else y
-        return x, y, tf.gather(table, tf.cast(tf.reshape(labels, [-1]), tf.int32))
-
-    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _learning_rate(learning_rate, warmup_fraction, train, epochs, schedule="cosine"):

@@ -15,19 +15,20 @@ from keras_tl._utils.distribute import model_scope
 from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import make_optimizer
-from keras_tl.augment import augment_dataset
-from keras_tl.augment import mixes_labels
+from keras_tl.augment import augment_training
 from keras_tl._utils.validation import count_steps
 from keras_tl.domain_adaptation import DannSchedule
 from keras_tl.domain_adaptation import DomainAdaptation
 from keras_tl.domain_adaptation import adabn
 from keras_tl.domain_adaptation import batchnorm_layers
-from keras_tl.callbacks import SyncBatchNormStatistics
 from keras_tl.checkpoints import data_fingerprint
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
+from keras_tl.engine import callback_stack
+from keras_tl.engine import epoch_history
 from keras_tl.engine import make_schedule
-from keras_tl.finite import StopOnNonFiniteLoss
+from keras_tl.engine import training_labels
+from keras_tl.engine import with_class_weights
 from keras_tl.finite import backup_and_restore
 
 __all__ = ["METHODS", "adapt_domain"]
@@ -147,13 +148,8 @@ def adapt_domain(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, augmentation=augmentation, schedule=schedule,
         optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, label_mixing=False,
     )
-    if mixes_labels(augmentation):
-        raise ValueError(
-            f"adapt_domain: augmentation {augmentation!r} mixes labels (MixUp/CutMix); use "
-            "'light' or 'medium'."
-        )
     learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
     target_arrays = target_unlabeled
     if isinstance(target_arrays, tuple) and len(target_arrays) == 2:
@@ -170,7 +166,7 @@ def adapt_domain(
         adabn(model, target_unlabeled, batch_size=batch_size)
         if not model.compiled:
             compile_for_evaluation(model, jit_compile=jit_compile)
-        model.history = keras.callbacks.History()
+        model.history = epoch_history(model)
         if verbose:
             print(f"AdaBN: re-estimated {len(batchnorm_layers(model))} BatchNorm layers.")
         return model
@@ -180,30 +176,24 @@ def adapt_domain(
     image_size = tuple(model.input_shape[1:3])
     source_set = as_dataset(
         source_data, batch_size=batch_size, image_size=image_size, shuffle=True, seed=seed)
-    source = source_set.train
-    if augmentation is not None:
-        source = augment_dataset(source, augmentation)
+    source, _, _ = augment_training(source_set.train, None, augmentation,
+                                    recipe="adapt_domain", label_mixing=False)
     target = _target_dataset(target_unlabeled, batch_size, seed)
     steps = count_steps(source)
-    weights = None
-    if class_weight is not None:
-        labels = np.concatenate([np.asarray(y) for _, y in source_set.train.as_numpy_iterator()])
-        weights = class_weight_dict(class_weight, labels, int(model.output_shape[-1]))
-        weights = tf.constant([weights[i] for i in range(len(weights))], tf.float32)
 
     def pair(example, target_images):
-        inputs = {"source": tf.cast(example[0], tf.float32),
-                  "target": tf.cast(target_images, tf.float32)}
-        if weights is None:
-            return inputs, example[1]
-        return inputs, example[1], tf.gather(weights, tf.cast(example[1], tf.int32))
+        return ({"source": tf.cast(example[0], tf.float32),
+                 "target": tf.cast(target_images, tf.float32)}, example[1])
 
     paired = (
         tf.data.Dataset.zip((source.unbatch().repeat(), target.unbatch().repeat()))
         .batch(batch_size, drop_remainder=True)
         .map(pair)
-        .prefetch(tf.data.AUTOTUNE)
     )
+    if class_weight is not None:
+        paired = with_class_weights(paired, class_weight_dict(
+            class_weight, training_labels(source_set), int(model.output_shape[-1])))
+    paired = paired.prefetch(tf.data.AUTOTUNE)
     scope = distribution_scope(strategy) if strategy is not None else model_scope(model)
     with scope:
         trainer = DomainAdaptation(
@@ -221,16 +211,12 @@ def adapt_domain(
             metrics=["accuracy"],
             jit_compile=jit_compile,
         )
-    # Under several replicas, BatchNorm statistics would drift apart per replica.
-    callbacks = (
-        [SyncBatchNormStatistics(), StopOnNonFiniteLoss()]
-        + backup_and_restore(checkpoint_dir, recipe_fingerprint(
+    callbacks = callback_stack(callbacks, checkpoint=backup_and_restore(
+        checkpoint_dir, recipe_fingerprint(
             "adapt_domain", source_data, target=data_fingerprint(target_unlabeled),
             method=method, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
             alignment_weight=alignment_weight, class_weight=class_weight,
-            augmentation=augmentation))
-        + list(callbacks or [])
-    )
+            augmentation=augmentation)))
     if method == "dann":
         callbacks.append(DannSchedule(epochs * steps, max_factor=alignment_weight))
     if validation_data is not None:

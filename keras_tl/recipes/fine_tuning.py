@@ -10,7 +10,6 @@ warm-down schedule.
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
@@ -20,14 +19,12 @@ from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import renamed_argument
 from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import count_steps
-from keras_tl.augment import augment_dataset
-from keras_tl.augment import get as get_augmentation
-from keras_tl.augment import mixes_labels
-from keras_tl.augment import one_hot_labels
-from keras_tl.callbacks import SyncBatchNormStatistics
+from keras_tl.augment import augment_training
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
 from keras_tl.engine import fit_stages
+from keras_tl.engine import merge_histories
+from keras_tl.engine import training_labels
 from keras_tl.engine import unfreeze_rule
 from keras_tl.stages import check_unfreeze
 from keras_tl.lora import enable_lora
@@ -277,14 +274,8 @@ def fine_tune(
         .apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
         .prefetch(tf.data.AUTOTUNE)
     )
-    validation, loss = data.validation, "sparse_categorical_crossentropy"
-    augmentation = get_augmentation(augmentation)
-    if augmentation is not None:
-        train = augment_dataset(train, augmentation, data.num_classes)
-        if mixes_labels(augmentation):
-            loss = "categorical_crossentropy"
-            if validation is not None:
-                validation = one_hot_labels(validation, data.num_classes)
+    train, validation, loss = augment_training(
+        train, data.validation, augmentation, data.num_classes, recipe="fine_tune")
     history, unfreezing = fit_stages(
         model, stages, train, validation=validation, epochs=epochs,
         steps_per_epoch=steps_per_epoch, learning_rate=learning_rate,
@@ -293,8 +284,8 @@ def fine_tune(
         rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
         # The labels are read (a pass over the data) only when weights are asked for.
         class_weight=None if class_weight is None or loss != "sparse_categorical_crossentropy"
-        else class_weight_dict(class_weight, _labels_of(data), data.num_classes),
-        callbacks=[SyncBatchNormStatistics()] + list(callbacks or []),
+        else class_weight_dict(class_weight, training_labels(data), data.num_classes),
+        callbacks=callbacks,
         checkpoint_dir=checkpoint_dir,
         checkpoint_fingerprint=recipe_fingerprint(
             "fine_tune", train_data, class_names=data.class_names, batch_size=batch_size,
@@ -319,16 +310,9 @@ def fine_tune(
     if loss != "sparse_categorical_crossentropy":
         # Trained on one-hot MixUp labels; the saved model evaluates integer ones.
         compile_for_evaluation(model, strategy, jit_compile)
-    model.history = _merge_histories(head_history, history, model)
+    model.history = merge_histories(head_history, history, model)
     model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
     return model
-
-
-def _labels_of(data):
-    """The training labels, for `"balanced"` class weights."""
-    if data.train_arrays is not None:
-        return data.train_arrays[1]
-    return np.concatenate([np.asarray(labels) for _, labels in data.train.as_numpy_iterator()])
 
 
 def _layer_decay(layer_decay, lr_factor):
@@ -356,24 +340,3 @@ def _nested_backbone(model):
             "nested models."
         )
     return nested[0]
-
-
-def _merge_histories(first, second, model):
-    merged = keras.callbacks.History()
-    merged.set_model(model)
-    runs = [h for h in (first, second) if h is not None and getattr(h, "history", None)]
-    lengths = [len(next(iter(h.history.values()))) for h in runs]
-    keys = []
-    for h in runs:
-        keys.extend(k for k in h.history if k not in keys)
-    merged.history = {
-        key: [
-            value
-            for h, n in zip(runs, lengths)
-            for value in h.history.get(key, [np.nan] * n)
-        ]
-        for key in keys
-    }
-    merged.epoch = list(range(sum(lengths)))
-    merged.params = getattr(second, "params", {})
-    return merged

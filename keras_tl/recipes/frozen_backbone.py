@@ -1,6 +1,5 @@
 """Recipe: a frozen pretrained backbone and a new classification head."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -15,17 +14,16 @@ from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.validation import count_steps
-from keras_tl.augment import augment_dataset
+from keras_tl.augment import augment_training
 from keras_tl.augment import augmented_copies as make_augmented_copies
 from keras_tl.augment import get as get_augmentation
-from keras_tl.augment import mixes_labels
-from keras_tl.augment import one_hot_labels
 from keras_tl.backbones import build_backbone
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
+from keras_tl.engine import callback_stack
+from keras_tl.engine import epoch_history
 from keras_tl.engine import make_schedule
 from keras_tl.features import extract
-from keras_tl.finite import StopOnNonFiniteLoss
 from keras_tl.finite import backup_and_restore
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
@@ -217,13 +215,10 @@ def feature_extraction(
     with distribution_scope(strategy), precision_scope(policy):
         model = attach_head(extractor, head)
 
-    history = keras.callbacks.History()
-    history.set_model(model)
-    history.on_train_begin()
     if augmentation is None or augmented_copies:
         logs = _head_logs(kernel, bias, train_features, train_labels, validation)
         logs["C"] = chosen_c
-        history.on_epoch_end(0, logs)
+        history = epoch_history(model, [logs])
         if verbose:
             print(
                 f"Head fitted on cached embeddings ({len(train_labels)} images, "
@@ -232,19 +227,13 @@ def feature_extraction(
             )
     else:
         steps_per_epoch = count_steps(data.train)
-        train = augment_dataset(
+        train, validation_ds, loss = augment_training(
             data.train.unbatch().shuffle(4096, seed=seed).batch(batch_size)
             # unbatch() loses the length; without it Keras warns at the end
             # of the first epoch that the input "ran out of data".
             .apply(tf.data.experimental.assert_cardinality(steps_per_epoch)),
-            augmentation, num_classes,
+            data.validation, augmentation, num_classes, recipe="feature_extraction",
         )
-        validation_ds = data.validation
-        loss = "sparse_categorical_crossentropy"
-        if mixes_labels(augmentation):
-            # MixUp/CutMix give soft labels: one-hot the validation labels too.
-            validation_ds = one_hot_labels(data.validation, num_classes)
-            loss = "categorical_crossentropy"
         rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, 0.0)
         with distribution_scope(strategy):
             model.compile(
@@ -255,14 +244,14 @@ def feature_extraction(
             )
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
+            # Mixed (soft) labels carry no class index to weigh.
             class_weight=None if loss != "sparse_categorical_crossentropy" else
             class_weight_dict(class_weight, train_labels, num_classes),
-            callbacks=[StopOnNonFiniteLoss()] + backup_and_restore(
+            callbacks=callback_stack(callbacks, checkpoint=backup_and_restore(
                 checkpoint_dir, recipe_fingerprint(
                     "feature_extraction", train_data, class_names=data.class_names,
                     batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                    augmentation=augmentation))
-            + list(callbacks or []),
+                    augmentation=augmentation))),
             verbose=verbose,
         )
     # The fast path never compiles, and MixUp compiles for one-hot labels.

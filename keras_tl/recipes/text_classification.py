@@ -32,6 +32,7 @@ from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import renamed_argument
 from keras_tl.checkpoints import recipe_fingerprint
+from keras_tl.engine import epoch_history
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
 from keras_tl.lora import enable_lora
@@ -271,10 +272,6 @@ def text_classifier(
     stages = get_text_stages(model)
     for stage in stages:
         stage.set_trainable(False)
-    history = keras.callbacks.History()
-    history.set_model(model)
-    history.on_train_begin()
-
     # Phase 0: the head on cached embeddings of the frozen encoder.
     start = time.perf_counter()
     features, labels = extract_text_features(
@@ -296,7 +293,7 @@ def text_classifier(
     logs = {"phase": "head", "C": chosen_c, "seconds": time.perf_counter() - start}
     logs.update(_head_scores(model.head, features, labels, validation))
     logs.update(trainable_stages=0, steps=0)
-    history.on_epoch_end(0, logs)
+    epochs_logs = [logs]
     if verbose:
         print(_describe(logs))
 
@@ -304,7 +301,7 @@ def text_classifier(
         "text_classifier", train_data, class_names=data.class_names, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, lora_rank=lora_rank, C=chosen_c)
     if mode == "fine_tune" and epochs > 0 and lora_rank is not None:
-        _fit_lora(model, data, history, epochs=epochs, rank=lora_rank,
+        epochs_logs += _fit_lora(model, data, epochs=epochs, rank=lora_rank,
                   learning_rate=learning_rate, schedule=schedule,
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay,
                   class_weight=class_weight, callbacks=callbacks, chosen_c=chosen_c,
@@ -341,22 +338,23 @@ def text_classifier(
                 steps=phase_steps,
                 seconds=timer.elapsed(phase, phases),
             )
-            history.on_epoch_end(phase + 1, logs)
+            epochs_logs.append(logs)
             if verbose:
                 print(_describe(logs))
         # A plain optimizer, so the model saves and reloads like any KerasHub
         # classifier (the per-stage optimizers are for training only; a
         # reloaded model would not rebuild a loss-scale wrapper).
         model.compile(jit_compile=jit_compile, auto_scale_loss=False)
-    model.history = history
+    model.history = epoch_history(model, epochs_logs)
     model.stages = stages
     return model
 
 
-def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
+def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
               warmup_fraction, weight_decay, class_weight, callbacks, chosen_c,
               checkpoint_dir, fingerprint, optimizer, strategy, jit_compile, verbose):
-    """LoRA adapters and the head in one `fit`, then merged into the kernels."""
+    """LoRA adapters and the head in one `fit`, then merged into the kernels;
+    returns the logs of each epoch."""
     # BERT's pooler takes no part in mean pooling: no adapters for it.
     exclude = ("pooled_dense",) if model.pooling == "mean" else ()
     enable_lora(model.backbone, rank, exclude=exclude)
@@ -375,11 +373,12 @@ def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
         checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
         jit_compile=jit_compile,
     )
+    epochs_logs = []
     for epoch in range(num_epochs):
         logs = {k: v[epoch] for k, v in fitted.history.items()}
         logs.update(phase=f"lora_{epoch + 1}", C=chosen_c, steps=epoch_steps,
                     seconds=timer.elapsed(epoch, num_epochs), trainable_stages=0)
-        history.on_epoch_end(epoch + 1, logs)
+        epochs_logs.append(logs)
         if verbose:
             print(_describe(logs))
     merge_lora(model)
@@ -389,6 +388,7 @@ def _fit_lora(model, data, history, *, epochs, rank, learning_rate, schedule,
     # A plain optimizer, built without the adapters, so the model saves and
     # reloads like any KerasHub classifier.
     model.compile(jit_compile=jit_compile, auto_scale_loss=False)
+    return epochs_logs
 
 
 class _EpochTimer(keras.callbacks.Callback):

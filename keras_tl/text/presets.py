@@ -6,10 +6,7 @@ without network fails in seconds with advice on passing a local folder.
 
 import os
 
-from keras_tl._utils.presets import cached_hf_folder as _cached_hf_folder
-from keras_tl._utils.presets import host_reachable as _host_reachable
-from keras_tl._utils.presets import is_local_path as _is_local_path
-from keras_tl._utils.presets import resolve_remote
+from keras_tl._utils.presets import resolve_preset
 
 __all__ = [
     "DEFAULT_TEXT_PRESET",
@@ -95,29 +92,17 @@ def resolve_text_preset(preset):
     resolve_text_preset("/models/bertimbau")  # -> '/models/bertimbau'
     ```
     """
-    preset = os.fspath(preset)
-    if os.path.isdir(preset):
-        if not os.path.isfile(os.path.join(preset, "config.json")):
-            raise FileNotFoundError(
-                f"Preset folder {preset!r} has no config.json. A preset folder is "
-                "one saved by KerasHub `save_to_preset`, or a Hugging Face model "
-                "folder with config.json, vocab.txt and model.safetensors."
-            )
-        return preset
-    if "://" not in preset:
-        if _is_local_path(preset):
-            raise FileNotFoundError(
-                f"Preset folder {preset!r} does not exist. Pass an existing folder, a "
-                "KerasHub preset name or an hf:// handle."
-            )
-        names = list_text_presets()
-        if preset not in names:
-            raise ValueError(
-                f"Unknown text preset {preset!r}. BERT-family KerasHub presets: "
-                f"{', '.join(names)}. Or pass a local preset folder, or a Hugging "
-                "Face handle such as 'hf://neuralmind/bert-base-portuguese-cased'."
-            )
-    return resolve_remote(preset, _offline_message, _host_reachable, _cached_hf_folder)
+    return resolve_preset(
+        preset, kind="text", known_names=list_text_presets,
+        unknown_hint=(
+            f"BERT-family KerasHub presets: {', '.join(list_text_presets())}. Or pass a "
+            "local preset folder, or a Hugging Face handle such as "
+            "'hf://neuralmind/bert-base-portuguese-cased'."),
+        folder_hint=(
+            "A preset folder is one saved by KerasHub `save_to_preset`, or a Hugging Face "
+            "model folder with config.json, vocab.txt and model.safetensors."),
+        offline_message=_offline_message,
+    )
 
 
 def load_text_preset(preset=DEFAULT_TEXT_PRESET, sequence_length=128):
