@@ -722,7 +722,8 @@ def as_arrays(data, limit=None, seed=None, image_size=None, channels=None,
     from keras_tl._utils.validation import dataset_arrays
 
     if isinstance(data, (str, os.PathLike)):
-        data = as_dataset(data, image_size=image_size, channels=channels, shuffle=False)
+        data = as_dataset(data, image_size=image_size, shuffle=False,
+                          **({} if channels is None else {"channels": channels}))
     if isinstance(data, ImageData):
         data = (split == "validation" and data.validation) or data.train
     labels = None

@@ -138,3 +138,92 @@ def test_unfreeze_is_one_specification():
     with pytest.raises(ValueError, match="phases of the fine-tuning steps"):
         _call(text_classifier, unfreeze={"every": 1})
     assert unfreeze_rule(4, 8, 1, unfreeze={"every": 2}) == {"every": 2}
+
+
+# One skeleton: the training steps every recipe shares live in
+# `keras_tl.engine` and `keras_tl.augment`, written once.
+
+RECIPE_MODULES = ["frozen_backbone", "fine_tuning", "text_classification", "distillation",
+                  "domain_adaptation"]
+
+
+@pytest.mark.parametrize("module", RECIPE_MODULES)
+def test_recipes_build_no_callback_stack_history_or_augmentation_of_their_own(module):
+    import importlib
+
+    source = inspect.getsource(importlib.import_module(f"keras_tl.recipes.{module}"))
+    for own in ("StopOnNonFiniteLoss(", "SyncBatchNormStatistics(", "History()",
+                "on_epoch_end(0", "augment_dataset(", "one_hot_labels(", ".guard"):
+        assert own not in source, f"recipes/{module}.py builds {own!r} itself"
+
+
+def test_callback_stack_order_claims_guards_then_checkpoint_then_user(tmp_path):
+    import keras
+
+    from keras_tl.callbacks import SyncBatchNormStatistics
+    from keras_tl.engine import callback_stack
+    from keras_tl.finite import StopOnNonFiniteLoss
+    from keras_tl.finite import backup_and_restore
+
+    class Mine(keras.callbacks.Callback):
+        pass
+
+    first, mine = keras.callbacks.Callback(), Mine()
+    checkpoint = backup_and_restore(tmp_path / "ckpt", {"run": 1})
+    stack = callback_stack([mine], checkpoint=checkpoint, first=[first])
+    kinds = [type(c) for c in stack]
+    assert type(stack[0]) is type(checkpoint[0].guard) and stack[0].checkpoint is checkpoint[0]
+    assert stack[1] is first
+    assert kinds[2:4] == [StopOnNonFiniteLoss, SyncBatchNormStatistics]
+    assert stack[4] is checkpoint[0] and stack[5] is mine
+    plain = callback_stack(None, sync_batchnorm=False)
+    assert [type(c) for c in plain] == [StopOnNonFiniteLoss]
+
+
+def test_histories_of_recipe_steps_merge_by_key():
+    import math
+
+    from keras_tl.engine import epoch_history
+    from keras_tl.engine import merge_histories
+
+    head = epoch_history(None, [{"loss": 1.0, "C": 0.5}])
+    fitted = epoch_history(None, [{"loss": 0.5, "accuracy": 0.75}, {"loss": 0.25,
+                                                                     "accuracy": 1.0}])
+    merged = merge_histories(head, fitted, None)
+    assert merged.epoch == [0, 1, 2]
+    assert merged.history["loss"] == [1.0, 0.5, 0.25]
+    assert merged.history["C"][0] == 0.5 and math.isnan(merged.history["C"][1])
+    assert math.isnan(merged.history["accuracy"][0])
+    assert merge_histories(None, fitted, None).history == fitted.history
+
+
+def test_one_as_arrays_reads_every_form_of_data(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_tl.data import as_arrays
+    from keras_tl.data import as_dataset
+
+    x = np.arange(6 * 4 * 4 * 3, dtype=np.float32).reshape(6, 4, 4, 3)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    for form in ((x, y), (x, y[:, None]),
+                 tf.data.Dataset.from_tensor_slices((x, y)),
+                 tf.data.Dataset.from_tensor_slices((x, y)).batch(4),
+                 as_dataset((x, y), batch_size=4, shuffle=False)):
+        got_x, got_y = as_arrays(form, split="train")
+        np.testing.assert_array_equal(got_x, x)
+        np.testing.assert_array_equal(got_y, y)
+    inputs, labels = as_arrays({"a": x, "b": y})
+    assert labels is None and set(inputs) == {"a", "b"}
+    first, labels = as_arrays((x, y), limit=3, seed=0)
+    assert len(first) == 3 and len(labels) == 3
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((4, 4, 3), 7, np.uint8)).save(tmp_path / name / "a.png")
+    images, labels = as_arrays(str(tmp_path), image_size=(4, 4))
+    assert images.shape == (2, 4, 4, 3) and labels.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="3 samples but 2 labels"):
+        as_arrays((x[:3], y[:2]))
+    with pytest.raises(TypeError, match="Data must be an array"):
+        as_arrays(object())
