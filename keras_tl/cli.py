@@ -5,6 +5,7 @@ import json
 import math
 import os
 import sys
+import zipfile
 
 __all__ = ["build_parser", "main"]
 
@@ -121,6 +122,12 @@ def _load_model(path):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Model file {path!r} does not exist.")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        # Keras would report "File not found" for a file that is there.
+        raise ValueError(
+            f"{path!r} is not a readable .keras file (a .keras file is a zip archive): "
+            "it may be truncated or corrupt. Save the model again with model.save()."
+        )
     return keras.saving.load_model(path)
 
 
@@ -172,11 +179,9 @@ def _export(args):
         return _run_on_tensorflow(["export"] + args.argv)
     import keras_tl
 
-    if not os.path.exists(args.model):
-        raise FileNotFoundError(f"Model file {args.model!r} does not exist.")
+    model = _load_model(args.model)
     output = args.output or args.model[: -len(".keras")] + (
         f"_{args.quantization}" if args.quantization else "") + ".tflite"
-    model = keras.saving.load_model(args.model)
     data = None
     if args.data:
         data = keras_tl.as_dataset(

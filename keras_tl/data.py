@@ -94,6 +94,11 @@ def _check_arrays(x, y, num_classes, class_names=None):
         raise ValueError(
             f"Images must have shape (n, height, width, channels); got {x.shape}."
         )
+    if 0 in x.shape[1:]:
+        raise ValueError(
+            f"Images must have a height, width and channels of at least 1; got shape "
+            f"{x.shape}."
+        )
     check_finite(x, "x", "image")
     check_pixel_range(x, "images x")
     y, class_names = labels_to_indices(y, class_names, "labels y")
@@ -162,6 +167,11 @@ def scan_image_folder(directory, with_decoders=False):
     from PIL import Image
 
     directory = os.fspath(directory)
+    if os.path.isfile(directory):
+        raise NotADirectoryError(
+            f"{directory!r} is a file, not a folder. Pass a folder with one subfolder "
+            "of images per class (keras_tl.predict takes single images)."
+        )
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"Image folder {directory!r} does not exist. Pass a folder with one "
