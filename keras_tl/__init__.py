@@ -10,130 +10,129 @@ holds the bundled sample data and pretrained fixtures.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import types
 import warnings
 
-# -- rooms -------------------------------------------------------------------
-from keras_tl import augment
-from keras_tl import backbones
-from keras_tl import callbacks
-from keras_tl import checkpoints
-from keras_tl import compression
-from keras_tl import data
-from keras_tl import distillation
-from keras_tl import domain_adaptation
-from keras_tl import engine
-from keras_tl import evaluation
-from keras_tl import examples
-from keras_tl import export
-from keras_tl import features
-from keras_tl import finite
-from keras_tl import heads
-from keras_tl import hub_backbones
-from keras_tl import lora
-from keras_tl import lr_finder
-from keras_tl import optimizers
-from keras_tl import plots
-from keras_tl import pooling
-from keras_tl import recipes
-from keras_tl import schedules
-from keras_tl import selection
-from keras_tl import stages
-from keras_tl import text
+# Where each public name lives. `import keras_tl` loads none of them (nor
+# Keras, nor TensorFlow): a name's module is imported when the name is first
+# read, so the command line and a notebook's first cell start at once.
+_LAZY = {
+    # rooms
+    "augment": "keras_tl.augment",
+    "backbones": "keras_tl.backbones",
+    "callbacks": "keras_tl.callbacks",
+    "checkpoints": "keras_tl.checkpoints",
+    "compression": "keras_tl.compression",
+    "data": "keras_tl.data",
+    "distillation": "keras_tl.distillation",
+    "domain_adaptation": "keras_tl.domain_adaptation",
+    "engine": "keras_tl.engine",
+    "evaluation": "keras_tl.evaluation",
+    "examples": "keras_tl.examples",
+    "export": "keras_tl.export",
+    "features": "keras_tl.features",
+    "finite": "keras_tl.finite",
+    "heads": "keras_tl.heads",
+    "hub_backbones": "keras_tl.hub_backbones",
+    "lora": "keras_tl.lora",
+    "lr_finder": "keras_tl.lr_finder",
+    "optimizers": "keras_tl.optimizers",
+    "plots": "keras_tl.plots",
+    "pooling": "keras_tl.pooling",
+    "recipes": "keras_tl.recipes",
+    "schedules": "keras_tl.schedules",
+    "selection": "keras_tl.selection",
+    "stages": "keras_tl.stages",
+    "text": "keras_tl.text",
+    # recipes
+    "adapt_domain": "keras_tl.recipes",
+    "distill": "keras_tl.recipes",
+    "feature_extraction": "keras_tl.recipes",
+    "fine_tune": "keras_tl.recipes",
+    "text_classifier": "keras_tl.recipes",
+    # data
+    "Augmentation": "keras_tl.augment",
+    "ImageData": "keras_tl.data",
+    "as_dataset": "keras_tl.data",
+    "load_sentiment_snippets": "keras_tl.examples.text_datasets",
+    "TextData": "keras_tl.text",
+    # backbones and heads
+    "BackboneSpec": "keras_tl.backbones",
+    "build_backbone": "keras_tl.backbones",
+    "build_small_cnn": "keras_tl.backbones",
+    "get_spec": "keras_tl.backbones",
+    "list_backbones": "keras_tl.backbones",
+    "extract": "keras_tl.features",
+    "ClassNames": "keras_tl.heads",
+    "attach_head": "keras_tl.heads",
+    "build_head": "keras_tl.heads",
+    "fit_linear_head": "keras_tl.heads",
+    "get_class_names": "keras_tl.heads",
+    "TokenPooling": "keras_tl.pooling",
+    "ImagePreprocessing": "keras_tl.preprocessing",
+    "Stage": "keras_tl.stages",
+    "get_stages": "keras_tl.stages",
+    "PooledTextClassifier": "keras_tl.text",
+    "build_text_classifier": "keras_tl.text",
+    "load_text_preset": "keras_tl.text",
+    # training
+    "LRFinder": "keras_tl.callbacks",
+    "ProgressiveUnfreezing": "keras_tl.callbacks",
+    "SyncBatchNormStatistics": "keras_tl.callbacks",
+    "sync_batchnorm_statistics": "keras_tl.callbacks",
+    "CheckpointMismatchError": "keras_tl.checkpoints",
+    "TrainingCheckpoint": "keras_tl.checkpoints",
+    "data_fingerprint": "keras_tl.checkpoints",
+    "SCHEDULES": "keras_tl.engine",
+    "fit_stages": "keras_tl.engine",
+    "make_schedule": "keras_tl.engine",
+    "NonFiniteLossError": "keras_tl.finite",
+    "StopOnNonFiniteLoss": "keras_tl.finite",
+    "enable_lora": "keras_tl.lora",
+    "merge_lora": "keras_tl.lora",
+    "LRFinderResult": "keras_tl.lr_finder",
+    "find_learning_rate": "keras_tl.lr_finder",
+    "discriminative_optimizer": "keras_tl.optimizers",
+    "learning_rates": "keras_tl.optimizers",
+    "rebuild_optimizer": "keras_tl.optimizers",
+    "OneCycle": "keras_tl.schedules",
+    "SlantedTriangular": "keras_tl.schedules",
+    "StageLearningRate": "keras_tl.schedules",
+    "WarmupDecay": "keras_tl.schedules",
+    # distillation
+    "Distiller": "keras_tl.distillation",
+    "HintDistillation": "keras_tl.distillation",
+    "SoftTargetDistillation": "keras_tl.distillation",
+    "shrink_bert": "keras_tl.distillation",
+    # domain adaptation
+    "DomainAdaptation": "keras_tl.domain_adaptation",
+    "GradientReversal": "keras_tl.domain_adaptation",
+    "adabn": "keras_tl.domain_adaptation",
+    "coral_loss": "keras_tl.domain_adaptation",
+    # choosing a backbone
+    "leep": "keras_tl.selection",
+    "log_me": "keras_tl.selection",
+    "nce": "keras_tl.selection",
+    "normalize_features": "keras_tl.selection",
+    "rank_backbones": "keras_tl.selection",
+    "recommend_backbone": "keras_tl.selection",
+    # export
+    "ExportReport": "keras_tl.export",
+    "LiteRTModel": "keras_tl.export",
+    "TFLiteTextClassifier": "keras_tl.export",
+    "UnsupportedOpsError": "keras_tl.export",
+    "text_to_tflite": "keras_tl.export",
+    "to_tflite": "keras_tl.export",
+    # evaluation
+    "EvaluationReport": "keras_tl.evaluation",
+    "evaluate": "keras_tl.evaluation",
+    "predict": "keras_tl.evaluation",
+}
 
-# -- recipes -----------------------------------------------------------------
-from keras_tl.recipes import adapt_domain
-from keras_tl.recipes import distill
-from keras_tl.recipes import feature_extraction
-from keras_tl.recipes import fine_tune
-from keras_tl.recipes import text_classifier
-
-# -- data --------------------------------------------------------------------
-from keras_tl.augment import Augmentation
-from keras_tl.data import ImageData
-from keras_tl.data import as_dataset
-from keras_tl.examples.text_datasets import load_sentiment_snippets
-from keras_tl.text import TextData
-
-# -- backbones and heads -----------------------------------------------------
-from keras_tl.backbones import BackboneSpec
-from keras_tl.backbones import build_backbone
-from keras_tl.backbones import build_small_cnn
-from keras_tl.backbones import get_spec
-from keras_tl.backbones import list_backbones
-from keras_tl.features import extract
-from keras_tl.heads import ClassNames
-from keras_tl.heads import attach_head
-from keras_tl.heads import build_head
-from keras_tl.heads import fit_linear_head
-from keras_tl.heads import get_class_names
-from keras_tl.pooling import TokenPooling
-from keras_tl.preprocessing import ImagePreprocessing
-from keras_tl.stages import Stage
-from keras_tl.stages import get_stages
-from keras_tl.text import PooledTextClassifier
-from keras_tl.text import build_text_classifier
-from keras_tl.text import load_text_preset
-
-# -- training ----------------------------------------------------------------
-from keras_tl.callbacks import LRFinder
-from keras_tl.callbacks import ProgressiveUnfreezing
-from keras_tl.callbacks import SyncBatchNormStatistics
-from keras_tl.callbacks import sync_batchnorm_statistics
-from keras_tl.checkpoints import CheckpointMismatchError
-from keras_tl.checkpoints import TrainingCheckpoint
-from keras_tl.checkpoints import data_fingerprint
-from keras_tl.engine import SCHEDULES
-from keras_tl.engine import fit_stages
-from keras_tl.engine import make_schedule
-from keras_tl.finite import NonFiniteLossError
-from keras_tl.finite import StopOnNonFiniteLoss
-from keras_tl.lora import enable_lora
-from keras_tl.lora import merge_lora
-from keras_tl.lr_finder import LRFinderResult
-from keras_tl.lr_finder import find_learning_rate
-from keras_tl.optimizers import discriminative_optimizer
-from keras_tl.optimizers import learning_rates
-from keras_tl.optimizers import rebuild_optimizer
-from keras_tl.schedules import OneCycle
-from keras_tl.schedules import SlantedTriangular
-from keras_tl.schedules import StageLearningRate
-from keras_tl.schedules import WarmupDecay
-
-# -- distillation ------------------------------------------------------------
-from keras_tl.distillation import Distiller
-from keras_tl.distillation import HintDistillation
-from keras_tl.distillation import SoftTargetDistillation
-from keras_tl.distillation import shrink_bert
-
-# -- domain adaptation ---------------------------------------------------------
-from keras_tl.domain_adaptation import DomainAdaptation
-from keras_tl.domain_adaptation import GradientReversal
-from keras_tl.domain_adaptation import adabn
-from keras_tl.domain_adaptation import coral_loss
-
-# -- choosing a backbone -----------------------------------------------------
-from keras_tl.selection import leep
-from keras_tl.selection import log_me
-from keras_tl.selection import nce
-from keras_tl.selection import normalize_features
-from keras_tl.selection import rank_backbones
-from keras_tl.selection import recommend_backbone
-
-# -- export ------------------------------------------------------------------
-from keras_tl.export import ExportReport
-from keras_tl.export import LiteRTModel
-from keras_tl.export import TFLiteTextClassifier
-from keras_tl.export import UnsupportedOpsError
-from keras_tl.export import text_to_tflite
-from keras_tl.export import to_tflite
-
-# -- evaluation --------------------------------------------------------------
-from keras_tl.evaluation import EvaluationReport
-from keras_tl.evaluation import evaluate
-from keras_tl.evaluation import predict
-from keras_tl.version import __version__
+from keras_tl.version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -271,6 +270,15 @@ _TEXT_TWINS = {
 
 
 def __getattr__(name):
+    if name in _LAZY:
+        from keras_tl._utils.logs import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
+        module = importlib.import_module(_LAZY[name])
+        value = module if _LAZY[name] == f"keras_tl.{name}" else getattr(module, name)
+        globals()[name] = value
+        _register_serializables()
+        return value
     if name in _MOVED_ROOMS:
         return sys.modules[f"keras_tl.{name}"]
     if name in _TEXT_TWINS:
@@ -282,6 +290,10 @@ def __getattr__(name):
         )
         return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 class _MovedModule(types.ModuleType):
@@ -316,3 +328,70 @@ for _old, _new in {
 }.items():
     sys.modules.setdefault(_old, _MovedModule(_old, _new))
 del _old, _new
+
+
+# Modules whose layers, losses and schedules a saved model names
+# ("keras_tl>ImagePreprocessing", ...): Keras finds them only once they are
+# registered, so they are imported as soon as Keras itself is, whichever of
+# `import keras` and `import keras_tl` comes first.
+_SERIALIZABLES = (
+    "keras_tl.augment",
+    "keras_tl.distillation",
+    "keras_tl.domain_adaptation",
+    "keras_tl.heads",
+    "keras_tl.pooling",
+    "keras_tl.preprocessing",
+    "keras_tl.schedules",
+    "keras_tl.text.classifier",
+)
+
+
+_registered = False
+
+
+def _importing_keras_tl():
+    """Whether a keras-tl module is being imported now (registering then
+    would import its neighbours in the middle of its own imports)."""
+    return any(
+        name.startswith("keras_tl.") and getattr(getattr(module, "__spec__", None),
+                                                 "_initializing", False)
+        for name, module in list(sys.modules.items())
+    )
+
+
+def _register_serializables():
+    """Imports `_SERIALIZABLES` once, when no keras-tl import is under way
+    (else the next public name read does it)."""
+    global _registered
+    if not _registered and not _importing_keras_tl():
+        _registered = True
+        for module in _SERIALIZABLES:
+            importlib.import_module(module)
+
+
+class _AfterKerasImport(importlib.abc.MetaPathFinder):
+    """Registers keras-tl's serializable objects right after `keras` is
+    imported: a saved model then loads after a plain `import keras_tl`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, run = spec.loader, spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            loader.exec_module = run
+            _register_serializables()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_serializables()
+else:
+    sys.meta_path.insert(0, _AfterKerasImport())

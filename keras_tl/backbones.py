@@ -22,6 +22,7 @@ from keras_tl.preprocessing import ImagePreprocessing
 
 __all__ = [
     "BACKBONE_SOURCES",
+    "weights_download_message",
     "ZOO",
     "BackboneSpec",
     "backbone_source",
@@ -447,6 +448,22 @@ def _resolve_input_shape(spec, input_shape):
     return input_shape
 
 
+def weights_download_message(name, constructor, error):
+    """One line on a failed download of ImageNet weights: what was asked,
+    why it failed, and how to work offline."""
+    reason = " ".join(str(error).split())
+    url = next((word.rstrip(":") for word in reason.split() if word.startswith("http")), None)
+    reason = reason.split(" -- ", 1)[-1] if " -- " in reason else reason
+    return (
+        f"Cannot download the ImageNet weights of {name!r}"
+        + (f" from {url}" if url else "")
+        + f" ({reason}). Offline: on a machine online, run "
+        f"keras.applications.{constructor}(include_top=False, weights='imagenet') once and "
+        "copy ~/.keras/models/ here (Keras reads its cache first), or pass "
+        "weights='path/to/weights.h5', or weights=None to start from random weights."
+    )
+
+
 def build_backbone(
     backbone, weights="imagenet", input_shape=None, pooling="auto", trainable=False
 ):
@@ -526,12 +543,17 @@ def build_backbone(
             )
         weights = None
     constructor = getattr(keras.applications, spec.constructor)
-    base = constructor(
-        include_top=False,
-        weights=weights,
-        input_shape=input_shape,
-        name=spec.layer_name,
-    )
+    try:
+        base = constructor(
+            include_top=False,
+            weights=weights,
+            input_shape=input_shape,
+            name=spec.layer_name,
+        )
+    except Exception as error:
+        if weights != "imagenet" or "URL fetch failure" not in str(error):
+            raise
+        raise ConnectionError(weights_download_message(backbone, spec.constructor, error)) from None
     if weights_file is not None:
         base.load_weights(weights_file)
     inputs = keras.Input(shape=input_shape, name="image")

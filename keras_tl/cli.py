@@ -18,11 +18,11 @@ def _demo(args):
         options = dict(QUICK)
         if args.workers is not None:
             options["workers"] = args.workers
-        run_demo(out_dir=args.out, **options)
+        run_demo(out_dir=args.output, **options)
         return 0
     labels = tuple(int(k) for k in args.labels.split(","))
     seeds = tuple(range(args.seeds))
-    run_demo(labels_per_class=labels, seeds=seeds, out_dir=args.out, workers=args.workers)
+    run_demo(labels_per_class=labels, seeds=seeds, out_dir=args.output, workers=args.workers)
     return 0
 
 
@@ -32,29 +32,52 @@ def _train(args):
     from keras_tl._utils.io import save_atomic
     from keras_tl.plots import plot_history
 
-    if not args.out.endswith(".keras"):
-        raise ValueError(f"--out must end in .keras; got {args.out!r}.")
-    _check_writable(args.out)
+    if not args.output.endswith(".keras"):
+        raise ValueError(f"--output must end in .keras; got {args.output!r}.")
+    fast_path = args.method == "feature-extraction" and args.augmentation is None
+    if fast_path and args.epochs is not None:
+        raise ValueError(
+            "--epochs has no effect here: feature extraction fits the new head in closed "
+            "form on the embeddings, with no epochs. Drop --epochs, or add --augmentation "
+            "(the head then trains for --epochs on augmented images), or use --method "
+            "fine-tune."
+        )
+    if args.lora_rank is not None and args.method != "fine-tune":
+        raise ValueError("--lora-rank fine-tunes the backbone's adapters: add --method fine-tune.")
+    if args.validation_data is not None and not os.path.isdir(args.validation_data):
+        raise FileNotFoundError(
+            f"--validation-data {args.validation_data!r} is not a folder of class subfolders.")
+    _check_writable(args.output)
     weights = None if args.weights.lower() == "none" else args.weights
     input_shape = None
     if args.image_size:
         input_shape = (args.image_size, args.image_size, 3)
+    class_weight = args.class_weight
+    if class_weight == "none":
+        class_weight = None
     common = dict(
-        validation_split=args.validation_split,
+        validation_data=args.validation_data,
+        validation_split=None if args.validation_data else args.validation_split,
         weights=weights,
         input_shape=input_shape,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        augmentation=args.augmentation,
+        class_weight=class_weight,
+        mixed_precision=args.mixed_precision,
         checkpoint_dir=args.checkpoint_dir,
         verbose=1,
     )
+    if args.epochs is not None:
+        common["epochs"] = args.epochs
     if args.method == "feature-extraction":
-        model = recipes.feature_extraction(args.backbone, args.data, epochs=args.epochs,
-                                           **common)
+        model = recipes.feature_extraction(args.backbone, args.data, **common)
     else:
-        model = recipes.fine_tune(args.backbone, args.data, epochs=args.epochs, **common)
+        model = recipes.fine_tune(args.backbone, args.data, lora_rank=args.lora_rank,
+                                  **common)
     raise_if_interrupted()
-    save_atomic(args.out, model.save)
-    stem = args.out[: -len(".keras")]
+    save_atomic(args.output, model.save)
+    stem = args.output[: -len(".keras")]
     curves = stem + "_curves.png"
     plot_history(model.history, curves, title=f"{args.backbone} on {args.data}")
     # Its own name: `keras-tl export` writes `<stem>.json` beside the
@@ -64,7 +87,7 @@ def _train(args):
     save_atomic(report_path, lambda path: _write_json(path, report))
     print(", ".join(f"{k}={v:.4f}" for k, v in report["final_metrics"].items()
                     if v is not None))
-    print(f"Saved {args.out}, {curves} and {report_path}.")
+    print(f"Saved {args.output}, {curves} and {report_path}.")
     return 0
 
 
@@ -79,8 +102,9 @@ def _training_report(args, model):
         # JSON has no NaN; a metric missing in the last epoch is null.
         final[key] = float(value) if value is not None and math.isfinite(value) else None
     return {
-        "model": os.path.abspath(args.out),
+        "model": os.path.abspath(args.output),
         "data": os.path.abspath(args.data),
+        "validation_data": args.validation_data and os.path.abspath(args.validation_data),
         "backbone": args.backbone,
         "method": args.method,
         "weights": args.weights,
@@ -88,7 +112,12 @@ def _training_report(args, model):
         "epochs_run": max((len(v) for v in logs.values()), default=0),
         "batch_size": args.batch_size,
         "image_size": args.image_size,
-        "validation_split": args.validation_split,
+        "validation_split": None if args.validation_data else args.validation_split,
+        "learning_rate": args.learning_rate,
+        "augmentation": args.augmentation,
+        "class_weight": args.class_weight,
+        "lora_rank": args.lora_rank,
+        "mixed_precision": args.mixed_precision,
         "class_names": get_class_names(model),
         "final_metrics": final,
     }
@@ -98,14 +127,14 @@ def _check_writable(path):
     """Refuses an output path that training would only fail to write at the end."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise ValueError(f"--out {path!r} is a folder; pass a file name ending in .keras.")
+        raise ValueError(f"--output {path!r} is a folder; pass a file name ending in .keras.")
     existing = folder
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(
             f"Cannot write {path!r}: {existing!r} is not a writable folder. Choose an "
-            "--out in a folder you can write to; nothing was trained."
+            "--output in a folder you can write to; nothing was trained."
         )
 
 
@@ -151,15 +180,38 @@ def _evaluate(args):
 def _predict(args):
     import keras_tl
 
+    images = _image_files(args.images)
     model = _load_model(args.model)
-    labels, scores = keras_tl.predict(model, args.images, batch_size=args.batch_size,
+    labels, scores = keras_tl.predict(model, images, batch_size=args.batch_size,
                                       top_k=args.top_k)
-    for path, label, score in zip(args.images, labels, scores):
+    for path, label, score in zip(images, labels, scores):
         if args.top_k == 1:
             print(f"{path}\t{label}\t{score:.4f}")
         else:
             print(path + "\t" + "\t".join(f"{n} {s:.4f}" for n, s in zip(label, score)))
     return 0
+
+
+def _image_files(paths):
+    """The image files named, a folder standing for the images under it."""
+    from keras_tl.data import IMAGE_EXTENSIONS
+
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(root, name)
+                for root, folders, names in os.walk(path)
+                for name in names
+                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+            )
+            if not found:
+                raise FileNotFoundError(
+                    f"Folder {path!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
 
 
 def _backbones(args):
@@ -176,7 +228,7 @@ def _export(args):
     if keras.backend.backend() != "tensorflow":
         # LiteRT conversion runs on TensorFlow graphs; a `.keras` file is
         # backend-independent, so a model trained on JAX converts there.
-        return _run_on_tensorflow(["export"] + args.argv)
+        return _run_on_tensorflow(["--debug"] * args.debug + ["export"] + args.argv)
     import keras_tl
 
     model = _load_model(args.model)
@@ -185,30 +237,36 @@ def _export(args):
     data = None
     if args.data:
         data = keras_tl.as_dataset(
-            args.data, image_size=model.input_shape[1:3], validation_split=0.2,
-            shuffle=False,
+            args.data, image_size=model.input_shape[1:3],
+            # With --check-data, every image of --data calibrates; else a fifth
+            # is held out to check the file on.
+            validation_split=None if args.check_data else 0.2, shuffle=False,
         )
     elif args.quantization == "int8":
         raise ValueError(
             "int8 quantization needs representative images to calibrate "
             "activation ranges: pass --data DIR (a few hundred training images)."
         )
+    check = data.validation if data is not None else None
+    if args.check_data:
+        check = keras_tl.as_dataset(args.check_data, image_size=model.input_shape[1:3],
+                                    shuffle=False).train
     from keras_tl._utils.logs import quiet_converter
 
     with quiet_converter():
-        report = _to_tflite(keras_tl, model, output, args, data)
+        report = _to_tflite(keras_tl, model, output, args, data, check)
     print(report)
     print(f"Wrote {report.path}, {report.labels_path} and {report.report_path}.")
     return 0
 
 
-def _to_tflite(keras_tl, model, output, args, data):
+def _to_tflite(keras_tl, model, output, args, data, check):
     return keras_tl.to_tflite(
         model,
         output,
         quantization=args.quantization,
         representative_data=data.train if data is not None else None,
-        check_data=data.validation if data is not None else None,
+        check_data=check,
         io_dtype=args.io_dtype,
         allow_select_tf_ops=args.allow_select_tf_ops,
         sparse_weights=args.sparse_weights,
@@ -237,17 +295,29 @@ def build_parser():
     1
     """
     parser = argparse.ArgumentParser(
-        prog="keras-tl", description="Transfer learning for Keras 3."
+        prog="keras-tl", description="Transfer learning for Keras 3: train an image "
+        "classifier on a pretrained backbone, evaluate it, label images, export it to "
+        "LiteRT for phones.",
+        epilog="Run `keras-tl demo --quick` first: it runs offline on bundled data.",
     )
     from keras_tl.version import __version__
 
     parser.add_argument("--version", action="version", version=f"keras-tl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error, and TensorFlow's notices")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formatter = argparse.ArgumentDefaultsHelpFormatter
 
-    demo = sub.add_parser("demo", help="offline transfer-learning demo on bundled data")
+    def add_output(command, default, what):
+        command.add_argument("--output", default=default, help=what)
+        # The flag's other spelling, kept so existing scripts run.
+        command.add_argument("--out", dest="output", help=argparse.SUPPRESS)
+
+    demo = sub.add_parser("demo", help="offline transfer-learning demo on bundled data",
+                          formatter_class=formatter)
     demo.add_argument("--labels", default="1,2,5,10", help="labels per class, comma-separated")
     demo.add_argument("--seeds", type=int, default=3, help="number of seeds")
-    demo.add_argument("--out", default="artifacts/demo", help="output folder")
+    add_output(demo, "artifacts/demo", "output folder")
     demo.add_argument("--quick", action="store_true",
                       help="every stage on one label budget, one seed and two methods, "
                            "in about a minute: a check of the setup, not the table")
@@ -256,55 +326,85 @@ def build_parser():
                            "(default: 2, or 1 on one core; --quick: 1)")
     demo.set_defaults(func=_demo)
 
-    train = sub.add_parser("train", help="train a classifier on an image folder")
+    train = sub.add_parser("train", help="train a classifier on an image folder",
+                           formatter_class=formatter)
     train.add_argument("data", help="folder with one subfolder of images per class")
     train.add_argument("--backbone", default="mobilenet_v2",
-                       help="zoo name, KerasHub image preset, hf:// handle or preset folder")
-    train.add_argument("--weights", default="imagenet", help="imagenet, none or a weights file")
+                       help="zoo name (keras-tl backbones), KerasHub image preset, hf:// "
+                            "handle or preset folder")
+    train.add_argument("--weights", default="imagenet",
+                       help="imagenet (downloaded once, then cached), none, or a weights file")
     train.add_argument("--method", choices=["feature-extraction", "fine-tune"],
                        default="feature-extraction",
                        help="train only a new head, or also fine-tune the backbone")
     # The flag's old name, kept so existing scripts run.
     train.add_argument("--strategy", dest="method", choices=["feature-extraction", "fine-tune"],
                        help=argparse.SUPPRESS)
-    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--epochs", type=int, default=None,
+                       help="epochs of training; fine-tune: 10. Not used by feature "
+                            "extraction without --augmentation (the head is fitted in "
+                            "closed form)")
+    train.add_argument("--learning-rate", type=float, default=None,
+                       help="peak learning rate (default: the recipe's, 1e-3)")
     train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--image-size", type=int, default=None, help="input side in pixels")
-    train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument("--image-size", type=int, default=None,
+                       help="input side in pixels (default: the backbone's)")
+    train.add_argument("--validation-data", default=None,
+                       help="folder of validation images, one subfolder per class "
+                            "(instead of --validation-split)")
+    train.add_argument("--validation-split", type=float, default=0.2,
+                       help="fraction of the data held out for validation")
+    train.add_argument("--augmentation", choices=["light", "medium", "heavy"], default=None,
+                       help="random image transforms during training (heavy adds MixUp/CutMix)")
+    train.add_argument("--class-weight", choices=["none", "balanced"], default="none",
+                       help="balanced: every class weighs the same in the loss, however "
+                            "many images it has")
+    train.add_argument("--lora-rank", type=int, default=None,
+                       help="with --method fine-tune: train low-rank adapters of this rank "
+                            "instead of the backbone's weights")
+    train.add_argument("--mixed-precision", action="store_true",
+                       help="compute in float16 (GPU) or bfloat16 (TPU/CPU)")
     train.add_argument("--checkpoint-dir", default=None,
                        help="checkpoint every epoch here; rerun the same command to "
                             "resume after an interruption")
-    train.add_argument("--out", default="model.keras", help="output .keras path")
+    add_output(train, "model.keras", "output .keras path")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser(
-        "evaluate", help="accuracy, per-class precision/recall and worst mistakes of a model")
+        "evaluate", help="accuracy, per-class precision/recall and worst mistakes of a model",
+        formatter_class=formatter)
     evaluate.add_argument("model", help="a .keras model file")
     evaluate.add_argument("data", help="folder with one subfolder of images per class")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--top-k-wrong", type=int, default=8,
                           help="how many of the most confidently wrong images to list")
-    evaluate.add_argument("--output", help="report path (default: <model>.evaluation.json)")
+    add_output(evaluate, None, "report path (default: <model>.evaluation.json)")
     evaluate.set_defaults(func=_evaluate)
 
-    predict = sub.add_parser("predict", help="label image files with a .keras model")
+    predict = sub.add_parser("predict", help="label image files (or folders of them)",
+                             formatter_class=formatter)
     predict.add_argument("model", help="a .keras model file")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("images", nargs="+", help="image files or folders")
     predict.add_argument("--top-k", type=int, default=1, help="classes to show per image")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.set_defaults(func=_predict)
 
-    backbones = sub.add_parser("backbones", help="list the backbone names train accepts")
+    backbones = sub.add_parser("backbones", help="list the backbone names train accepts",
+                               formatter_class=formatter)
     backbones.add_argument("--source", choices=["all", "keras_applications", "keras_hub", "text"],
                            default="all")
     backbones.set_defaults(func=_backbones)
 
-    export = sub.add_parser("export", help="export a .keras model to LiteRT and check it")
+    export = sub.add_parser("export", help="export a .keras model to LiteRT and check it",
+                            formatter_class=formatter)
     export.add_argument("model", help="a .keras model file")
     export.add_argument("--quantization", choices=["float16", "dynamic", "int8"], default=None,
                         help="default: float32")
-    export.add_argument("--data", help="image folder: calibration (int8) and parity check")
-    export.add_argument("--output", help="output .tflite path")
+    export.add_argument("--data", help="image folder: calibration (int8) and, without "
+                                       "--check-data, a fifth held out for the check")
+    export.add_argument("--check-data", default=None,
+                        help="image folder the exported file is compared with Keras on")
+    add_output(export, None, "output .tflite path (default: <model>[_<quantization>].tflite)")
     export.add_argument("--io-dtype", choices=["float32", "int8", "uint8"], default="float32")
     export.add_argument("--allow-select-tf-ops", action="store_true")
     export.add_argument("--sparse-weights", action="store_true",
@@ -334,27 +434,47 @@ def main(argv=None):
     main(["demo", "--labels", "5", "--seeds", "1"])  # -> 0
     ```
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    # Before TensorFlow loads: its C++ start-up notices are not for users.
+    if args.debug:
+        os.environ["KERAS_TL_DEBUG"] = "1"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_tl._utils.logs import drop_retracing_warnings
+    from keras_tl._utils.logs import start_tensorflow_quietly
+
+    if args.command != "backbones" or args.source != "text":
+        start_tensorflow_quietly()
 
     # Commands that train and convert create new models one after another;
     # TensorFlow's retracing warning about them is expected, not advice.
     drop_retracing_warnings()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv[1:]
+    args.argv = [a for a in argv[argv.index(args.command) + 1:]]
     from keras_tl._utils.interrupts import cancellable
 
     try:
         with cancellable():
             return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as error:
-        print(f"keras-tl {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"keras-tl {args.command}: interrupted; no file was replaced.",
               file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001  (one line for every failure)
+        if args.debug:
+            raise
+        print(f"keras-tl {args.command}: error: {_one_line(error)} "
+              "(--debug shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _one_line(error):
+    """An exception as one line: its first line, named by type unless it is
+    one of the plain argument errors."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (ValueError, FileNotFoundError, TypeError, ConnectionError)):
+        return text
+    return f"{type(error).__name__}: {text}"
 
 
 if __name__ == "__main__":

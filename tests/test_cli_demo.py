@@ -49,7 +49,7 @@ def cli_trained(tmp_path_factory, worker_id):
             printed = io.StringIO()
             with contextlib.redirect_stdout(printed):
                 code = main(["train", str(data), "--backbone", "mobilenet", "--weights",
-                             "none", "--image-size", "32", "--epochs", "2", "--out", str(out)])
+                             "none", "--image-size", "32", "--output", str(out)])
             assert code == 0
             log.write_text(printed.getvalue())
     return data, out, log.read_text()
@@ -67,7 +67,8 @@ def test_cli_train_writes_model_and_curves(cli_trained):
         trained = json.load(f)
     assert trained["backbone"] == "mobilenet"
     assert trained["method"] == "feature-extraction"
-    assert trained["epochs"] == 2
+    # Feature extraction fits its head in closed form: no epochs.
+    assert trained["epochs"] is None and trained["epochs_run"] == 1
     assert set(trained["final_metrics"]) >= {"loss", "accuracy"}
     assert trained["class_names"] == ["healthy", "rust"]
     # Saved compiled: evaluate works on the reloaded file as it is.
@@ -132,6 +133,10 @@ def test_cli_evaluate_and_predict(tmp_path, capfd):
 
     assert main(["predict", str(model_path), str(tmp_path / "nope.png")]) == 2
     assert "nope.png" in capfd.readouterr().err
+    # A folder stands for the images under it, in file order.
+    assert main(["predict", str(model_path), str(data / "rust")]) == 0
+    lines = capfd.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all(line.startswith(str(data / "rust")) for line in lines)
 
 
 def _check_evaluate_and_predict(model_path, data, report_path, capfd):
@@ -193,4 +198,26 @@ def test_cli_train_refuses_an_unwritable_out_before_training(tmp_path, capfd):
     assert "not a writable folder" in capfd.readouterr().err
     assert blocked.read_text() == "a file, not a folder"
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "m.h5")]) == 2
-    assert "--out must end in .keras" in capfd.readouterr().err
+    assert "--output must end in .keras" in capfd.readouterr().err
+
+
+def test_cli_train_refuses_epochs_it_would_ignore(tmp_path, capfd):
+    assert main(["train", str(tmp_path), "--epochs", "5"]) == 2
+    err = capfd.readouterr().err
+    assert "--epochs has no effect here" in err and "--augmentation" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert main(["train", str(tmp_path), "--lora-rank", "4"]) == 2
+    assert "add --method fine-tune" in capfd.readouterr().err
+
+
+def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capfd):
+    missing = str(tmp_path / "missing.keras")
+    assert main(["predict", missing, "x.png"]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and "--debug" in err
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "predict", missing, "x.png"])
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"not a zip")
+    assert main(["evaluate", str(corrupt), str(tmp_path)]) == 2
+    assert "truncated or corrupt" in capfd.readouterr().err

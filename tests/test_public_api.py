@@ -111,11 +111,32 @@ def test_top_level_all_resolves():
 
 
 def test_top_level_all_lists_every_import():
-    # Every submodule and name `keras_tl/__init__.py` imports is exported.
-    source = (ROOT / "keras_tl" / "__init__.py").read_text(encoding="utf-8")
-    imported = set(re.findall(r"^from keras_tl(?:\.\w+)* import (\w+)", source, re.M))
-    assert imported, "no imports found in keras_tl/__init__.py"
-    assert imported <= set(keras_tl.__all__), sorted(imported - set(keras_tl.__all__))
+    # Every submodule and name `keras_tl/__init__.py` loads on first use is
+    # exported, and every exported name is one of them.
+    lazy = set(keras_tl._LAZY)
+    assert lazy, "no lazily loaded names in keras_tl/__init__.py"
+    assert lazy == set(keras_tl.__all__) - {"__version__"}, sorted(
+        lazy ^ (set(keras_tl.__all__) - {"__version__"}))
+
+
+def test_import_is_instant_and_saved_models_load_after_it(tmp_path):
+    # `import keras_tl` loads neither Keras nor TensorFlow; once Keras is
+    # imported (after it), keras-tl's layers are registered for loading.
+    script = (
+        "import sys, time\n"
+        "start = time.perf_counter()\n"
+        "import keras_tl\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))\n"
+        "import keras\n"
+        "print(keras.saving.get_registered_object('keras_tl>ImagePreprocessing').__name__)\n"
+    )
+    import subprocess
+
+    from keras_tl._utils.processes import python_command
+
+    done = subprocess.run(python_command(code=script), capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, check=True)
+    assert done.stdout.split("\n")[:2] == ["[]", "ImagePreprocessing"]
 
 
 _REACHABLE_SCRIPT = r"""
@@ -125,6 +146,10 @@ import json
 import sys
 
 import keras_tl
+
+# The names load on first use: read them all, as a user's code would.
+for name in keras_tl.__all__:
+    getattr(keras_tl, name)
 
 
 def resolve(name):

@@ -23,7 +23,15 @@ import re
 import sys
 import tempfile
 
-__all__ = ["CONVERTER_NOTICES", "RETRACING_MESSAGE", "drop_retracing_warnings", "quiet_converter"]
+__all__ = [
+    "CONVERTER_NOTICES",
+    "RETRACING_MESSAGE",
+    "STARTUP_NOTICES",
+    "drop_retracing_warnings",
+    "quiet_converter",
+    "quiet_native_logs",
+    "start_tensorflow_quietly",
+]
 
 RETRACING_MESSAGE = "triggered tf.function retracing"
 
@@ -34,6 +42,21 @@ CONVERTER_NOTICES = re.compile(
     r"output_inference_type: \w+"
     r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
     r"|INFO: Initialized TensorFlow Lite runtime\.)\s*$"
+    # The MLIR converter's notes on options it ignores or fills in itself.
+    r"|^W\d{4} [\d:.]+\s+\d+ (tf_tfl_flatbuffer_helpers|flatbuffer_export)\.cc:\d+\] "
+    r"(Ignored \w+\.|Skipping runtime version metadata in the model\..*)\s*$"
+)
+
+# What TensorFlow's C++ side prints when it loads, whatever
+# TF_CPP_MIN_LOG_LEVEL says (absl's INFO lines come before logging is
+# initialized): the oneDNN and "no CUDA driver" notices, on a CPU machine.
+STARTUP_NOTICES = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written "
+    r"to STDERR"
+    r"|I\d{4} [\d:.]+\s+\d+ \w+\.cc:\d+\] .*"
+    r"|E\d{4} [\d:.]+\s+\d+ cuda_\w+\.cc:\d+\] failed call to cuInit: .*"
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate "
+    r"compiler flags\.)\s*$"
 )
 
 
@@ -63,21 +86,26 @@ def drop_retracing_warnings():
 
 
 @contextlib.contextmanager
-def quiet_converter():
-    """Runs a block with the converter's C++ notices removed from stderr.
+def quiet_native_logs(notices=None):
+    """Runs a block with TensorFlow's C++ notices removed from stderr.
 
     File descriptor 2 goes to a temporary file for the duration of the
-    block; afterwards every line that is not one of `CONVERTER_NOTICES` is
-    written back to stderr, so errors and warnings still show (after the
-    block rather than during it).
+    block; afterwards every line that is not one of `notices` (default:
+    `CONVERTER_NOTICES` and `STARTUP_NOTICES`) is written back to stderr,
+    so errors and warnings still show (after the block rather than during
+    it).
+
+    Args:
+        notices: compiled patterns of whole lines to drop.
 
     Example:
 
     ```python
-    with quiet_converter():
-        report = to_tflite(model, "model.tflite")
+    with quiet_native_logs():
+        import tensorflow
     ```
     """
+    notices = notices or (CONVERTER_NOTICES, STARTUP_NOTICES)
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -99,7 +127,41 @@ def quiet_converter():
             captured.seek(0)
             text = captured.read().decode("utf-8", errors="replace")
             kept = [line for line in text.splitlines(keepends=True)
-                    if not CONVERTER_NOTICES.match(line)]
+                    if not any(pattern.match(line) for pattern in notices)]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+def quiet_converter():
+    """`quiet_native_logs` around a LiteRT conversion.
+
+    Example:
+
+    ```python
+    with quiet_converter():
+        report = to_tflite(model, "model.tflite")
+    ```
+    """
+    return quiet_native_logs()
+
+
+def start_tensorflow_quietly():
+    """Imports TensorFlow and initializes its devices with the start-up
+    notices dropped (once; nothing if it is already loaded or absent).
+
+    Example:
+
+    >>> start_tensorflow_quietly()
+    """
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_TL_DEBUG"):
+        return
+    try:
+        with quiet_native_logs():
+            import tensorflow as tf
+
+            # The device scan prints the "failed call to cuInit" notice.
+            tf.config.list_physical_devices()
+            tf.zeros(())
+    except ImportError:
+        pass

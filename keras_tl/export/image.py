@@ -15,6 +15,7 @@ from keras_tl.export.convert import check_path
 from keras_tl.export.convert import convert_model
 from keras_tl.export.convert import is_keras3
 from keras_tl.export.convert import shared_saved_models
+from keras_tl._utils.logs import quiet_native_logs
 from keras_tl.data import as_arrays
 from keras_tl.export.data import representative_dataset
 from keras_tl.export.files import check_report_path
@@ -95,6 +96,7 @@ def to_tflite(
     grayscale_input="rgb",
     normalization=(0.0, 1.0),
     min_agreement=DEFAULT_MIN_AGREEMENT,
+    verbose=0,
 ):
     """Exports `model` to a `.tflite` file and checks it in LiteRT.
 
@@ -192,6 +194,9 @@ def to_tflite(
         min_agreement: for `quantization="int8"`, the top-1 agreement with
             Keras below which ops are kept in float (default 0.99); `None`
             or 0 keeps every op int8. Ignored for other quantizations.
+        verbose: 0 drops the converter's and the interpreter's C++ notices
+            (`fully_quantize: ...`, one line per calibration tensor) from
+            stderr, keeping every other line; 1 shows them.
 
     Returns:
         An `ExportReport`.
@@ -213,6 +218,10 @@ def to_tflite(
     print(report)
     ```
     """
+    if not verbose:
+        options = {k: v for k, v in locals().items() if k not in ("model", "path", "verbose")}
+        with quiet_native_logs():
+            return to_tflite(model, path, verbose=1, **options)
     check_model(model, "to_tflite")
     if _is_text_classifier(model):
         return _text_to_tflite(
