@@ -374,21 +374,30 @@ class _AfterKerasImport(importlib.abc.MetaPathFinder):
     imported: a saved model then loads after a plain `import keras_tl`."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "keras":
+        if name != "keras" or self._busy:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        # The spec of a probe (`importlib.util.find_spec("keras")`, as
+        # TensorFlow does) may never be loaded: every spec gets the hook,
+        # and the finder leaves once one of them has run.
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._busy = False
         if spec is None or spec.loader is None:
             return spec
-        loader, run = spec.loader, spec.loader.exec_module
+        run = spec.loader.exec_module
 
         def exec_module(module):
             run(module)
-            loader.exec_module = run
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             _register_serializables()
 
-        loader.exec_module = exec_module
+        spec.loader.exec_module = exec_module
         return spec
+
+    _busy = False
 
 
 if "keras" in sys.modules:

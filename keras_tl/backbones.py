@@ -401,6 +401,8 @@ def backbone_source(backbone):
         return "model"
     if isinstance(backbone, os.PathLike):
         backbone = os.fspath(backbone)
+    if isinstance(backbone, str) and backbone.endswith(".keras"):
+        return "model"
     if not isinstance(backbone, str):
         return "unknown"
     if os.path.isdir(backbone) or "://" in backbone:
@@ -448,6 +450,19 @@ def _resolve_input_shape(spec, input_shape):
     return input_shape
 
 
+def _load_backbone_file(path):
+    """A saved `.keras` model as a backbone: your own pretrained network."""
+    import zipfile
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Backbone file {path!r} does not exist.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is not a readable .keras file (a .keras file is a zip archive): it "
+            "may be truncated or corrupt.")
+    return keras.saving.load_model(path, compile=False)
+
+
 def weights_download_message(name, constructor, error):
     """One line on a failed download of ImageNet weights: what was asked,
     why it failed, and how to work offline."""
@@ -483,7 +498,8 @@ def build_backbone(
     Args:
         backbone: a zoo name (see `list_backbones()`), a KerasHub image
             preset (`list_backbones("keras_hub")`, `"hf://..."` or a preset
-            folder) or a `keras.Model`.
+            folder), a `keras.Model`, or the path of a saved `.keras` model
+            (your own pretrained network, from images to features).
         weights: `"imagenet"` (downloaded by Keras and cached in
             `~/.keras/models`; for a KerasHub preset, the preset's own
             weights), `None` (random initialization), or the path of a local
@@ -520,6 +536,9 @@ def build_backbone(
         return model
     if isinstance(backbone, os.PathLike):
         backbone = os.fspath(backbone)
+    if isinstance(backbone, str) and backbone.endswith(".keras"):
+        return build_backbone(_load_backbone_file(backbone), input_shape=input_shape,
+                              pooling=pooling, trainable=trainable)
     if not isinstance(backbone, str):
         raise TypeError(
             "`backbone` must be a zoo name (see keras_tl.list_backbones()), a "

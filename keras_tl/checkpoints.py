@@ -128,8 +128,8 @@ def data_fingerprint(data):
 
     Example:
 
-    >>> data_fingerprint((np.zeros((4, 2)), np.arange(4)))["shapes"]
-    [[4, 2], [4]]
+    >>> data_fingerprint((np.zeros((4, 2)), np.arange(4)))["shapes"] == [[4, 2], [4]]
+    True
     """
     if isinstance(data, (str, os.PathLike)) and os.path.isdir(data):
         digest = hashlib.sha256()

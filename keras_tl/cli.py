@@ -147,7 +147,10 @@ def _write_json(path, value):
 def _load_model(path):
     import keras
 
-    import keras_tl  # noqa: F401  (registers the custom layers the file names)
+    import keras_tl
+
+    # Reading a name loads keras-tl's layers, which a saved model names.
+    keras_tl.ImagePreprocessing  # noqa: B018
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Model file {path!r} does not exist.")
@@ -212,6 +215,15 @@ def _image_files(paths):
         else:
             files.append(path)
     return files
+
+
+def _samples(args):
+    from keras_tl.examples.datasets import write_samples
+
+    root = write_samples(args.folder, train_per_class=args.per_class)
+    print(f"Wrote {root}/train and {root}/validation (handwritten digits, one folder per "
+          f"class) and {root}/digits_backbone.keras (a CNN pretrained on MNIST).")
+    return 0
 
 
 def _backbones(args):
@@ -389,6 +401,14 @@ def build_parser():
     predict.add_argument("--batch-size", type=int, default=32)
     predict.set_defaults(func=_predict)
 
+    samples = sub.add_parser(
+        "samples", help="write a small image-folder task and a pretrained backbone, offline",
+        formatter_class=formatter)
+    samples.add_argument("folder", help="a new (or empty) folder")
+    samples.add_argument("--per-class", type=int, default=20,
+                         help="training images per class")
+    samples.set_defaults(func=_samples)
+
     backbones = sub.add_parser("backbones", help="list the backbone names train accepts",
                                formatter_class=formatter)
     backbones.add_argument("--source", choices=["all", "keras_applications", "keras_hub", "text"],
@@ -472,7 +492,11 @@ def _one_line(error):
     """An exception as one line: its first line, named by type unless it is
     one of the plain argument errors."""
     text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, (ValueError, FileNotFoundError, TypeError, ConnectionError)):
+    if len(text) > 600:
+        # Keras repeats nested configs in its loading errors.
+        text = text[:600] + " ..."
+    if isinstance(error, (ValueError, FileNotFoundError, FileExistsError, TypeError,
+                          ConnectionError)):
         return text
     return f"{type(error).__name__}: {text}"
 

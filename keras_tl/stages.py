@@ -130,8 +130,8 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     >>> import keras_tl
     >>> backbone = keras_tl.build_backbone("resnet50", weights=None,
     ...                                    input_shape=(64, 64, 3))
-    >>> [s.name for s in keras_tl.get_stages(backbone)]
-    ['conv1', 'conv2', 'conv3', 'conv4', 'conv5']
+    >>> " ".join(s.name for s in keras_tl.get_stages(backbone))
+    'conv1 conv2 conv3 conv4 conv5'
     """
     if not prefixes and _is_text_model(model):
         from keras_tl.text import get_text_stages

