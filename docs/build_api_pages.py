@@ -50,7 +50,7 @@ def main():
             # Rendered from where it is defined; users import it from keras_tl.
             target = module if is_module else f"{module}.{name}"
             title_name = module if is_module else f"keras_tl.{name}"
-            options = "    options:\n      show_root_heading: false\n"
+            options = "    options:\n      show_root_heading: true\n      show_root_full_path: false\n      heading_level: 2\n"
             if is_module:
                 options += "      members: false\n"
             lines = [f"# `{title_name}`", ""]
