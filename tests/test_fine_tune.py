@@ -60,3 +60,57 @@ def test_fine_tune_zoo_resnet50_unfreezes_conv5_only():
     trainable = {l.name.split("_")[0] for l in network.layers if l.trainable_weights}
     assert trainable == {"conv5"}
     assert model.history.history["trainable_stages"][1:] == [1]
+
+
+class _SpoilValidation(keras.callbacks.Callback):
+    """Before each validation of phase 2, points the head at class 1 alone:
+    phase 2 then ends at chance by construction."""
+
+    def on_test_begin(self, logs=None):
+        logits = self.model.get_layer("logits")
+        kernel, bias = logits.get_weights()
+        logits.set_weights([np.zeros_like(kernel), np.array([0.0, 10.0], bias.dtype)])
+
+
+def _two_level_images():
+    # Black images are class 0, white ones class 1: two distinct points in
+    # any backbone's feature space, so the closed-form head separates them.
+    x = np.concatenate([np.zeros((8, 16, 16, 3)), np.full((8, 16, 16, 3), 255.0)])
+    y = np.repeat([0, 1], 8)
+    order = np.random.default_rng(0).permutation(16)
+    return x[order].astype("float32"), y[order]
+
+
+def _small_backbone():
+    from keras_tl.backbones import build_small_cnn
+
+    keras.utils.set_random_seed(0)
+    cnn = build_small_cnn((16, 16, 3), 2, width=8)
+    return keras.Model(cnn.input, cnn.get_layer("avg_pool").output, name="small_backbone")
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_fine_tune_never_returns_worse_than_its_head(keep):
+    x, y = _two_level_images()
+    backbone = _small_backbone()
+    with pytest.warns(UserWarning, match="below the head alone"):
+        model = fine_tune(backbone, (x, y), (x, y), epochs=2, batch_size=8, verbose=0,
+                          callbacks=[_SpoilValidation()], keep_head_if_worse=keep)
+    history = model.history.history
+    assert history["val_accuracy"][0] == 1.0 and history["val_accuracy"][-1] == 0.5
+    predicted = model.predict(x, verbose=0).argmax(-1)
+    if keep:
+        assert model.history.kept == "head" and (predicted == y).all()
+    else:
+        assert model.history.kept == "fine_tuned" and (predicted == 1).all()
+
+
+def test_fine_tune_warms_up_for_at_least_a_few_steps():
+    from keras_tl.recipes.fine_tuning import MIN_WARMUP_STEPS
+
+    x, y = _two_level_images()
+    model = fine_tune(_small_backbone(), (x, y), epochs=3, batch_size=8,
+                      verbose=0)
+    # 6 steps: 10% would be under one step; a third of the run warms up.
+    schedule = model.optimizer.optimizers[-1]._learning_rate
+    assert MIN_WARMUP_STEPS == 10 and schedule.warmup_steps == 2

@@ -10,6 +10,7 @@ warm-down schedule.
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
@@ -34,9 +35,13 @@ from keras_tl.stages import freeze
 from keras_tl.stages import get_stages
 from keras_tl.stages import is_transformer
 
-__all__ = ["TRANSFORMER_LAYER_DECAY", "ULMFIT_LAYER_DECAY", "fine_tune"]
+__all__ = ["MIN_WARMUP_STEPS", "TRANSFORMER_LAYER_DECAY", "ULMFIT_LAYER_DECAY", "fine_tune"]
 
 DEFAULT_LEARNING_RATE = 1e-3
+
+# The fewest warm-up steps of phase 2 (or a third of a shorter run): 10% of
+# the 10 steps of a small data set would be one step.
+MIN_WARMUP_STEPS = 10
 
 # ULMFiT's ratio 2.6 between the rates of neighbouring layer groups.
 ULMFIT_LAYER_DECAY = 1 / 2.6
@@ -83,6 +88,7 @@ def fine_tune(
     unfreeze_patience=None,
     mixed_precision=False,
     jit_compile="auto",
+    keep_head_if_worse=True,
 ):
     """Fine-tunes a pretrained backbone: head first, then gradual unfreezing.
 
@@ -149,7 +155,9 @@ def fine_tune(
         schedule: `"cosine"` or `"linear"` (warm-up then decay to zero,
             `keras_tl.schedules.WarmupDecay`), `"slanted_triangular"`,
             `"one_cycle"`, or any `LearningRateSchedule` of phase-2 steps.
-        warmup_fraction: fraction of phase-2 steps spent warming up.
+        warmup_fraction: fraction of phase-2 steps spent warming up; at
+            least `MIN_WARMUP_STEPS` steps (a third of a shorter run), so a
+            small data set's few steps still warm up.
         unfreeze: when the frozen stages unfreeze, keras-tl's one
             unfreezing specification (see `keras_tl.engine.unfreeze_rule`):
             `None` (ULMFiT's rule), `{"every": n}`, `{"at_epochs": [...]}`,
@@ -157,6 +165,11 @@ def fine_tune(
         initially_trainable: top stages trainable from the start of phase 2;
             the number of stages unfreezes everything at once.
         rewarm_steps: re-warm-up, in steps, of each newly unfrozen stage.
+        keep_head_if_worse: when phase 2 ends below phase 1's validation
+            accuracy (on small data, unfreezing can undo a well-fitted
+            head), return phase 1's model, with a warning that says what to
+            change. `False` keeps phase 2's model and still warns. Needs
+            validation data.
         train_batchnorm: let BatchNorm layers of unfrozen stages train.
         stages: explicit `keras_tl.Stage` list of the backbone (default:
             `keras_tl.get_stages`: zoo stages, else `num_groups` depth groups).
@@ -251,6 +264,8 @@ def fine_tune(
         jit_compile=jit_compile, class_weight=class_weight,
     )
     head_history = model.history
+    # Phase 1's model, to return if phase 2 ends worse.
+    head_weights = model.get_weights() if data.validation is not None else None
     network = _nested_backbone(model)
     if lora_rank is not None:
         # Adapter variables are created here: under the strategy, mirrored.
@@ -266,6 +281,10 @@ def fine_tune(
         rule = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
 
     steps_per_epoch = count_steps(data.train)
+    total_steps = epochs * steps_per_epoch
+    if warmup_fraction > 0 and total_steps > 1:
+        floor = min(MIN_WARMUP_STEPS, total_steps // 3)
+        warmup_fraction = max(warmup_fraction, floor / total_steps)
     train = (
         data.train.unbatch()
         .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
@@ -312,7 +331,28 @@ def fine_tune(
         compile_for_evaluation(model, strategy, jit_compile)
     model.history = merge_histories(head_history, history, model)
     model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
+    model.history.kept = "fine_tuned"
+    head_accuracy = _last(head_history, "val_accuracy")
+    tuned_accuracy = _last(history, "val_accuracy")
+    if head_weights is not None and None not in (head_accuracy, tuned_accuracy) \
+            and tuned_accuracy < head_accuracy:
+        if keep_head_if_worse:
+            model.set_weights(head_weights)
+            model.history.kept = "head"
+        warnings.warn(
+            f"fine_tune: phase 2 ended at val_accuracy {tuned_accuracy:.4f}, below the head "
+            f"alone ({head_accuracy:.4f}); "
+            + ("the head's model (phase 1) is returned. "
+               if keep_head_if_worse else "phase 2's model is returned anyway. ")
+            + "On a small data set, unfreezing can undo a well-fitted head: try fewer "
+            "epochs, a lower learning_rate, a smaller layer_decay, or feature_extraction.",
+            UserWarning, stacklevel=2)
     return model
+
+
+def _last(history, key):
+    values = getattr(history, "history", {}).get(key) or []
+    return float(values[-1]) if values and np.isfinite(values[-1]) else None
 
 
 def _layer_decay(layer_decay, lr_factor):
