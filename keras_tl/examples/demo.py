@@ -16,7 +16,13 @@ import shutil
 import tempfile
 import time
 
-import keras
+from keras_tl._utils.logs import start_tensorflow_quietly
+
+# The demo's worker processes import this module first: TensorFlow starts
+# here without its start-up notices, once per worker.
+start_tensorflow_quietly()
+
+import keras  # noqa: E402
 import numpy as np
 
 from keras_tl.examples.datasets import few_shot_split

@@ -18,6 +18,7 @@ from keras_tl.export.convert import shared_saved_models
 from keras_tl._utils.logs import quiet_native_logs
 from keras_tl.data import as_arrays
 from keras_tl.export.data import representative_dataset
+from keras_tl.export.data import take_rows
 from keras_tl.export.files import check_report_path
 from keras_tl.export.files import export_paths
 from keras_tl.export.files import write_export
@@ -30,6 +31,9 @@ from keras_tl.export.report import fill_parity
 from keras_tl.export.report import keras_predict
 from keras_tl.export.selective import DEFAULT_MIN_AGREEMENT
 from keras_tl.export.selective import quantize_selectively
+
+# Check samples below which none are held out from choosing the float layers.
+MIN_HELD_OUT = 20
 
 __all__ = ["GRAYSCALE_INPUTS", "GRAYSCALE_WEIGHTS", "to_tflite"]
 
@@ -305,9 +309,14 @@ def to_tflite(
         selection = None
         if (quantization == "int8" and min_agreement and not allow_select_tf_ops
                 and _selectable(exported, calibration)):
+            choosing = inputs if check_data is not None else None
+            if check_data is not None and len(inputs) >= 2 * MIN_HELD_OUT:
+                # Half the check samples choose the float layers; if any are
+                # chosen, the other half measures the file (held out).
+                choosing = take_rows(inputs, slice(0, None, 2))
             selection = _select_float_ops(
                 model, exported, content, calibration,
-                inputs if check_data is not None else None, to_file_inputs, min_agreement,
+                choosing, to_file_inputs, min_agreement,
                 io_dtype, input_signature, sparse_weights, num_threads,
             )
     full_int8_content = content
@@ -344,14 +353,28 @@ def to_tflite(
     if selection is not None:
         report.min_agreement = min_agreement
         report.selection_data = selection["data"]
+        if selection["data"] == "check_data" and choosing is not inputs:
+            report.selection_data = "half of check_data"
         report.full_int8_agreement = selection["full_int8_agreement"]
         report.full_int8_size_bytes = len(full_int8_content)
         report.selection_agreement = selection["agreement"]
         report.float_layers = selection["float_layers"]
     if check_data is not None:
-        if selection is not None and selection["data"] == "check_data":
+        report.checked_on = "check_data"
+        if selection is not None and selection["data"] == "check_data" and \
+                selection["float_layers"]:
+            if choosing is not inputs:
+                # The samples that chose the float layers would flatter the file.
+                inputs = take_rows(inputs, slice(1, None, 2))
+                targets = None if targets is None else targets[1::2]
+                report.checked_on = "held-out half of check_data"
+            else:
+                report.checked_on = "check_data (the same samples chose the float layers)"
+        reference = None
+        if selection is not None and selection["data"] == "check_data" and \
+                choosing is inputs:
             reference = selection["reference"]
-        else:
+        if reference is None:
             reference = keras_predict(model, inputs)
         fill_parity(report, content, float32_content, to_file_inputs(inputs), targets,
                      reference, num_threads)

@@ -64,7 +64,11 @@ class ExportReport:
         min_agreement: the top-1 agreement the int8 file was held to;
             `None` when none was applied.
         selection_data: where that agreement was measured:
-            `"check_data"`, or `"representative_data"` without check data.
+            `"check_data"` (`"half of check_data"` with 40 samples or
+            more), or `"representative_data"` without check data.
+        checked_on: which samples `num_checked`, `top1_agreement` and
+            `accuracy` were measured on: `"check_data"`, or its held-out
+            half when the other half chose float layers.
         full_int8_agreement: agreement of the file with every op in int8
             on those samples.
         full_int8_size_bytes: size of that file.
@@ -102,6 +106,7 @@ class ExportReport:
     full_int8_agreement: float = None
     full_int8_size_bytes: int = None
     selection_agreement: float = None
+    checked_on: str = None
 
     @property
     def size_ratio(self):
@@ -168,7 +173,8 @@ class ExportReport:
             ]
         if self.num_checked:
             lines += [
-                f"  checked on        {self.num_checked} samples in the LiteRT interpreter",
+                f"  checked on        {self.num_checked} samples "
+                f"({self.checked_on or 'check_data'}) in the LiteRT interpreter",
                 f"  max |diff|        {fmt(self.max_abs_diff, '.3g')}",
                 f"  top-1 agreement   {fmt(self.top1_agreement, '.4f')}",
                 f"  accuracy          {fmt(self.accuracy, '.4f')} "
