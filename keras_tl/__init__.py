@@ -130,6 +130,8 @@ _LAZY = {
     "EvaluationReport": "keras_tl.evaluation",
     "evaluate": "keras_tl.evaluation",
     "predict": "keras_tl.evaluation",
+    "plot_history": "keras_tl.plots",
+    "show_batch": "keras_tl.plots",
 }
 
 from keras_tl.version import __version__  # noqa: E402
@@ -245,7 +247,9 @@ __all__ = [
     # evaluation
     "EvaluationReport",
     "evaluate",
+    "plot_history",
     "predict",
+    "show_batch",
 ]
 
 # Rooms renamed in 0.4: the old module paths still import (see

@@ -31,10 +31,13 @@ class EvaluationReport:
         confusion_matrix: int numpy array; rows are true classes, columns
             predicted ones.
         most_confidently_wrong: list of dicts `{"index", "true",
-            "predicted", "confidence"}`, most confident first; `index` is
-            the example's position in the evaluated data.
+            "predicted", "confidence"}` (and `"file"` for a folder), most
+            confident first; `index` is the example's position in the
+            evaluated data.
         labels: the true int labels, in data order.
         predictions: the predicted int labels, in data order.
+        wrong_images: the images of `most_confidently_wrong`, in its order
+            (for `plot_worst`; not saved by `to_dict`).
 
     Example:
 
@@ -54,6 +57,35 @@ class EvaluationReport:
     most_confidently_wrong: list = dataclasses.field(repr=False)
     labels: np.ndarray = dataclasses.field(repr=False)
     predictions: np.ndarray = dataclasses.field(repr=False)
+    wrong_images: np.ndarray = dataclasses.field(default=None, repr=False)
+
+    def plot_worst(self, path=None, columns=4):
+        """Draws the most confidently wrong images with their true class,
+        predicted class and confidence (fastai's `plot_top_losses`).
+
+        Args:
+            path: optional output `.png` path.
+            columns: images per row.
+
+        Returns:
+            A `matplotlib.figure.Figure`.
+
+        Example:
+
+        ```python
+        keras_tl.evaluate(model, "leaves/test").plot_worst("worst.png")
+        ```
+        """
+        from keras_tl.plots import plot_images
+
+        if not self.most_confidently_wrong:
+            raise ValueError("No wrong answers to draw: every example was classified right "
+                             "(or top_k_wrong=0).")
+        titles = [f"{w['true']} -> {w['predicted']}\n{w['confidence']:.2f}"
+                  + (f"\n{os.path.basename(w['file'])}" if w.get("file") else "")
+                  for w in self.most_confidently_wrong]
+        return plot_images(self.wrong_images, titles, path=path, columns=columns,
+                           title="most confidently wrong (true -> predicted)")
 
     def plot_confusion_matrix(self, path=None, title=None):
         """Draws the confusion matrix; see `keras_tl.plots.plot_confusion_matrix`.
@@ -104,10 +136,11 @@ class EvaluationReport:
             lines.append(f"{name:<{width}}  {self.precision[name]:>9.3f}  "
                          f"{self.recall[name]:>6.3f}  {self.support[name]:>7d}")
         if self.most_confidently_wrong:
-            lines.append("most confidently wrong (index: true -> predicted, confidence):")
+            where = "file" if self.most_confidently_wrong[0].get("file") else "index"
+            lines.append(f"most confidently wrong ({where}: true -> predicted, confidence):")
             for w in self.most_confidently_wrong:
-                lines.append(f"  {w['index']}: {w['true']} -> {w['predicted']}, "
-                             f"{w['confidence']:.3f}")
+                lines.append(f"  {w.get('file', w['index'])}: {w['true']} -> "
+                             f"{w['predicted']}, {w['confidence']:.3f}")
         return "\n".join(lines)
 
 
@@ -143,6 +176,12 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8):
         raise ValueError(f"top_k_wrong must be >= 0; got {top_k_wrong}.")
     model_names = get_class_names(model)
     x, y, data_names = _labelled_arrays(model, data, batch_size, model_names)
+    files = None
+    if isinstance(data, (str, os.PathLike)):
+        from keras_tl.data import scan_image_folder
+
+        # The folder's files, in the order `as_dataset` read them.
+        files = scan_image_folder(data)[0]
     if takes_raw_pixels(model):
         check_pixel_range(x, "images")
     scores = _class_scores(model, x, batch_size)
@@ -156,10 +195,10 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8):
         raise ValueError(
             f"Labels must lie in [0, {num_classes}) for a model with {num_classes} "
             f"outputs; got labels from {y.min()} to {y.max()}.")
-    return _report(y, scores, names, top_k_wrong)
+    return _report(y, scores, names, top_k_wrong, x, files)
 
 
-def _report(y, scores, names, top_k_wrong):
+def _report(y, scores, names, top_k_wrong, x=None, files=None):
     from keras_tl.plots import confusion_matrix
 
     predicted = scores.argmax(-1)
@@ -182,11 +221,14 @@ def _report(y, scores, names, top_k_wrong):
         confusion_matrix=matrix,
         most_confidently_wrong=[
             {"index": int(i), "true": names[y[i]], "predicted": names[predicted[i]],
-             "confidence": float(scores[i, predicted[i]])}
+             "confidence": float(scores[i, predicted[i]]),
+             **({"file": os.fspath(files[i])} if files is not None and len(files) == len(y)
+                else {})}
             for i in worst
         ],
         labels=y,
         predictions=predicted,
+        wrong_images=None if x is None or isinstance(x, dict) else np.asarray(x)[worst],
     )
 
 

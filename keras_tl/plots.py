@@ -13,7 +13,9 @@ __all__ = [
     "new_figure",
     "plot_confusion_matrix",
     "plot_history",
+    "plot_images",
     "save_figure",
+    "show_batch",
 ]
 
 
@@ -54,7 +56,18 @@ def plot_history(history, path=None, title=None):
     fig = plot_history(model.history, "artifacts/curves.png")  # also writes the PNG
     ```
     """
+    if hasattr(history, "fit") and hasattr(history, "layers"):
+        history = getattr(history, "history", None)
     runs = history if _is_run_dict(history) else {"": history}
+    for label, run in runs.items():
+        logs = getattr(run, "history", run)
+        if not isinstance(logs, dict) or not any(logs.get(k) for k in (
+                "loss", "accuracy", "val_loss", "val_accuracy")):
+            raise ValueError(
+                f"No training history to draw{' for ' + repr(label) if label else ''}: a "
+                "model loaded from a file does not keep its history. Pass the History that "
+                "fit returned, or model.history of the model a recipe returned (before "
+                "saving), or the `<stem>.training.json` metrics of the CLI.")
     fig = new_figure((10, 4))
     axes = fig.subplots(1, 2)
     for label, run in runs.items():
@@ -150,3 +163,88 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path=None, title=None):
     ax.set_title(title or f"accuracy {accuracy:.3f}")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_images(images, titles=None, path=None, columns=4, title=None):
+    """Draws images in a grid, each with its title.
+
+    Args:
+        images: `(n, height, width, channels)` pixels in [0, 255] (or
+            [0, 1]), 1 or 3 channels.
+        titles: one string per image, or `None`.
+        path: optional output `.png` path.
+        columns: images per row.
+        title: optional figure title.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Example:
+
+    ```python
+    plot_images(x[:8], [str(label) for label in y[:8]], "samples.png")
+    ```
+    """
+    import numpy as np
+
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or not len(images):
+        raise ValueError(f"images must be a non-empty (n, height, width, channels) array; "
+                         f"got shape {images.shape}.")
+    if images.max() > 1.0:
+        images = images / 255.0
+    images = np.clip(images, 0.0, 1.0)
+    columns = max(1, min(int(columns), len(images)))
+    rows = -(-len(images) // columns)
+    fig = new_figure((2.2 * columns, 2.4 * rows))
+    for index, image in enumerate(images):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        if image.shape[-1] == 1:
+            ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(image[..., :3])
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def show_batch(data, count=16, path=None, columns=4, image_size=None):
+    """Draws a batch of the data as a recipe reads it (fastai's
+    `show_batch`): images after loading and resizing, with class names.
+
+    Args:
+        data: a folder with one subfolder per class, `(x, y)` arrays, a
+            `tf.data.Dataset` or `keras_tl.data.ImageData`.
+        count: how many images.
+        path: optional output `.png` path.
+        columns: images per row.
+        image_size: `(height, width)` to resize a folder's images to.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Example:
+
+    ```python
+    show_batch("leaves/train", image_size=(224, 224), path="batch.png")
+    ```
+    """
+    from keras_tl.data import ImageData
+    from keras_tl.data import as_arrays
+    from keras_tl.data import as_dataset
+
+    names = None
+    if isinstance(data, (str, os.PathLike)) or (isinstance(data, tuple) and len(data) == 2):
+        data = as_dataset(data, image_size=image_size, shuffle=False)
+    if isinstance(data, ImageData):
+        names = data.class_names
+    images, labels = as_arrays(data, limit=count, split="train")
+    titles = None
+    if labels is not None:
+        labels = labels.argmax(-1) if labels.ndim == 2 else labels
+        titles = [names[int(label)] if names else str(int(label)) for label in labels]
+    return plot_images(images, titles, path=path, columns=columns)

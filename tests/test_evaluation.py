@@ -114,3 +114,50 @@ def test_plots_return_figures_and_keep_the_pyplot_backend(tmp_path, monkeypatch)
     assert isinstance(result.plot(tmp_path / "lr.png"), matplotlib.figure.Figure)
     assert (tmp_path / "lr.png").stat().st_size > 0
     assert matplotlib.get_backend() == backend
+
+
+def test_evaluate_names_worst_mistakes_by_file_and_draws_them(tmp_path):
+    import keras
+    from PIL import Image
+
+    import keras_tl
+
+    # A model that always answers "b": every "a" image is a confident mistake.
+    for name, value in (("a", 0), ("b", 255)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(
+                tmp_path / "data" / name / f"{name}{i}.png")
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(2, activation="softmax")
+    outputs = dense(x)
+    dense.set_weights([np.zeros((3, 2), np.float32), np.array([0.0, 3.0], np.float32)])
+    model = keras.Model(inputs, outputs)
+    report = keras_tl.evaluate(model, str(tmp_path / "data"), top_k_wrong=2)
+    assert report.accuracy == 0.5
+    files = [w["file"] for w in report.most_confidently_wrong]
+    assert len(files) == 2 and all(f.startswith(str(tmp_path / "data" / "a")) for f in files)
+    assert files[0] in str(report)
+    assert report.wrong_images.shape == (2, 8, 8, 3)
+    figure = report.plot_worst(tmp_path / "worst.png")
+    assert (tmp_path / "worst.png").stat().st_size > 0
+    assert "a -> b" in figure.axes[0].get_title()
+    assert "file" in report.to_dict()["most_confidently_wrong"][0]
+
+
+def test_show_batch_and_plot_history_refusal(tmp_path):
+    import keras
+
+    import keras_tl
+
+    x = np.random.default_rng(0).uniform(0, 255, (6, 8, 8, 3)).astype("float32")
+    figure = keras_tl.show_batch((x, np.array([0, 1, 0, 1, 0, 1])), count=4,
+                                 path=tmp_path / "batch.png")
+    assert len(figure.axes) == 4 and figure.axes[1].get_title() == "1"
+    assert (tmp_path / "batch.png").exists()
+    reloaded = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="does not keep its history"):
+        keras_tl.plot_history(reloaded)
+    with pytest.raises(ValueError, match="No training history"):
+        keras_tl.plot_history({})
