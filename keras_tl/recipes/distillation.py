@@ -150,8 +150,10 @@ def distill(
         alpha: deprecated name of `student_loss_weight`.
 
     Returns:
-        The trained student `keras.Model` (a plain Keras model: it saves,
-        exports and predicts without keras-tl), with `student.history`.
+        The trained student, a `keras.Model` (not a `Distiller`: it saves,
+        exports and predicts as any model), with `student.history`. A zoo
+        student holds keras-tl's preprocessing and class-name layers:
+        `import keras_tl` before `keras.saving.load_model` reads its file.
 
     Example:
 
