@@ -389,8 +389,9 @@ def backbone_source(backbone):
         backbone: a name, a preset folder or handle, or a `keras.Model`.
 
     Returns:
-        `"keras_applications"`, `"keras_hub"`, `"model"` (a `keras.Model`)
-        or `"unknown"`.
+        `"keras_applications"`, `"keras_hub"`, `"model"` (a `keras.Model`
+        or a `.keras` file), `"saved_model"` (a SavedModel folder, TF Hub
+        or Kaggle handle, or a loaded SavedModel) or `"unknown"`.
 
     Example:
 
@@ -403,6 +404,10 @@ def backbone_source(backbone):
         backbone = os.fspath(backbone)
     if isinstance(backbone, str) and backbone.endswith(".keras"):
         return "model"
+    from keras_tl import saved_model_backbone
+
+    if saved_model_backbone.is_saved_model(backbone):
+        return "saved_model"
     if not isinstance(backbone, str):
         return "unknown"
     if os.path.isdir(backbone) or "://" in backbone:
@@ -539,6 +544,11 @@ def build_backbone(
     if isinstance(backbone, str) and backbone.endswith(".keras"):
         return build_backbone(_load_backbone_file(backbone), input_shape=input_shape,
                               pooling=pooling, trainable=trainable)
+    from keras_tl import saved_model_backbone
+
+    if saved_model_backbone.is_saved_model(backbone):
+        return saved_model_backbone.build_saved_model_backbone(
+            backbone, input_shape=input_shape, trainable=trainable)
     if not isinstance(backbone, str):
         raise TypeError(
             "`backbone` must be a zoo name (see keras_tl.list_backbones()), a "

@@ -343,7 +343,8 @@ def build_parser():
     train.add_argument("data", help="folder with one subfolder of images per class")
     train.add_argument("--backbone", default="mobilenet_v2",
                        help="zoo name (keras-tl backbones), KerasHub image preset, hf:// "
-                            "handle or preset folder")
+                            "handle or preset folder, SavedModel folder or TF Hub / Kaggle "
+                            "handle, or a .keras feature extractor")
     train.add_argument("--weights", default="imagenet",
                        help="imagenet (downloaded once, then cached), none, or a weights file")
     train.add_argument("--method", choices=["feature-extraction", "fine-tune"],
