@@ -59,6 +59,14 @@ class EvaluationReport:
     predictions: np.ndarray = dataclasses.field(repr=False)
     wrong_images: np.ndarray = dataclasses.field(default=None, repr=False)
 
+    @property
+    def balanced_accuracy(self):
+        """The mean recall over the classes present in the data: each class
+        counts the same, however many examples it has (accuracy lets a
+        large class hide a small one)."""
+        present = [self.recall[n] for n in self.class_names if self.support[n] > 0]
+        return float(np.mean(present)) if present else 0.0
+
     def plot_worst(self, path=None, columns=4):
         """Draws the most confidently wrong images with their true class,
         predicted class and confidence (fastai's `plot_top_losses`).
@@ -106,13 +114,15 @@ class EvaluationReport:
         """The report as plain, JSON-serializable Python values.
 
         Returns:
-            A dict with `num_examples`, `accuracy`, `class_names`,
+            A dict with `num_examples`, `accuracy`, `balanced_accuracy`,
+            `class_names`,
             `per_class` (`{name: {"precision", "recall", "support"}}`),
             `confusion_matrix` (nested lists) and `most_confidently_wrong`.
         """
         return {
             "num_examples": int(len(self.labels)),
             "accuracy": float(self.accuracy),
+            "balanced_accuracy": self.balanced_accuracy,
             "class_names": list(self.class_names),
             "per_class": {
                 name: {
@@ -129,7 +139,8 @@ class EvaluationReport:
     def __str__(self):
         width = max([len("class")] + [len(n) for n in self.class_names])
         lines = [
-            f"accuracy {self.accuracy:.4f} on {len(self.labels)} examples",
+            f"accuracy {self.accuracy:.4f} (balanced {self.balanced_accuracy:.4f}) on "
+            f"{len(self.labels)} examples",
             f"{'class':<{width}}  precision  recall  support",
         ]
         for name in self.class_names:

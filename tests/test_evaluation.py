@@ -161,3 +161,19 @@ def test_show_batch_and_plot_history_refusal(tmp_path):
         keras_tl.plot_history(reloaded)
     with pytest.raises(ValueError, match="No training history"):
         keras_tl.plot_history({})
+
+
+def test_balanced_accuracy_weighs_every_class_the_same():
+    import keras_tl
+
+    # 8 examples of class 0 (all right), 2 of class 1 (all wrong).
+    x = np.concatenate([np.zeros((8, 4, 4, 3)), np.full((2, 4, 4, 3), 255.0)])
+    y = np.array([0] * 8 + [1] * 2)
+    inputs = keras.Input((4, 4, 3))
+    outputs = keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
+                                 bias_initializer=keras.initializers.Constant([1.0, 0.0]))(
+        keras.layers.GlobalAveragePooling2D()(inputs))
+    report = keras_tl.evaluate(keras.Model(inputs, outputs), (x, y))
+    assert report.accuracy == 0.8 and report.balanced_accuracy == 0.5
+    assert report.to_dict()["balanced_accuracy"] == 0.5
+    assert "balanced 0.5000" in str(report)

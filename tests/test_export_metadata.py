@@ -9,6 +9,7 @@ exports that fail without touching earlier files, and file permissions.
 import json
 import os
 import stat
+import time
 
 import keras
 import numpy as np
@@ -388,3 +389,13 @@ def test_pixel_range_mismatches_are_reported(rgb_digits, tmp_path):
     litert = LiteRTModel(report.path)
     scale, _ = litert.input_details[litert.input_names[0]]["quantization"]
     assert scale < 0.9
+
+
+def test_two_identical_exports_are_identical_byte_for_byte(rgb_digits, tmp_path):
+    # The labels packed inside the file carry no time stamp.
+    model = rgb_digits[0]
+    first = to_tflite(model, tmp_path / "a.tflite", class_names=DIGIT_NAMES)
+    time.sleep(2)  # zip time stamps have a resolution of two seconds
+    to_tflite(model, tmp_path / "b.tflite", class_names=DIGIT_NAMES)
+    assert first.metadata == "image_classifier"
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()

@@ -505,7 +505,12 @@ def _populate(content, metadata, associated_files):
     # MediaPipe's loader reads the packed files from.
     with zipfile.ZipFile(archive, "a") as packed:
         for file_name, file_content in associated_files.items():
-            packed.writestr(file_name, file_content)
+            # A fixed timestamp (zip's earliest): two identical exports are
+            # identical byte for byte, so a changed file means a changed model.
+            entry = zipfile.ZipInfo(file_name, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_STORED
+            entry.external_attr = 0o644 << 16
+            packed.writestr(entry, file_content)
     return archive.getvalue()
 
 
