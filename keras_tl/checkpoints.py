@@ -354,6 +354,24 @@ class TrainingCheckpoint(keras.callbacks.BackupAndRestore):
             self._release_lock()
             raise
 
+    def completed_epochs(self):
+        """Epochs the checkpoint in the folder holds (0 for none), read
+        before `fit`: a recipe whose batches are one repeated stream skips
+        what those epochs drew, so a resumed run draws what an
+        uninterrupted one would.
+
+        Example:
+
+        ```python
+        TrainingCheckpoint("ckpt").completed_epochs()  # -> 2
+        ```
+        """
+        try:
+            with open(os.path.join(self.backup_dir, _HISTORY), encoding="utf-8") as f:
+                return len(json.load(f).get("epoch", []))
+        except (OSError, ValueError, AttributeError):
+            return 0
+
     def _read_history(self):
         path = os.path.join(self.backup_dir, _HISTORY)
         if not os.path.exists(path):

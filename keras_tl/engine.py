@@ -321,7 +321,9 @@ def fit_stages(
         stages: `keras_tl.Stage`s of the backbone, bottom to top, or an
             empty sequence to train what is trainable now.
         train: training data for `model.fit` (a `tf.data.Dataset` or what
-            `fit` takes), `steps_per_epoch` batches an epoch.
+            `fit` takes), `steps_per_epoch` batches an epoch. A repeated
+            (infinite) dataset is one stream across epochs: resumed from a
+            checkpoint, the run skips the batches of the finished epochs.
         validation: validation data for `fit`, or `None`.
         epochs: epochs of the run.
         steps_per_epoch: batches per epoch (also sizes the schedule).
@@ -379,6 +381,10 @@ def fit_stages(
     # BackupAndRestore comes after ProgressiveUnfreezing: the stages of the
     # resumed epoch must be trainable before the optimizer state is loaded.
     checkpoint = backup_and_restore(checkpoint_dir, checkpoint_fingerprint)
+    if checkpoint and _is_stream(train):
+        # One repeated stream of batches: a resumed run skips what the
+        # finished epochs drew, and draws what an uninterrupted run would.
+        train = train.skip(checkpoint[0].completed_epochs() * steps_per_epoch)
     if not stages:
         return _fit_trainable(
             model, train, validation=validation, epochs=epochs,
@@ -414,6 +420,15 @@ def fit_stages(
         shuffle=False, verbose=verbose,
     )
     return history, unfreezing
+
+
+def _is_stream(train):
+    cardinality = getattr(train, "cardinality", None)
+    if cardinality is None:
+        return False
+    import tensorflow as tf
+
+    return int(cardinality()) == int(tf.data.INFINITE_CARDINALITY)
 
 
 class _TrainableParams(keras.callbacks.Callback):

@@ -59,19 +59,18 @@ def plot_history(history, path=None, title=None):
     if hasattr(history, "fit") and hasattr(history, "layers"):
         history = getattr(history, "history", None)
     runs = history if _is_run_dict(history) else {"": history}
-    for label, run in runs.items():
-        logs = getattr(run, "history", run)
-        if not isinstance(logs, dict) or not any(logs.get(k) for k in (
-                "loss", "accuracy", "val_loss", "val_accuracy")):
-            raise ValueError(
-                f"No training history to draw{' for ' + repr(label) if label else ''}: a "
-                "model loaded from a file does not keep its history. Pass the History that "
-                "fit returned, or model.history of the model a recipe returned (before "
-                "saving), or the `<stem>.training.json` metrics of the CLI.")
+    drawable = [getattr(run, "history", run) for run in runs.values()]
+    if not any(isinstance(logs, dict) and any(logs.get(k) for k in (
+            "loss", "accuracy", "val_loss", "val_accuracy")) for logs in drawable):
+        raise ValueError(
+            "No training history to draw: a model loaded from a file does not keep its "
+            "history. Pass the History that fit returned, or model.history of the model a "
+            "recipe returned (before saving), or the `<stem>.training.json` metrics of the "
+            "CLI.")
     fig = new_figure((10, 4))
     axes = fig.subplots(1, 2)
     for label, run in runs.items():
-        logs = getattr(run, "history", run)
+        logs = getattr(run, "history", run) or {}
         for ax, metric in zip(axes, ("loss", "accuracy")):
             for prefix, style in (("", "-"), ("val_", "--")):
                 values = logs.get(prefix + metric)

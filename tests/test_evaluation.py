@@ -50,7 +50,7 @@ def test_evaluate_report_counts_and_worst_mistakes(tmp_path):
 
     saved = json.loads(json.dumps(report.to_dict()))
     assert saved["per_class"]["dog"] == {"precision": 0.5, "recall": 0.5, "support": 2}
-    assert "accuracy 0.5000 on 6 examples" in str(report)
+    assert "accuracy 0.5000 (balanced 0.6111) on 6 examples" in str(report)
     fig = report.plot_confusion_matrix(tmp_path / "cm.png")
     assert isinstance(fig, matplotlib.figure.Figure)
     assert (tmp_path / "cm.png").stat().st_size > 0

@@ -460,11 +460,10 @@ def run_demo(
                           f"  ({row['seconds']:.1f} s)", flush=True)
     table = format_table(rows, seeds, single_threaded=workers > 1)
     curves = ("scratch", "fine_tune", "unfreeze all at once, rate 1e-2")
-    plot_history(
-        {n: histories[n] for n in curves if histories.get(n)},
-        os.path.join(out_dir, "curves.png"),
-        title=f"Digits target, {labels_per_class[-1]} labels per class",
-    )
+    drawn = {n: histories[n] for n in curves if histories.get(n)}
+    if drawn:  # methods trained with epochs: none in a feature-extraction-only run
+        plot_history(drawn, os.path.join(out_dir, "curves.png"),
+                     title=f"Digits target, {labels_per_class[-1]} labels per class")
     if saved is not None:
         saved_split = make_split(x, y, labels_per_class[-1], seeds[0])
         if export_rows and keras.backend.backend() == "tensorflow":

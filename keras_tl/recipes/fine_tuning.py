@@ -289,8 +289,10 @@ def fine_tune(
         data.train.unbatch()
         .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
-        # unbatch() loses the length; give it back so Keras knows the epoch.
-        .apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+        # One stream across epochs (each a new shuffle); `fit_stages` counts
+        # epochs with steps_per_epoch, and a resumed run skips the finished
+        # epochs' batches.
+        .repeat()
         .prefetch(tf.data.AUTOTUNE)
     )
     train, validation, loss = augment_training(
