@@ -238,6 +238,12 @@ class SavedModelBackbone(keras.layers.Layer):
             if locked:
                 tracker.lock()
 
+    @property
+    def reusable(self):
+        """Whether the SavedModel is in TF Hub's reusable format (callable,
+        fine-tunable) rather than a serving signature alone."""
+        return self._reusable
+
     def _signature_function(self):
         signatures = self._module.signatures
         name = self.signature or next(iter(signatures))
@@ -340,7 +346,7 @@ class SavedModelBackbone(keras.layers.Layer):
 
 
 def build_saved_model_backbone(handle, input_shape=None, trainable=False,
-                               train_batchnorm=False, pixel_scale=1.0 / 255.0):
+                               train_batchnorm=False, pixel_scale="auto"):
     """A feature extractor from raw [0, 255] images over a SavedModel.
 
     TF Hub image models take float images in [0, 1] at a fixed size: the
@@ -355,9 +361,13 @@ def build_saved_model_backbone(handle, input_shape=None, trainable=False,
             graph's own size.
         trainable: whether the SavedModel's variables train.
         train_batchnorm: see `SavedModelBackbone`.
-        pixel_scale: factor from [0, 255] pixels to what the graph expects
-            (`1/255` for TF Hub image models; `1.0` for a graph that rescales
-            itself, such as `model.export()` of a keras-tl model).
+        pixel_scale: factor from [0, 255] pixels to what the graph expects.
+            `"auto"`: `1/255` for a reusable SavedModel (TF Hub's convention
+            for image models: floats in [0, 1]) and `1.0` for a graph with
+            only a serving signature (what `model.export()` writes from a
+            Keras model, whose preprocessing is inside, as keras-tl's and
+            most Keras Applications' are). Pass a number when the model's
+            page says otherwise.
 
     Returns:
         A `keras.Model` from images to features, named `saved_model_backbone`.
@@ -371,6 +381,8 @@ def build_saved_model_backbone(handle, input_shape=None, trainable=False,
     """
     layer = SavedModelBackbone(handle, trainable=trainable, train_batchnorm=train_batchnorm,
                                name="saved_model")
+    if pixel_scale == "auto":
+        pixel_scale = 1.0 / 255.0 if layer.reusable else 1.0
     graph_shape, _ = layer.input_spec_of_graph()
     size = tuple(graph_shape[1:3]) if graph_shape and None not in graph_shape[1:3] \
         else DEFAULT_IMAGE_SIZE

@@ -599,6 +599,14 @@ def _display_name(candidate):
 
 
 def _build_candidate(candidate, metric, weights, input_shape, image_shape):
+    if isinstance(candidate, (str, os.PathLike)) and backbone_source(candidate) in (
+            "saved_model", "model"):
+        # A SavedModel or a saved feature extractor: built at the data's size.
+        if metric != "logme":
+            raise ValueError(f"{metric} needs a source classifier; rank {candidate!r} "
+                             "with metric='logme'.")
+        return build_backbone(candidate, input_shape=input_shape or (
+            tuple(image_shape[:2]) + (3,) if image_shape is not None else None))
     if backbone_source(candidate) == "keras_hub":
         if metric != "logme":
             raise ValueError(

@@ -84,12 +84,13 @@ def exported(tmp_path_factory):
 def test_exported_keras_model_extracts_the_same_features(exported):
     folder, features = exported
     backbone = keras_tl.build_backbone(folder, input_shape=(SIZE, SIZE, 3))
-    # `model.export()` of a keras-tl model rescales inside: no pixel scaling.
+    # `model.export()` of a Keras model takes what the model takes (a
+    # keras-tl model rescales inside): no pixel scaling in front.
     layer = backbone.get_layer("saved_model")
     assert isinstance(layer, SavedModelBackbone) and not layer.trainable
-    direct = build_saved_model_backbone(folder, pixel_scale=1.0)
+    assert not layer.reusable and "preprocessing" not in [l.name for l in backbone.layers]
     x, _ = _images()
-    np.testing.assert_allclose(direct.predict(x, verbose=0), features.predict(x, verbose=0),
+    np.testing.assert_allclose(backbone.predict(x, verbose=0), features.predict(x, verbose=0),
                                atol=1e-5)
     with pytest.raises(ValueError, match="only a serving signature"):
         SavedModelBackbone(folder, trainable=True)
@@ -105,6 +106,8 @@ def test_feature_extraction_and_fine_tuning_on_a_reusable_saved_model(reusable):
     assert {v.path.split("/")[-1] for v in layer.weights} >= {"conv_kernel", "bn_moving_mean"}
 
     backbone = build_saved_model_backbone(reusable, trainable=True)
+    # TF Hub's convention: images in [0, 1], so raw pixels are rescaled.
+    assert backbone.get_layer("preprocessing").scale == 1.0 / 255.0
     inner = backbone.get_layer("saved_model")
     kernel = [v for v in inner.weights if v.name == "conv_kernel"][0]
     moving = [v for v in inner.weights if v.name == "bn_moving_mean"][0]
