@@ -125,3 +125,25 @@ def test_backbone_saves_and_reloads_safely(tmp_path):
     np.testing.assert_allclose(reloaded.predict(images, verbose=0),
                                model.predict(images, verbose=0), atol=1e-6)
     assert [s.name for s in get_stages(reloaded)] == list(get_spec("mobilenet").stage_names)
+
+
+def test_failed_imagenet_download_is_one_line_with_the_offline_ways(monkeypatch):
+    import keras
+
+    import keras_tl
+
+    def offline(**kwargs):
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/tensorflow/keras-applications/"
+            "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5: "
+            "None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(ConnectionError) as raised:
+        keras_tl.build_backbone("mobilenet_v2")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "ImageNet weights of 'mobilenet_v2'" in message
+    assert "https://storage.googleapis.com/" in message
+    assert "Temporary failure in name resolution" in message
+    assert "weights=None" in message and "~/.keras/models/" in message
