@@ -192,3 +192,20 @@ def test_rank_backbones_over_a_saved_model_and_a_keras_model(reusable, exported)
     ranking = keras_tl.rank_backbones(
         {"hub": reusable, "export": folder, "keras": features}, (x, y), verbose=0)
     assert set(ranking.names()) == {"hub", "export", "keras"}
+
+
+def test_other_backends_get_an_error_that_names_tensorflow(reusable, tmp_path):
+    from keras_tl._utils.processes import python_command
+
+    code = (
+        "import sys, keras_tl\n"
+        "try:\n"
+        "    keras_tl.build_backbone(sys.argv[1])\n"
+        "except RuntimeError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(python_command(code=code, args=[reusable]), capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, KERAS_BACKEND="jax"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "needs KERAS_BACKEND=tensorflow (the backend is 'jax')" in done.stdout
