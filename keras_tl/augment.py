@@ -315,7 +315,7 @@ def one_hot_labels(dataset, num_classes):
 
 
 def augment_training(train, validation, augmentation, num_classes=None, *, recipe,
-                     label_mixing=True):
+                     label_mixing=True, label_smoothing=0.0):
     """The one augmentation wiring of every recipe: the training batches
     augmented, the validation batches matched to the training labels, and
     the loss those labels need.
@@ -334,6 +334,10 @@ def augment_training(train, validation, augmentation, num_classes=None, *, recip
         num_classes: number of classes (needed for label mixing).
         recipe: the recipe's name, for error messages.
         label_mixing: whether the recipe can train on mixed labels.
+        label_smoothing: mixes each one-hot label with the uniform
+            distribution by this much (`0`: none): labels become one-hot
+            (validation too) and the loss is
+            `keras.losses.CategoricalCrossentropy(label_smoothing=...)`.
 
     Returns:
         `(train, validation, loss)`.
@@ -349,6 +353,9 @@ def augment_training(train, validation, augmentation, num_classes=None, *, recip
     augmentation = get(augmentation)
     loss = "sparse_categorical_crossentropy"
     if augmentation is None:
+        if label_smoothing:
+            return (one_hot_labels(train, num_classes), one_hot_labels(validation, num_classes),
+                    keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing))
         return train, validation, loss
     if mixes_labels(augmentation):
         if not label_mixing:
@@ -359,7 +366,15 @@ def augment_training(train, validation, augmentation, num_classes=None, *, recip
             )
         loss = "categorical_crossentropy"
         validation = one_hot_labels(validation, num_classes)
-    return augment_dataset(train, augmentation, num_classes), validation, loss
+        train = augment_dataset(train, augmentation, num_classes)
+    else:
+        train = augment_dataset(train, augmentation, num_classes)
+        if label_smoothing:
+            train = one_hot_labels(train, num_classes)
+            validation = one_hot_labels(validation, num_classes)
+    if label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    return train, validation, loss
 
 
 def augmented_copies(dataset, augmentation, copies):

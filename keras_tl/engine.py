@@ -122,7 +122,8 @@ def make_schedule(
     return OneCycle(learning_rate, total_steps, warmup_fraction=warmup_fraction)
 
 
-def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=True):
+def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=True,
+                   restore_best=False):
     """The callbacks of a recipe's `fit`, in the one order every recipe uses.
 
     The checkpoint's claim (lock and fingerprint, before anything reads its
@@ -138,6 +139,9 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
             empty list for no checkpoint).
         first: callbacks that run before the guards.
         sync_batchnorm: add `SyncBatchNormStatistics`.
+        restore_best: end with Keras' `EarlyStopping` that never stops but
+            restores the weights of the epoch with the best `val_accuracy`
+            when training ends (the "keep the best epoch" habit).
 
     Returns:
         A list of callbacks for `fit`.
@@ -158,6 +162,9 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
         + [SyncBatchNormStatistics()] * bool(sync_batchnorm)
         + checkpoint
         + list(callbacks or [])
+        + [keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                         patience=2**31 - 1, restore_best_weights=True)
+           for _ in range(bool(restore_best))]
     )
 
 
@@ -303,6 +310,7 @@ def fit_stages(
     class_weight=None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     sync_batchnorm: bool = True,
+    restore_best_weights: bool = False,
     checkpoint_dir=None,
     checkpoint_fingerprint=None,
     strategy=None,
@@ -348,6 +356,8 @@ def fit_stages(
             `callback_stack`).
         sync_batchnorm: keep BatchNorm statistics in sync across replicas
             (`keras_tl.callbacks.SyncBatchNormStatistics`).
+        restore_best_weights: with `validation`, end with the weights of the
+            epoch with the best validation accuracy.
         checkpoint_dir: a folder for a `keras_tl.TrainingCheckpoint` after
             every epoch (weights, optimizer, epoch, history and the
             unfreezing state, in its `keras_tl_checkpoint` subfolder);
@@ -393,7 +403,8 @@ def fit_stages(
             class_weight=class_weight, strategy=strategy, jit_compile=jit_compile,
             verbose=verbose,
             callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[_TrainableParams()],
-                                     sync_batchnorm=sync_batchnorm),
+                                     sync_batchnorm=sync_batchnorm,
+                                     restore_best=restore_best_weights and validation is not None),
         ), None
     unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
     unfreezing = ProgressiveUnfreezing(
@@ -416,7 +427,8 @@ def fit_stages(
         # The checkpoint is claimed (lock, fingerprint) before the
         # unfreezing state is read from its folder.
         callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[unfreezing],
-                                 sync_batchnorm=sync_batchnorm),
+                                 sync_batchnorm=sync_batchnorm,
+                                 restore_best=restore_best_weights and validation is not None),
         shuffle=False, verbose=verbose,
     )
     return history, unfreezing

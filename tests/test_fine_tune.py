@@ -114,3 +114,52 @@ def test_fine_tune_warms_up_for_at_least_a_few_steps():
     # 6 steps: 10% would be under one step; a third of the run warms up.
     schedule = model.optimizer.optimizers[-1]._learning_rate
     assert MIN_WARMUP_STEPS == 10 and schedule.warmup_steps == 2
+
+
+class _SpoilLastValidation(keras.callbacks.Callback):
+    """Points the head at class 1 before the last epoch's validation only."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs, self.epoch = epochs, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_test_begin(self, logs=None):
+        if self.epoch == self.epochs - 1:
+            _SpoilValidation.on_test_begin(self, logs)
+
+
+def test_fine_tune_keeps_its_best_epoch():
+    x, y = _two_level_images()
+    model = fine_tune(_small_backbone(), (x, y), (x, y), epochs=3, batch_size=8, verbose=0,
+                      callbacks=[_SpoilLastValidation(3)])
+    history = model.history.history
+    assert history["val_accuracy"][-1] == 0.5 and max(history["val_accuracy"][1:]) == 1.0
+    # The best epoch's weights came back: every answer right again.
+    assert (model.predict(x, verbose=0).argmax(-1) == y).all()
+    assert model.history.kept == "fine_tuned"
+
+
+def test_label_smoothing_trains_on_smoothed_one_hot_labels():
+    import tensorflow as tf
+
+    from keras_tl.augment import augment_training
+
+    x, y = _two_level_images()
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    train, validation, loss = augment_training(batches, batches, None, 2, recipe="fine_tune",
+                                               label_smoothing=0.1)
+    assert isinstance(loss, keras.losses.CategoricalCrossentropy)
+    assert loss.get_config()["label_smoothing"] == 0.1
+    labels = next(iter(train))[1].numpy()
+    assert labels.shape == (8, 2) and set(labels.sum(-1)) == {1.0}
+    assert next(iter(validation))[1].shape == (8, 2)
+    model = fine_tune(_small_backbone(), (x, y), (x, y), epochs=1, batch_size=8, verbose=0,
+                      label_smoothing=0.1, class_weight="balanced")
+    # Compiled for integer labels again, for evaluation.
+    assert np.isfinite(model.evaluate(x, y, verbose=0)[0])
+    for bad in (1.0, -0.1, "0.1"):
+        with pytest.raises(ValueError, match="label_smoothing must be a number in"):
+            fine_tune(_small_backbone(), (x, y), label_smoothing=bad, verbose=0)

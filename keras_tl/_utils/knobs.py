@@ -86,6 +86,7 @@ def check_knobs(
     jit_compile=None,
     zero_epochs=False,
     label_mixing=True,
+    label_smoothing=None,
 ):
     """Checks the shared knobs of `recipe` before any work; raises a
     `ValueError` (or `TypeError`) that names the knob and what it takes.
@@ -94,6 +95,7 @@ def check_knobs(
         recipe: the recipe's name, for messages.
         zero_epochs: whether `epochs` may be 0 or a fraction (the text
             recipe, where 0 fits the head alone).
+        label_smoothing: the label smoothing, a number in [0, 1).
         label_mixing: whether the recipe trains on mixed labels (MixUp,
             CutMix); a recipe whose targets are more than the labels
             refuses such an augmentation.
@@ -169,6 +171,12 @@ def check_knobs(
                 fail(f"augmentation {name!r} mixes labels "
                      "(MixUp/CutMix), but this recipe's targets are more than the labels "
                      "(a teacher's soft targets, a second domain). Use 'light' or 'medium'.")
+    if label_smoothing is not None and (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float, np.floating))
+            or not 0 <= label_smoothing < 1):
+        fail(f"label_smoothing must be a number in [0, 1) (0.1 is usual); got "
+             f"{label_smoothing!r}.")
     if schedule is not None:
         from keras_tl.engine import SCHEDULES
 

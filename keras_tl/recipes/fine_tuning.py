@@ -21,6 +21,7 @@ from keras_tl._utils.knobs import renamed_argument
 from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_training
+from keras_tl.augment import mixes_labels
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
 from keras_tl.engine import fit_stages
@@ -89,6 +90,8 @@ def fine_tune(
     mixed_precision=False,
     jit_compile="auto",
     keep_head_if_worse=True,
+    label_smoothing=0.0,
+    restore_best_weights=True,
 ):
     """Fine-tunes a pretrained backbone: head first, then gradual unfreezing.
 
@@ -165,6 +168,11 @@ def fine_tune(
         initially_trainable: top stages trainable from the start of phase 2;
             the number of stages unfreezes everything at once.
         rewarm_steps: re-warm-up, in steps, of each newly unfrozen stage.
+        label_smoothing: mixes each one-hot label with the uniform
+            distribution by this much in phase 2 (timm and Model Maker use
+            0.1); `0` trains on the labels as they are.
+        restore_best_weights: with validation data, phase 2 ends with the
+            weights of its epoch with the best validation accuracy.
         keep_head_if_worse: when phase 2 ends below phase 1's validation
             accuracy (on small data, unfreezing can undo a well-fitted
             head), return phase 1's model, with a warning that says what to
@@ -224,7 +232,7 @@ def fine_tune(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, augmentation=augmentation, schedule=schedule,
         optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, label_smoothing=label_smoothing,
     )
     check_positive_int(head_epochs, "head_epochs")
     if not 0 <= warmup_fraction < 1:
@@ -296,7 +304,8 @@ def fine_tune(
         .prefetch(tf.data.AUTOTUNE)
     )
     train, validation, loss = augment_training(
-        train, data.validation, augmentation, data.num_classes, recipe="fine_tune")
+        train, data.validation, augmentation, data.num_classes, recipe="fine_tune",
+        label_smoothing=label_smoothing)
     history, unfreezing = fit_stages(
         model, stages, train, validation=validation, epochs=epochs,
         steps_per_epoch=steps_per_epoch, learning_rate=learning_rate,
@@ -304,8 +313,10 @@ def fine_tune(
         optimizer=optimizer, initially_trainable=initially_trainable, unfreeze=rule,
         rewarm_steps=rewarm_steps, train_batchnorm=train_batchnorm, loss=loss,
         # The labels are read (a pass over the data) only when weights are asked for.
-        class_weight=None if class_weight is None or loss != "sparse_categorical_crossentropy"
+        # Mixed (soft) labels carry no class to weigh; smoothed one-hot ones do.
+        class_weight=None if class_weight is None or mixes_labels(augmentation)
         else class_weight_dict(class_weight, training_labels(data), data.num_classes),
+        restore_best_weights=restore_best_weights,
         callbacks=callbacks,
         checkpoint_dir=checkpoint_dir,
         checkpoint_fingerprint=recipe_fingerprint(
@@ -335,7 +346,7 @@ def fine_tune(
     model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
     model.history.kept = "fine_tuned"
     head_accuracy = _last(head_history, "val_accuracy")
-    tuned_accuracy = _last(history, "val_accuracy")
+    tuned_accuracy = _last(history, "val_accuracy", best=restore_best_weights)
     if head_weights is not None and None not in (head_accuracy, tuned_accuracy) \
             and tuned_accuracy < head_accuracy:
         if keep_head_if_worse:
@@ -352,9 +363,12 @@ def fine_tune(
     return model
 
 
-def _last(history, key):
-    values = getattr(history, "history", {}).get(key) or []
-    return float(values[-1]) if values and np.isfinite(values[-1]) else None
+def _last(history, key, best=False):
+    """The last value of `key` (the best, when the best epoch was kept)."""
+    values = [v for v in getattr(history, "history", {}).get(key) or [] if np.isfinite(v)]
+    if not values:
+        return None
+    return float(max(values) if best else values[-1])
 
 
 def _layer_decay(layer_decay, lr_factor):

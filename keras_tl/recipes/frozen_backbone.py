@@ -17,6 +17,7 @@ from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_training
 from keras_tl.augment import augmented_copies as make_augmented_copies
 from keras_tl.augment import get as get_augmentation
+from keras_tl.augment import mixes_labels
 from keras_tl.backbones import build_backbone
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
@@ -62,6 +63,8 @@ def feature_extraction(
     verbose=1,
     mixed_precision=False,
     jit_compile="auto",
+    label_smoothing=0.0,
+    restore_best_weights=True,
 ):
     """Trains a new head on a frozen pretrained backbone.
 
@@ -138,6 +141,13 @@ def feature_extraction(
         jit_compile: `model.compile`'s `jit_compile` (`True` for XLA; `"auto"`
             uses it where Keras supports it, e.g. on GPUs).
 
+        label_smoothing: for the in-loop path (with `augmentation`): mixes
+            each one-hot label with the uniform distribution by this much
+            (0.1 is usual); the closed-form head ignores it.
+        restore_best_weights: for the in-loop path with validation data:
+            end with the head of the epoch with the best validation
+            accuracy (the closed-form head's C is chosen on it already).
+
     Returns:
         A `keras.Model` from raw images to class probabilities
         (preprocessing + frozen backbone + head), with `model.history`.
@@ -156,6 +166,7 @@ def feature_extraction(
         verbose=verbose, class_weight=class_weight, augmentation=augmentation,
         schedule=schedule, optimizer=optimizer, strategy=strategy,
         mixed_precision=mixed_precision, jit_compile=jit_compile,
+        label_smoothing=label_smoothing,
     )
     learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
     policy = resolve_policy(mixed_precision)
@@ -233,6 +244,7 @@ def feature_extraction(
             # of the first epoch that the input "ran out of data".
             .apply(tf.data.experimental.assert_cardinality(steps_per_epoch)),
             data.validation, augmentation, num_classes, recipe="feature_extraction",
+            label_smoothing=label_smoothing,
         )
         rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, 0.0)
         with distribution_scope(strategy):
@@ -245,9 +257,10 @@ def feature_extraction(
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
             # Mixed (soft) labels carry no class index to weigh.
-            class_weight=None if loss != "sparse_categorical_crossentropy" else
+            class_weight=None if mixes_labels(augmentation) else
             class_weight_dict(class_weight, train_labels, num_classes),
-            callbacks=callback_stack(callbacks, checkpoint=backup_and_restore(
+            callbacks=callback_stack(callbacks, restore_best=bool(
+                restore_best_weights and validation_ds is not None), checkpoint=backup_and_restore(
                 checkpoint_dir, recipe_fingerprint(
                     "feature_extraction", train_data, class_names=data.class_names,
                     batch_size=batch_size, learning_rate=learning_rate, seed=seed,
