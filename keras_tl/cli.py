@@ -169,7 +169,7 @@ def _evaluate(args):
 
     model = _load_model(args.model)
     report = keras_tl.evaluate(model, args.data, batch_size=args.batch_size,
-                               top_k_wrong=args.top_k_wrong)
+                               top_k_wrong=args.top_k_wrong, tta=args.tta)
     print(report)
     stem = args.model[: -len(".keras")] if args.model.endswith(".keras") else args.model
     output = args.output or stem + ".evaluation.json"
@@ -186,7 +186,7 @@ def _predict(args):
     images = _image_files(args.images)
     model = _load_model(args.model)
     labels, scores = keras_tl.predict(model, images, batch_size=args.batch_size,
-                                      top_k=args.top_k)
+                                      top_k=args.top_k, tta=args.tta)
     for path, label, score in zip(images, labels, scores):
         if args.top_k == 1:
             print(f"{path}\t{label}\t{score:.4f}")
@@ -391,6 +391,9 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--top-k-wrong", type=int, default=8,
                           help="how many of the most confidently wrong images to list")
+    evaluate.add_argument("--tta", action="store_true",
+                          help="average each image's scores with its horizontal mirror's (test-time "
+                                "augmentation; not for digits or text)")
     add_output(evaluate, None, "report path (default: <model>.evaluation.json)")
     evaluate.set_defaults(func=_evaluate)
 
@@ -400,6 +403,9 @@ def build_parser():
     predict.add_argument("images", nargs="+", help="image files or folders")
     predict.add_argument("--top-k", type=int, default=1, help="classes to show per image")
     predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--tta", action="store_true",
+                         help="average each image's scores with its horizontal mirror's (test-time "
+                                "augmentation; not for digits or text)")
     predict.set_defaults(func=_predict)
 
     samples = sub.add_parser(

@@ -155,7 +155,7 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8):
+def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8, tta=False):
     """Measures a classifier on labelled data.
 
     Args:
@@ -168,6 +168,10 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8):
             `"0"`, `"1"`, ...
         batch_size: images per prediction batch.
         top_k_wrong: how many of the most confidently wrong examples to keep.
+        tta: test-time augmentation: average each image's class
+            probabilities with its horizontal mirror's (fastai's `tta`;
+            for subjects with no left and right, such as leaves or
+            animals, not for text or digits).
 
     Returns:
         An `EvaluationReport`.
@@ -195,7 +199,7 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8):
         files = scan_image_folder(data)[0]
     if takes_raw_pixels(model):
         check_pixel_range(x, "images")
-    scores = _class_scores(model, x, batch_size)
+    scores = _class_scores(model, x, batch_size, tta)
     num_classes = scores.shape[1]
     names = list(class_names or model_names or data_names
                  or [str(i) for i in range(num_classes)])
@@ -243,7 +247,7 @@ def _report(y, scores, names, top_k_wrong, x=None, files=None):
     )
 
 
-def predict(model, images_or_paths, batch_size=32, top_k=1):
+def predict(model, images_or_paths, batch_size=32, top_k=1, tta=False):
     """Predicts class names and scores for images.
 
     Args:
@@ -254,6 +258,8 @@ def predict(model, images_or_paths, batch_size=32, top_k=1):
             channels)` of raw pixels (0-255, as the model was trained on).
         batch_size: images per prediction batch.
         top_k: how many classes to return per image.
+        tta: average each image's probabilities with its horizontal
+            mirror's (test-time augmentation; see `evaluate`).
 
     Returns:
         `(labels, scores)`: with `top_k=1`, a list of class names (from the
@@ -272,7 +278,7 @@ def predict(model, images_or_paths, batch_size=32, top_k=1):
 
     _check_positive(batch_size=batch_size, top_k=top_k)
     x = _images(model, images_or_paths)
-    scores = _class_scores(model, x, batch_size)
+    scores = _class_scores(model, x, batch_size, tta)
     names = get_class_names(model) or [str(i) for i in range(scores.shape[1])]
     if top_k > scores.shape[1]:
         raise ValueError(f"top_k={top_k} exceeds the model's {scores.shape[1]} classes.")
@@ -411,10 +417,17 @@ def _expected_shape(model):
     return tuple(shape[1:])
 
 
-def _class_scores(model, x, batch_size):
-    """Per-class probabilities, `(n, num_classes)`."""
+def _class_scores(model, x, batch_size, tta=False):
+    """Per-class probabilities, `(n, num_classes)`; with `tta`, the mean of
+    the images' and their horizontal mirrors' probabilities."""
     if len(x) == 0:
         raise ValueError("No images to predict.")
+    if tta:
+        if isinstance(x, dict) or np.ndim(x) != 4:
+            raise ValueError("tta mirrors images (n, height, width, channels); these inputs "
+                             f"are not images (shape {np.shape(x)}).")
+        return (_class_scores(model, x, batch_size)
+                + _class_scores(model, np.asarray(x)[:, :, ::-1], batch_size)) / 2
     scores = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float64")
     if scores.ndim == 1 or scores.shape[-1] == 1:
         # A single sigmoid unit: the probability of class 1.

@@ -134,6 +134,13 @@ def test_cli_evaluate_and_predict(tmp_path, capfd):
 
     assert main(["predict", str(model_path), str(tmp_path / "nope.png")]) == 2
     assert "nope.png" in capfd.readouterr().err
+    # The tiny model pools globally: a mirror changes nothing, so --tta
+    # prints what the plain prediction prints.
+    image = str(data / "rust" / "0.png")
+    assert main(["predict", str(model_path), image]) == 0
+    plain = capfd.readouterr().out
+    assert main(["predict", str(model_path), image, "--tta"]) == 0
+    assert capfd.readouterr().out == plain
     # A folder stands for the images under it, in file order.
     assert main(["predict", str(model_path), str(data / "rust")]) == 0
     lines = capfd.readouterr().out.strip().splitlines()

@@ -177,3 +177,30 @@ def test_balanced_accuracy_weighs_every_class_the_same():
     assert report.accuracy == 0.8 and report.balanced_accuracy == 0.5
     assert report.to_dict()["balanced_accuracy"] == 0.5
     assert "balanced 0.5000" in str(report)
+
+
+def test_tta_averages_each_image_with_its_mirror():
+    import keras_tl
+
+    # Class 1 scores the left half's brightness, class 0 the right half's:
+    # an image and its mirror get swapped scores, so their mean is 0.5.
+    kernel = np.zeros((4, 4, 1, 2), np.float32)
+    kernel[:, :2, 0, 1] = 0.01
+    kernel[:, 2:, 0, 0] = 0.01
+    inputs = keras.Input((4, 4, 1))
+    dense = keras.layers.Dense(2, activation="softmax", use_bias=False)
+    outputs = dense(keras.layers.Flatten()(inputs))
+    dense.set_weights([kernel.reshape(16, 2)])
+    model = keras.Model(inputs, outputs)
+    image = np.zeros((1, 4, 4, 1), np.float32)
+    image[:, :, :2] = 255.0
+    labels, plain = keras_tl.predict(model, image)
+    assert labels == ["1"] and plain[0] > 0.99
+    _, averaged = keras_tl.predict(model, image, tta=True)
+    np.testing.assert_allclose(averaged, [0.5], atol=1e-6)
+    assert keras_tl.evaluate(model, (image, np.array([1]))).accuracy == 1.0
+    # With the mirror, both classes score 0.5: the tie goes to class 0.
+    report = keras_tl.evaluate(model, (image, np.array([1])), tta=True)
+    assert report.accuracy == 0.0
+    assert report.most_confidently_wrong[0]["confidence"] == pytest.approx(0.5)
+
