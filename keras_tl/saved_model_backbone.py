@@ -40,6 +40,9 @@ __all__ = [
 # TF Hub's image feature vectors were trained at 224x224.
 DEFAULT_IMAGE_SIZE = (224, 224)
 
+# Last name-scope parts of normalization variables (Keras, TF-Slim, TF Hub).
+_NORMALIZATION_VARIABLES = {"gamma", "beta", "moving_mean", "moving_variance"}
+
 _HUB_HOSTS = {"tfhub.dev": "tfhub.dev", "www.kaggle.com": "www.kaggle.com",
               "kaggle.com": "www.kaggle.com"}
 
@@ -226,7 +229,9 @@ class SavedModelBackbone(keras.layers.Layer):
             tracker.unlock()
         try:
             self._wrapped = []
+            self._graph_names = []
             for variable in module.variables:
+                self._graph_names.append(variable.name.split(":")[0])
                 name = variable.name.split(":")[0].replace("/", "_")
                 wrapped = keras.Variable(
                     initializer=variable, shape=variable.shape, dtype=variable.dtype.name,
@@ -237,6 +242,49 @@ class SavedModelBackbone(keras.layers.Layer):
         finally:
             if locked:
                 tracker.lock()
+
+    def variable_groups(self):
+        """The wrapped variables in the SavedModel's order, one list per
+        graph layer (variables sharing a name scope, e.g. `conv1/kernel`
+        and `conv1/bias`); a normalization layer's variables (`gamma`,
+        `beta`, `moving_*`) join the layer before them, as `get_stages`
+        keeps a convolution with its BatchNorm. Keras- and TF Hub-built
+        SavedModels list their variables from the input to the output, so
+        these are depth units for progressive unfreezing. Units with no
+        trainable variable (a step counter) are left out."""
+        # Keras lists trainable variables before non-trainable ones, so a
+        # BatchNorm's moving statistics come last: units are keyed by scope.
+        units, owner = {}, {}
+        for variable, name in zip(self._wrapped, self._graph_names):
+            scope, _, leaf = name.rpartition("/")
+            if scope not in owner:
+                if leaf in _NORMALIZATION_VARIABLES and units:
+                    owner[scope] = next(reversed(units))
+                else:
+                    owner[scope] = scope
+                    units[scope] = []
+            units[owner[scope]].append(variable)
+        units = list(units.values())
+        trainable = {id(v) for v in self._trainable_variables}
+        return [unit for unit in units if any(id(v) in trainable for v in unit)]
+
+    def set_variables_trainable(self, variables, trainable):
+        """Makes some of the SavedModel's variables trainable or frozen,
+        leaving the others as they are (one stage of progressive
+        unfreezing). Variables the SavedModel marks non-trainable (moving
+        statistics) stay frozen."""
+        chosen = {id(v) for v in variables}
+        trainable = bool(trainable)
+        if trainable and not self._trainable:
+            # Switching the layer on must not switch on the other stages.
+            for variable in self._trainable_variables:
+                variable.trainable = False
+            self._trainable = True
+        for variable in self._trainable_variables:
+            if id(variable) in chosen:
+                variable.trainable = trainable
+        if not any(v.trainable for v in self._trainable_variables):
+            self._trainable = False
 
     @property
     def reusable(self):

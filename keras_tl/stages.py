@@ -17,6 +17,7 @@ from keras_tl._utils.layers import set_trainable
 from keras_tl._utils.validation import leaf_layers
 from keras_tl.backbones import find_zoo_network
 from keras_tl.hub_backbones import find_hub_network
+from keras_tl.saved_model_backbone import SavedModelBackbone
 
 __all__ = [
     "UNFREEZE_RULES",
@@ -47,6 +48,10 @@ class Stage:
     Args:
         name: the stage's name, e.g. `"conv5"`.
         layers: the `keras.layers.Layer` objects in the stage.
+        variables: for a stage that holds part of one layer's variables
+            (a `keras_tl.SavedModelBackbone`, whose graph is one Keras
+            layer), those variables; `None` when the stage holds whole
+            layers.
 
     Example:
 
@@ -58,8 +63,11 @@ class Stage:
 
     name: str
     layers: list
+    variables: list = None
 
     def count_params(self):
+        if self.variables is not None:
+            return int(sum(math.prod(v.shape) for v in self.variables))
         return int(sum(layer.count_params() for layer in self.layers if layer.built))
 
     def set_trainable(self, trainable, train_batchnorm=False):
@@ -69,6 +77,10 @@ class Stage:
         them in inference mode (moving statistics unchanged), unless
         `train_batchnorm=True`.
         """
+        if self.variables is not None:
+            for layer in self.layers:
+                layer.set_variables_trainable(self.variables, trainable)
+            return
         for layer in self.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = bool(trainable and train_batchnorm)
@@ -82,6 +94,9 @@ class Stage:
 
     @property
     def trainable_weights(self):
+        if self.variables is not None:
+            live = all(layer.trainable for layer in self.layers)
+            return [v for v in self.variables if live and v.trainable]
         weights = []
         for layer in self.layers:
             weights.extend(layer.trainable_weights)
@@ -89,6 +104,8 @@ class Stage:
 
     @property
     def weights(self):
+        if self.variables is not None:
+            return list(self.variables)
         weights = []
         for layer in self.layers:
             weights.extend(layer.weights)
@@ -160,6 +177,11 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     if family is not None and family.kind == "transformer":
         return _transformer_stages(network)
 
+    graphs = [l for l in leaf_layers(model)
+              if isinstance(l, SavedModelBackbone) and id(l) not in excluded]
+    if graphs:
+        return _saved_model_stages(graphs[0], num_groups)
+
     # Normalization layers join the layer before them, so a conv and its
     # BatchNorm always land in the same stage.
     units = []
@@ -177,6 +199,22 @@ def get_stages(model, num_groups=4, prefixes=None, exclude=()):
     bounds = [round(i * len(units) / num_groups) for i in range(num_groups + 1)]
     return [
         Stage(f"group{i + 1}", [l for unit in units[bounds[i] : bounds[i + 1]] for l in unit])
+        for i in range(num_groups)
+    ]
+
+
+def _saved_model_stages(layer, num_groups):
+    # A SavedModel is one Keras layer: its depth groups are contiguous runs
+    # of its variables, in the order the graph lists them.
+    units = layer.variable_groups()
+    if not units:
+        raise ValueError(f"The SavedModel {layer.source!r} has no trainable variables to "
+                         "unfreeze.")
+    num_groups = min(num_groups, len(units))
+    bounds = [round(i * len(units) / num_groups) for i in range(num_groups + 1)]
+    return [
+        Stage(f"group{i + 1}", [layer],
+              [v for unit in units[bounds[i]: bounds[i + 1]] for v in unit])
         for i in range(num_groups)
     ]
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import keras_tl
+from keras_tl.examples.pretrained import write_reusable_saved_model
 from keras_tl.saved_model_backbone import SavedModelBackbone
 from keras_tl.saved_model_backbone import build_saved_model_backbone
 
@@ -209,3 +210,53 @@ def test_other_backends_get_an_error_that_names_tensorflow(reusable, tmp_path):
                           env=dict(os.environ, KERAS_BACKEND="jax"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "needs KERAS_BACKEND=tensorflow (the backend is 'jax')" in done.stdout
+
+
+@pytest.mark.filterwarnings("ignore:fine_tune")
+def test_a_saved_model_is_split_into_depth_groups_and_unfrozen_from_the_top(tmp_path):
+    keras.utils.set_random_seed(0)
+    cnn = keras_tl.build_small_cnn((SIZE, SIZE, 3), 2, width=8)
+    folder = write_reusable_saved_model(
+        keras.Model(cnn.input, cnn.get_layer("avg_pool").output), tmp_path / "cnn")
+    backbone = build_saved_model_backbone(folder, trainable=True)
+    layer = backbone.get_layer("saved_model")
+    stages = keras_tl.get_stages(backbone, num_groups=3)
+    assert [s.name for s in stages] == ["group1", "group2", "group3"]
+    # Each conv keeps its BatchNorm; the groups follow the graph's order and
+    # hold every trainable variable once.
+    names = [[v.name for v in s.variables] for s in stages]
+    assert names[0][0] == "block1_conv_kernel"
+    assert {"block1_bn_gamma", "block1_bn_moving_mean"} <= set(names[0])
+    kernels = [n for group in names for n in group if n.endswith("conv_kernel")]
+    assert kernels == sorted(kernels) and len(kernels) >= 3
+    flat = [n for group in names for n in group]
+    assert sorted(flat) == sorted(v.name for v in layer.weights)
+
+    x, y = _images(32)
+    trainable, after_first_epoch = [], {}
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            trainable.append({v.name for v in layer.trainable_weights})
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                after_first_epoch.update({v.name: v.numpy().copy() for v in layer.weights})
+
+    before = {v.name: v.numpy().copy() for v in layer.weights}
+    keras_tl.fine_tune(
+        backbone, (x, y), (x, y), epochs=3, unfreeze_every=1, num_groups=3, batch_size=8,
+        callbacks=[Watch()], restore_best_weights=False, keep_head_if_worse=False, verbose=0)
+    # The top group first, then one more group per epoch; moving statistics
+    # are never trainable.
+    expected = [{v.name for v in stage.variables if "moving" not in v.name}
+                for stage in stages]
+    assert trainable == [expected[2], expected[2] | expected[1],
+                         expected[2] | expected[1] | expected[0]]
+    changed = {n for n in before if not np.array_equal(before[n], after_first_epoch[n])}
+    assert changed == expected[2]
+    # BatchNorm stayed in inference mode throughout.
+    moving = [n for n in before if "moving" in n]
+    assert moving
+    final = {v.name: v.numpy() for v in layer.weights}
+    assert all(np.array_equal(before[n], final[n]) for n in moving)

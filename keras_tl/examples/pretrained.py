@@ -20,6 +20,7 @@ __all__ = [
     "edge_detection_vgg16",
     "facial_expression_mini_xception",
     "mnist_cnn",
+    "write_reusable_saved_model",
 ]
 
 
@@ -84,6 +85,66 @@ def mnist_cnn(epochs=10, seed=0, cache=True, verbose=0):
     if cache:
         save_atomic(path, model.save)
     return model
+
+
+def write_reusable_saved_model(model, folder):
+    """Writes a Keras network as a SavedModel in TF Hub's reusable format.
+
+    The format TF Hub's image models were published in: `__call__(images,
+    training)` traced for both values of `training`, and `variables`,
+    `trainable_variables` and `regularization_losses` attributes. It lets
+    tests, benchmarks and offline users try `keras_tl.SavedModelBackbone`
+    (and `backbone="path/to/folder"` in every recipe) on a network of their
+    own, e.g. the features of `mnist_cnn()`. TensorFlow backend only.
+
+    Args:
+        model: a built `keras.Model` (images to features).
+        folder: where to write the SavedModel (a new folder).
+
+    Returns:
+        The folder, as a string.
+
+    Example:
+
+    ```python
+    source = mnist_cnn()
+    features = keras.Model(source.input, source.get_layer("avg_pool").output)
+    folder = write_reusable_saved_model(features, "digits_features")
+    model = keras_tl.feature_extraction(folder, (x, y))
+    ```
+    """
+    import tensorflow as tf
+
+    root = tf.train.Checkpoint()
+    root.model = model
+
+    @tf.function
+    def call(images, training=False):
+        return model(images, training=training)
+
+    spec = tf.TensorSpec([None] + list(model.input.shape[1:]), tf.float32)
+    for training in (True, False):
+        call.get_concrete_function(spec, training=training)
+    root.__call__ = call
+    root.variables = [v.value for v in model.weights]
+    root.trainable_variables = [v.value for v in model.trainable_weights]
+    root.regularization_losses = []
+    folder = os.fspath(folder)
+    if os.path.exists(folder):
+        raise FileExistsError(f"{folder!r} exists; choose a new folder for the SavedModel "
+                              "(nothing was written).")
+    # Written beside, then renamed: a failed save leaves no half folder.
+    import shutil
+    import tempfile
+
+    temporary = tempfile.mkdtemp(prefix=".keras_tl_", dir=os.path.dirname(
+        os.path.abspath(folder)))
+    try:
+        tf.saved_model.save(root, temporary)
+        os.replace(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return folder
 
 
 def _package_file(package, *parts):
