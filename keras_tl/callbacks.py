@@ -386,6 +386,11 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
             return
         model.optimizer = optimizer
         model.make_train_function(force=True)
+        # Under a keras.distribution on JAX, the compiled evaluation and
+        # prediction functions fix the state's shardings, trainable set
+        # included: Keras makes them again, for the new set, when next used.
+        model.test_function = None
+        model.predict_function = None
         self._traced = (id(model.train_function), key)
 
 

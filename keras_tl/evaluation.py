@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from keras_tl._utils.distribute import model_outputs
 from keras_tl._utils.validation import check_finite
 from keras_tl._utils.validation import check_pixel_range
 from keras_tl._utils.validation import takes_raw_pixels
@@ -428,7 +429,7 @@ def _class_scores(model, x, batch_size, tta=False):
                              f"are not images (shape {np.shape(x)}).")
         return (_class_scores(model, x, batch_size)
                 + _class_scores(model, np.asarray(x)[:, :, ::-1], batch_size)) / 2
-    scores = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), "float64")
+    scores = np.asarray(model_outputs(model, x, batch_size), "float64")
     if scores.ndim == 1 or scores.shape[-1] == 1:
         # A single sigmoid unit: the probability of class 1.
         p = scores.reshape(-1)

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_tl._utils.arrays import aligned_empty
+from keras_tl._utils.distribute import model_outputs
 from keras_tl._utils.io import save_atomic
 from keras_tl._utils.io import umask
 from keras_tl._utils.memory import release_free_heap
@@ -95,7 +96,7 @@ def extract(backbone, data, batch_size=64, cache_path=None, verbose=0):
     # the model (traced once, reused by later calls) and which splits the
     # batch over the replicas of the model's distribution strategy.
     def forward(images):
-        return backbone.predict(images, batch_size=int(images.shape[0]), verbose=0)
+        return model_outputs(backbone, images, batch_size=int(images.shape[0]))
 
     progress = keras.utils.Progbar(_known_length(data)) if verbose else None
     partial_path = None
@@ -239,9 +240,7 @@ def _known_length(dataset):
 
 
 def _predict_array(backbone, images, batch_size, verbose):
-    return np.asarray(
-        backbone.predict(images, batch_size=batch_size, verbose=verbose), np.float32
-    )
+    return np.asarray(model_outputs(backbone, images, batch_size, verbose), np.float32)
 
 
 def _cardinality(dataset, batch):

@@ -245,7 +245,7 @@ def test_a_saved_model_is_split_into_depth_groups_and_unfrozen_from_the_top(tmp_
 
     before = {v.name: v.numpy().copy() for v in layer.weights}
     keras_tl.fine_tune(
-        backbone, (x, y), (x, y), epochs=3, unfreeze_every=1, num_groups=3, batch_size=8,
+        backbone, (x, y), (x, y), epochs=3, unfreeze={"every": 1}, num_groups=3, batch_size=8,
         callbacks=[Watch()], restore_best_weights=False, keep_head_if_worse=False, verbose=0)
     # The top group first, then one more group per epoch; moving statistics
     # are never trainable.

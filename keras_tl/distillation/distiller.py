@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_tl._utils.distribute import model_outputs
 from keras_tl._utils.distribute import num_replicas
 from keras_tl._utils.validation import pair_spec
 from keras_tl.distillation.logits import check_teacher_outputs
@@ -647,9 +648,9 @@ class Distiller(keras.distillation.Distiller):
         ```
         """
         if self._teacher_feature_extractor is not None:
-            views = self._teacher_feature_extractor.predict(x, batch_size=batch_size, verbose=0)
+            views = model_outputs(self._teacher_feature_extractor, x, batch_size)
         else:
-            views = {"logits": self.teacher.predict(x, batch_size=batch_size, verbose=0)}
+            views = {"logits": model_outputs(self.teacher, x, batch_size)}
         self._decide_teacher_outputs(views["logits"])
         logits = to_logits(views["logits"], *self._sources["teacher"][1:])
         result = {"logits": np.asarray(ops.convert_to_numpy(logits), np.float32)}

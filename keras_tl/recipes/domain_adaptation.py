@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_tl._utils.compiled import compile_for_evaluation
+from keras_tl._utils.distribute import model_outputs
 from keras_tl._utils.precision import apply_policy
 from keras_tl._utils.precision import loss_scaled
 from keras_tl._utils.precision import output_layers
@@ -264,7 +265,7 @@ class _TargetAccuracy(keras.callbacks.Callback):
         self.verbose = verbose
 
     def on_epoch_end(self, epoch, logs=None):
-        probs = self.classifier.predict(self.x, batch_size=256, verbose=0)
+        probs = model_outputs(self.classifier, self.x, batch_size=256)
         accuracy = float((probs.argmax(-1) == self.y).mean())
         if logs is not None:
             logs["target_accuracy"] = accuracy

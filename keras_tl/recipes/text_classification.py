@@ -415,7 +415,8 @@ def _head_scores(head, features, labels, validation):
     def scores(f, y):
         probabilities = head.predict(f, batch_size=1024, verbose=0)
         y = np.asarray(y)
-        loss = keras.losses.sparse_categorical_crossentropy(y, probabilities)
+        loss = keras.ops.convert_to_numpy(
+            keras.losses.sparse_categorical_crossentropy(y, probabilities))
         return float(np.mean(loss)), float((probabilities.argmax(-1) == y).mean())
 
     logs = {}
