@@ -27,6 +27,7 @@ from typing import Sequence
 import keras
 
 from keras_tl._utils.distribute import distribution_scope
+from keras_tl._utils.knobs import ema_kwargs
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl.callbacks import ProgressiveUnfreezing
 from keras_tl.callbacks import SyncBatchNormStatistics
@@ -123,7 +124,7 @@ def make_schedule(
 
 
 def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=True,
-                   restore_best=False):
+                   restore_best=False, ema=False):
     """The callbacks of a recipe's `fit`, in the one order every recipe uses.
 
     The checkpoint's claim (lock and fingerprint, before anything reads its
@@ -131,7 +132,10 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
     the resumed epoch's stages trainable before the optimizer state loads),
     `StopOnNonFiniteLoss`, `SyncBatchNormStatistics` (a no-op on one
     replica), the checkpoint (it saves what the callbacks before it left),
-    and last the user's own callbacks.
+    with `ema` Keras' `SwapEMAWeights` (validation, the user's callbacks
+    and the best-epoch choice see the averaged weights; the checkpoint
+    before it saves the raw ones and the averages), and last the user's
+    own callbacks.
 
     Args:
         callbacks: the user's callbacks, or `None`.
@@ -142,6 +146,8 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
         restore_best: end with Keras' `EarlyStopping` that never stops but
             restores the weights of the epoch with the best `val_accuracy`
             when training ends (the "keep the best epoch" habit).
+        ema: the optimizer keeps an exponential moving average of the
+            weights (`use_ema=True`), which `fit` puts in at its end.
 
     Returns:
         A list of callbacks for `fit`.
@@ -161,6 +167,7 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
         + [StopOnNonFiniteLoss()]
         + [SyncBatchNormStatistics()] * bool(sync_batchnorm)
         + checkpoint
+        + [_SwapBuiltEMAWeights(swap_on_epoch=True) for _ in range(bool(ema))]
         + list(callbacks or [])
         + [keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                          patience=2**31 - 1, restore_best_weights=True)
@@ -316,6 +323,7 @@ def fit_stages(
     strategy=None,
     jit_compile="auto",
     verbose: int = 1,
+    ema=False,
 ):
     """Phase 2: unfreezes `stages` top-down inside one `fit`.
 
@@ -371,6 +379,11 @@ def fit_stages(
             optimizer wrapped in a `LossScaleOptimizer` by `compile`; the
             rebuilt optimizers of later stages keep the wrapper.
         verbose: 0 silent, 1 progress.
+        ema: `False`, `True` or a momentum: every stage's optimizer keeps
+            an exponential moving average of its weights (Keras'
+            `use_ema`; a stage unfrozen later starts its average then), the
+            averaged weights are validated each epoch and put in the model
+            at the end (with `restore_best_weights`, the best epoch's).
 
     Returns:
         `(history, unfreezing)`: `fit`'s `History` (with `trainable_params`
@@ -388,6 +401,7 @@ def fit_stages(
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1]; got {layer_decay!r}.")
     rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, warmup_fraction)
+    optimizer_kwargs = {**(optimizer_kwargs or {}), **ema_kwargs(ema)}
     # BackupAndRestore comes after ProgressiveUnfreezing: the stages of the
     # resumed epoch must be trainable before the optimizer state is loaded.
     checkpoint = backup_and_restore(checkpoint_dir, checkpoint_fingerprint)
@@ -403,7 +417,7 @@ def fit_stages(
             class_weight=class_weight, strategy=strategy, jit_compile=jit_compile,
             verbose=verbose,
             callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[_TrainableParams()],
-                                     sync_batchnorm=sync_batchnorm,
+                                     sync_batchnorm=sync_batchnorm, ema=bool(ema_kwargs(ema)),
                                      restore_best=restore_best_weights and validation is not None),
         ), None
     unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
@@ -427,11 +441,27 @@ def fit_stages(
         # The checkpoint is claimed (lock, fingerprint) before the
         # unfreezing state is read from its folder.
         callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[unfreezing],
-                                 sync_batchnorm=sync_batchnorm,
+                                 sync_batchnorm=sync_batchnorm, ema=bool(ema_kwargs(ema)),
                                  restore_best=restore_best_weights and validation is not None),
         shuffle=False, verbose=verbose,
     )
     return history, unfreezing
+
+
+class _SwapBuiltEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' `SwapEMAWeights` over the per-stage optimizers built so far.
+
+    `keras_tl.discriminative_optimizer` builds a stage's optimizer (and its
+    averages) only when the stage is first unfrozen; Keras' callback
+    refuses a `MultiOptimizer` holding one not yet built.
+    """
+
+    def _apply_to_ema_optimizers(self, tf_fn, backend_fn):
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        for inner in getattr(optimizer, "optimizers", [optimizer]):
+            if getattr(inner, "use_ema", False) and hasattr(
+                    inner, "_model_variables_moving_average"):
+                (tf_fn if keras.backend.backend() == "tensorflow" else backend_fn)(inner)
 
 
 def _is_stream(train):

@@ -292,7 +292,24 @@ def _rebuild_single(optimizer, variables):
         old = old_values.get(variable.path)
         if old is not None and tuple(old.shape) == tuple(variable.shape):
             variable.assign(old)
+    _start_averages(new, skip=old_values)
     return new
+
+
+def _start_averages(optimizer, skip=()):
+    """Starts the weight averages (`use_ema`) of variables that join an
+    optimizer mid-run at their current values. Keras starts an average at
+    the weights only on the optimizer's step 0; an optimizer that starts
+    at the global step would otherwise average from zeros and pull the
+    newly unfrozen weights towards 0."""
+    if not getattr(optimizer, "use_ema", False):
+        return
+    for variable, average in zip(optimizer._trainable_variables,
+                                 optimizer._model_variables_moving_average):
+        if average.path not in skip:
+            # A copy: on JAX the training step donates its state's buffers,
+            # and one buffer cannot be donated twice.
+            average.assign(keras.ops.copy(variable.value))
 
 
 def _check_unique_paths(variables):
@@ -346,6 +363,7 @@ def _rebuild_multi(optimizer, variables, rewarm_steps):
     new.iterations.assign(step)
     for inner in starting:
         inner.iterations.assign(step)
+        _start_averages(inner)
     return new
 
 

@@ -87,6 +87,7 @@ def check_knobs(
     zero_epochs=False,
     label_mixing=True,
     label_smoothing=None,
+    ema=None,
 ):
     """Checks the shared knobs of `recipe` before any work; raises a
     `ValueError` (or `TypeError`) that names the knob and what it takes.
@@ -96,6 +97,7 @@ def check_knobs(
         zero_epochs: whether `epochs` may be 0 or a fraction (the text
             recipe, where 0 fits the head alone).
         label_smoothing: the label smoothing, a number in [0, 1).
+        ema: the weight-averaging knob (see `ema_kwargs`).
         label_mixing: whether the recipe trains on mixed labels (MixUp,
             CutMix); a recipe whose targets are more than the labels
             refuses such an augmentation.
@@ -204,6 +206,11 @@ def check_knobs(
     if strategy is not None and not hasattr(strategy, "scope"):
         fail(f"strategy must be a tf.distribute.Strategy; got {type(strategy).__name__}.",
              TypeError)
+    if ema is not None:
+        try:
+            ema_kwargs(ema)
+        except ValueError as error:
+            fail(str(error))
     # The strategy passed, or the one active around the call.
     from keras_tl._utils.distribute import check_strategy
 
@@ -274,6 +281,35 @@ def class_weight_dict(class_weight, labels, num_classes):
                              f"{num_classes} classes (0 to {num_classes - 1}).")
         weights[int(label)] = float(weight)
     return weights
+
+
+# Keras' own default `ema_momentum`; `ema=True` takes it.
+DEFAULT_EMA_MOMENTUM = 0.99
+
+
+def ema_kwargs(ema):
+    """The optimizer arguments of a recipe's `ema` knob.
+
+    Args:
+        ema: `False`/`None` (no averaging), `True` (momentum 0.99, Keras'
+            default) or a momentum in (0, 1).
+
+    Returns:
+        `{}` or `{"use_ema": True, "ema_momentum": momentum}`.
+
+    Example:
+
+    >>> ema_kwargs(0.995)
+    {'use_ema': True, 'ema_momentum': 0.995}
+    """
+    if ema is None or ema is False:
+        return {}
+    if ema is True:
+        return {"use_ema": True, "ema_momentum": DEFAULT_EMA_MOMENTUM}
+    if (isinstance(ema, bool) or not isinstance(ema, (int, float, np.floating))
+            or not 0.0 < float(ema) < 1.0):
+        raise ValueError(f"ema must be False, True or a momentum in (0, 1); got {ema!r}.")
+    return {"use_ema": True, "ema_momentum": float(ema)}
 
 
 def make_optimizer(optimizer, learning_rate, **kwargs):

@@ -11,6 +11,7 @@ from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import ema_kwargs
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.knobs import renamed_argument
 from keras_tl.augment import augment_training
@@ -55,6 +56,7 @@ def distill(
     student_weights="imagenet",
     restore_best_weights=True,
     label_smoothing=0.0,
+    ema=False,
     strategy=None,
     callbacks=None,
     checkpoint_dir=None,
@@ -136,6 +138,10 @@ def distill(
             `student_loss_weight` part) towards the uniform by this much
             (`keras_tl.SparseLabelSmoothingCrossentropy`); the teacher's
             soft targets are left as they are. `0` leaves the labels.
+        ema: `False`, `True` (momentum 0.99) or a momentum in (0, 1): the
+            optimizer keeps an exponential moving average of the student's
+            weights (Keras' `use_ema`; timm's model EMA), validation reads
+            the averaged weights, and they are what the model ends with.
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         callbacks: more Keras callbacks for the training `fit`.
@@ -176,6 +182,7 @@ def distill(
         class_weight=class_weight, augmentation=augmentation, schedule=schedule,
         optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
         jit_compile=jit_compile, label_mixing=False, label_smoothing=label_smoothing,
+        ema=ema,
     )
     student_loss_weight = renamed_argument("alpha", alpha, "student_loss_weight",
                                            student_loss_weight, 0.5, "distill")
@@ -231,7 +238,8 @@ def distill(
             teacher_outputs=teacher_outputs,
         )
         distiller.compile(
-            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate), policy),
+            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate, **ema_kwargs(ema)),
+                                  policy),
             student_loss_fn=SparseLabelSmoothingCrossentropy(label_smoothing, from_logits=True)
             if label_smoothing else None,
             metrics=["accuracy"],
@@ -253,12 +261,12 @@ def distill(
         validation = distiller.cache_teacher_logits(
             data.validation, batch_size, shuffle=False
         )
-    callbacks = callback_stack(callbacks, checkpoint=backup_and_restore(
+    callbacks = callback_stack(callbacks, ema=bool(ema_kwargs(ema)), checkpoint=backup_and_restore(
         checkpoint_dir, recipe_fingerprint(
             "distill", train_data, class_names=data.class_names, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, temperature=temperature,
             student_loss_weight=student_loss_weight, augmentation=augmentation,
-            class_weight=class_weight, label_smoothing=label_smoothing)))
+            class_weight=class_weight, label_smoothing=label_smoothing, ema=ema)))
     if validation is not None and restore_best_weights:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -15,6 +15,7 @@ from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.distribute import model_scope
 from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import ema_kwargs
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl.augment import augment_training
 from keras_tl._utils.validation import count_steps
@@ -59,6 +60,7 @@ def adapt_domain(
     validation_data=None,
     callbacks=None,
     checkpoint_dir=None,
+    ema=False,
     strategy=None,
     seed=0,
     verbose=1,
@@ -116,6 +118,10 @@ def adapt_domain(
             (`keras_tl.TrainingCheckpoint`, in its own `keras_tl_checkpoint`
             subfolder); calling the recipe again with it after an
             interruption resumes after the last finished epoch.
+        ema: `False`, `True` (momentum 0.99) or a momentum in (0, 1): the
+            optimizer keeps an exponential moving average of the trained
+            weights (Keras' `use_ema`; timm's model EMA), validation reads
+            the averaged weights, and they are what the model ends with.
         strategy: a `tf.distribute.Strategy` (TensorFlow) to train in;
             defaults to the strategy `model` was built in.
         seed: seed of shuffling and the target pairing.
@@ -149,7 +155,7 @@ def adapt_domain(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, augmentation=augmentation, schedule=schedule,
         optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
-        jit_compile=jit_compile, label_mixing=False,
+        jit_compile=jit_compile, label_mixing=False, ema=ema,
     )
     learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
     target_arrays = target_unlabeled
@@ -207,17 +213,18 @@ def adapt_domain(
         trainer.compile(
             # The trainer is a subclassed model with a float32 policy (it would
             # cast its inputs otherwise): loss scaling for float16 is explicit.
-            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate), policy),
+            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate, **ema_kwargs(ema)),
+                                  policy),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=jit_compile,
         )
-    callbacks = callback_stack(callbacks, checkpoint=backup_and_restore(
+    callbacks = callback_stack(callbacks, ema=bool(ema_kwargs(ema)), checkpoint=backup_and_restore(
         checkpoint_dir, recipe_fingerprint(
             "adapt_domain", source_data, target=data_fingerprint(target_unlabeled),
             method=method, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
             alignment_weight=alignment_weight, class_weight=class_weight,
-            augmentation=augmentation)))
+            augmentation=augmentation, ema=ema)))
     if method == "dann":
         callbacks.append(DannSchedule(epochs * steps, max_factor=alignment_weight))
     if validation_data is not None:

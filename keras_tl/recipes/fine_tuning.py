@@ -91,6 +91,7 @@ def fine_tune(
     jit_compile="auto",
     keep_head_if_worse=True,
     label_smoothing=0.0,
+    ema=False,
     restore_best_weights=True,
 ):
     """Fine-tunes a pretrained backbone: head first, then gradual unfreezing.
@@ -185,6 +186,10 @@ def fine_tune(
         optimizer: Keras optimizer name or template instance; `None`: Adam.
         class_weight: `None`, `"balanced"` (each class present weighs the
             same in the loss) or `{class_index: weight}`, in both phases.
+        ema: `False`, `True` (momentum 0.99) or a momentum in (0, 1): the
+            optimizer keeps an exponential moving average of the trained
+            weights (Keras' `use_ema`; timm's model EMA), validation reads
+            the averaged weights, and they are what the model ends with.
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         seed: seed of the split, shuffling and head fit.
@@ -232,7 +237,7 @@ def fine_tune(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, augmentation=augmentation, schedule=schedule,
         optimizer=optimizer, strategy=strategy, mixed_precision=mixed_precision,
-        jit_compile=jit_compile, label_smoothing=label_smoothing,
+        jit_compile=jit_compile, label_smoothing=label_smoothing, ema=ema,
     )
     check_positive_int(head_epochs, "head_epochs")
     if not 0 <= warmup_fraction < 1:
@@ -322,8 +327,8 @@ def fine_tune(
         checkpoint_fingerprint=recipe_fingerprint(
             "fine_tune", train_data, class_names=data.class_names, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, lora_rank=lora_rank,
-            augmentation=augmentation),
-        strategy=strategy, jit_compile=jit_compile, verbose=verbose,
+            augmentation=augmentation, label_smoothing=label_smoothing, ema=ema),
+        strategy=strategy, jit_compile=jit_compile, verbose=verbose, ema=ema,
     )
     if lora_rank is not None:
         merge_lora(model)

@@ -12,6 +12,7 @@ from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.precision import uses_policy
 from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
+from keras_tl._utils.knobs import ema_kwargs
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_training
@@ -64,6 +65,7 @@ def feature_extraction(
     mixed_precision=False,
     jit_compile="auto",
     label_smoothing=0.0,
+    ema=False,
     restore_best_weights=True,
 ):
     """Trains a new head on a frozen pretrained backbone.
@@ -123,6 +125,10 @@ def feature_extraction(
         C: fix the logistic-regression inverse regularization instead of
             choosing it.
         cache_dir: folder to keep embeddings in on disk (for large data).
+        ema: `False`, `True` (momentum 0.99) or a momentum in (0, 1): for the
+            in-loop path, the optimizer keeps an exponential moving average of the trained
+            weights (Keras' `use_ema`; timm's model EMA), validation reads
+            the averaged weights, and they are what the model ends with.
         strategy: a `tf.distribute.Strategy` (TensorFlow); defaults to the
             active one. On JAX, set `keras.distribution.DataParallel` instead.
         callbacks: more Keras callbacks for the in-loop `fit`.
@@ -166,7 +172,7 @@ def feature_extraction(
         verbose=verbose, class_weight=class_weight, augmentation=augmentation,
         schedule=schedule, optimizer=optimizer, strategy=strategy,
         mixed_precision=mixed_precision, jit_compile=jit_compile,
-        label_smoothing=label_smoothing,
+        label_smoothing=label_smoothing, ema=ema,
     )
     learning_rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
     policy = resolve_policy(mixed_precision)
@@ -249,7 +255,7 @@ def feature_extraction(
         rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, 0.0)
         with distribution_scope(strategy):
             model.compile(
-                optimizer=make_optimizer(optimizer or "adam", rate),
+                optimizer=make_optimizer(optimizer or "adam", rate, **ema_kwargs(ema)),
                 loss=loss,
                 metrics=["accuracy"],
                 jit_compile=jit_compile,
@@ -259,12 +265,12 @@ def feature_extraction(
             # Mixed (soft) labels carry no class index to weigh.
             class_weight=None if mixes_labels(augmentation) else
             class_weight_dict(class_weight, train_labels, num_classes),
-            callbacks=callback_stack(callbacks, restore_best=bool(
+            callbacks=callback_stack(callbacks, ema=bool(ema_kwargs(ema)), restore_best=bool(
                 restore_best_weights and validation_ds is not None), checkpoint=backup_and_restore(
                 checkpoint_dir, recipe_fingerprint(
                     "feature_extraction", train_data, class_names=data.class_names,
                     batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                    augmentation=augmentation))),
+                    augmentation=augmentation, label_smoothing=label_smoothing, ema=ema))),
             verbose=verbose,
         )
     # The fast path never compiles, and MixUp compiles for one-hot labels.

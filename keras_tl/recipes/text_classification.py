@@ -88,6 +88,7 @@ def text_classifier(
     dropout=0.1,
     class_weight=None,
     label_smoothing=0.0,
+    ema=False,
     augmentation=None,
     strategy=None,
     text_column="text",
@@ -167,6 +168,10 @@ def text_classifier(
             the closed-form head fit is unsmoothed). `0` leaves the labels.
         augmentation: `None`: the image presets and layers do not apply to
             text (the shared knob is here so every recipe takes it).
+        ema: `False`, `True` (momentum 0.99) or a momentum in (0, 1): in
+            fine-tuning, the optimizer keeps an exponential moving average of the trained
+            weights (Keras' `use_ema`; timm's model EMA), validation reads
+            the averaged weights, and they are what the model ends with.
         strategy: a `tf.distribute.Strategy` (TensorFlow) to build and
             train the model in; defaults to the active one.
         text_column: CSV text column.
@@ -225,7 +230,7 @@ def text_classifier(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose,
         class_weight=class_weight, schedule=schedule, optimizer=optimizer, strategy=strategy,
         mixed_precision=mixed_precision, jit_compile=jit_compile, zero_epochs=True,
-        label_smoothing=label_smoothing,
+        label_smoothing=label_smoothing, ema=ema,
     )
     if augmentation is not None:
         raise ValueError(
@@ -306,12 +311,12 @@ def text_classifier(
     fingerprint = recipe_fingerprint(
         "text_classifier", train_data, class_names=data.class_names, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, lora_rank=lora_rank, C=chosen_c,
-        label_smoothing=label_smoothing)
+        label_smoothing=label_smoothing, ema=ema)
     if mode == "fine_tune" and epochs > 0 and lora_rank is not None:
         epochs_logs += _fit_lora(model, data, epochs=epochs, rank=lora_rank,
                   learning_rate=learning_rate, schedule=schedule,
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay,
-                  class_weight=class_weight, label_smoothing=label_smoothing,
+                  class_weight=class_weight, label_smoothing=label_smoothing, ema=ema,
                   callbacks=callbacks, chosen_c=chosen_c,
                   checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                   optimizer=optimizer, strategy=strategy, jit_compile=jit_compile,
@@ -336,7 +341,7 @@ def text_classifier(
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
             checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
-            strategy=strategy, jit_compile=jit_compile, verbose=0,
+            strategy=strategy, jit_compile=jit_compile, verbose=0, ema=ema,
         )
         for phase in range(phases):
             logs = {k: v[phase] for k, v in fitted.history.items()}
@@ -359,7 +364,8 @@ def text_classifier(
 
 
 def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
-              warmup_fraction, weight_decay, class_weight, label_smoothing, callbacks, chosen_c,
+              warmup_fraction, weight_decay, class_weight, label_smoothing, ema, callbacks,
+              chosen_c,
               checkpoint_dir, fingerprint, optimizer, strategy, jit_compile, verbose):
     """LoRA adapters and the head in one `fit`, then merged into the kernels;
     returns the logs of each epoch."""
@@ -379,7 +385,7 @@ def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         class_weight=class_weight, callbacks=[timer] + list(callbacks or []), verbose=0,
         checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
-        jit_compile=jit_compile,
+        jit_compile=jit_compile, ema=ema,
     )
     epochs_logs = []
     for epoch in range(num_epochs):
