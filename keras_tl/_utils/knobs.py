@@ -15,9 +15,11 @@ import warnings
 import numpy as np
 
 __all__ = [
+    "DEFAULT_EMA_MOMENTUM",
     "SHARED_KNOBS",
     "check_knobs",
     "class_weight_dict",
+    "ema_kwargs",
     "make_optimizer",
     "renamed_argument",
 ]
