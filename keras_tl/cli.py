@@ -391,9 +391,11 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--top-k-wrong", type=int, default=8,
                           help="how many of the most confidently wrong images to list")
-    evaluate.add_argument("--tta", action="store_true",
-                          help="average each image's scores with its horizontal mirror's (test-time "
-                                "augmentation; not for digits or text)")
+    evaluate.add_argument("--tta", nargs="?", const="flip", default=False,
+                          choices=["flip", "flip_crop"],
+                          help="test-time augmentation: average each image's scores with its "
+                               "horizontal mirror's (flip, the default), and its four corner crops' "
+                               "(flip_crop); not for digits or text")
     add_output(evaluate, None, "report path (default: <model>.evaluation.json)")
     evaluate.set_defaults(func=_evaluate)
 
@@ -403,9 +405,11 @@ def build_parser():
     predict.add_argument("images", nargs="+", help="image files or folders")
     predict.add_argument("--top-k", type=int, default=1, help="classes to show per image")
     predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--tta", action="store_true",
-                         help="average each image's scores with its horizontal mirror's (test-time "
-                                "augmentation; not for digits or text)")
+    predict.add_argument("--tta", nargs="?", const="flip", default=False,
+                         choices=["flip", "flip_crop"],
+                         help="test-time augmentation: average each image's scores with its "
+                              "horizontal mirror's (flip, the default), and its four corner crops' "
+                              "(flip_crop); not for digits or text")
     predict.set_defaults(func=_predict)
 
     samples = sub.add_parser(

@@ -204,3 +204,30 @@ def test_tta_averages_each_image_with_its_mirror():
     assert report.accuracy == 0.0
     assert report.most_confidently_wrong[0]["confidence"] == pytest.approx(0.5)
 
+
+
+def test_tta_with_crops_averages_six_views():
+    import keras_tl
+    from keras_tl.evaluation import tta_views
+
+    # A model that scores the brightness of the top-left corner: crops move
+    # it, so the six views give different scores.
+    inputs = keras.Input((8, 8, 1))
+    pooled = keras.layers.Flatten()(inputs[:, :2, :2, :])
+    logits = keras.layers.Dense(2, use_bias=False)(pooled / 255.0)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    model.layers[-2].set_weights([np.array([[1.0, -1.0]] * 4, np.float32)])
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (3, 8, 8, 1)).astype("float32")
+    views = tta_views(images, "flip_crop")
+    assert len(views) == 6 and all(v.shape == images.shape for v in views)
+    # The mirror, and a corner crop resized back: 7 of 8 pixels per side.
+    np.testing.assert_array_equal(views[1], images[:, :, ::-1])
+    expected = np.mean([model.predict(v, verbose=0) for v in views], axis=0)
+    # predict's top-2 (names, scores) per image, back in class order.
+    per_class = np.array([[dict(zip(*row))["0"], dict(zip(*row))["1"]] for row in zip(
+        *keras_tl.predict(model, images, tta="flip_crop", top_k=2))])
+    np.testing.assert_allclose(per_class, expected, atol=1e-6)
+    assert not np.allclose(expected, model.predict(images, verbose=0), atol=1e-3)
+    with pytest.raises(ValueError, match="tta must be False, True or one of"):
+        keras_tl.predict(model, images, tta="rotate")
