@@ -51,7 +51,8 @@ def main():
     print("|---|" + "---|" * (2 * len(backends)))
     for method in methods:
         accuracy = " | ".join(f"{results[b][method]['mean']:.3f}" for b in backends)
-        seconds = " | ".join(f"{results[b][method]['seconds']:.1f}" for b in backends)
+        seconds = " | ".join(f"{results[b][method]['seconds']:.1f}"
+                             if results[b][method]["seconds"] else "-" for b in backends)
         print(f"| {method} | {accuracy} | {seconds} |")
     print("| whole demo (wall clock) | " + " | " * (len(backends) - 1) + " | "
           + " | ".join(f"{wall[b]:.0f} s" for b in backends) + " |")
