@@ -146,7 +146,8 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
         restore_best: end with Keras' `EarlyStopping` that never stops but
             restores the weights of the epoch with the best `val_accuracy`
             when training ends (the "keep the best epoch" habit).
-        ema: the optimizer keeps an exponential moving average of the
+        ema: the recipe's `ema` knob (`False`, `True` or a momentum): when
+            on, the optimizer keeps an exponential moving average of the
             weights (`use_ema=True`), which `fit` puts in at its end.
 
     Returns:
@@ -167,7 +168,7 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
         + [StopOnNonFiniteLoss()]
         + [SyncBatchNormStatistics()] * bool(sync_batchnorm)
         + checkpoint
-        + [_SwapBuiltEMAWeights(swap_on_epoch=True) for _ in range(bool(ema))]
+        + [_SwapBuiltEMAWeights(swap_on_epoch=True) for _ in range(bool(ema_kwargs(ema)))]
         + list(callbacks or [])
         + [keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                          patience=2**31 - 1, restore_best_weights=True)
@@ -417,7 +418,7 @@ def fit_stages(
             class_weight=class_weight, strategy=strategy, jit_compile=jit_compile,
             verbose=verbose,
             callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[_TrainableParams()],
-                                     sync_batchnorm=sync_batchnorm, ema=bool(ema_kwargs(ema)),
+                                     sync_batchnorm=sync_batchnorm, ema=ema,
                                      restore_best=restore_best_weights and validation is not None),
         ), None
     unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
@@ -441,7 +442,7 @@ def fit_stages(
         # The checkpoint is claimed (lock, fingerprint) before the
         # unfreezing state is read from its folder.
         callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[unfreezing],
-                                 sync_batchnorm=sync_batchnorm, ema=bool(ema_kwargs(ema)),
+                                 sync_batchnorm=sync_batchnorm, ema=ema,
                                  restore_best=restore_best_weights and validation is not None),
         shuffle=False, verbose=verbose,
     )

@@ -51,7 +51,7 @@ def check_strategy(strategy, recipe):
             f"tf.distribute.MultiWorkerMirroredStrategy ({MULTI_WORKER_ISSUE}), so keras-tl "
             "refuses it before any work. For several machines use the JAX backend: in "
             "every process, KERAS_BACKEND=jax, keras.distribution.initialize("
-            "coordinator_address, num_processes, process_id) and keras.distribution."
+            "job_addresses, num_processes, process_id) and keras.distribution."
             "set_distribution(keras.distribution.DataParallel()); see the Backends guide. "
             "Several GPUs of one machine train under tf.distribute.MirroredStrategy."
         )
@@ -166,7 +166,13 @@ def model_outputs(model, x, batch_size=32, verbose=0):
     # Local arrays in a local program: no layout from the distribution.
     keras.distribution.set_distribution(None)
     try:
-        forward = jax.jit(lambda t, n, inputs: model.stateless_call(t, n, inputs)[0])
+        # Compiled once per model and kept on it (the variables are
+        # arguments, so later calls reuse it); set past Keras' attribute
+        # tracking, which has no business with a function.
+        forward = getattr(model, "_keras_tl_local_forward", None)
+        if forward is None:
+            forward = jax.jit(lambda t, n, inputs: model.stateless_call(t, n, inputs)[0])
+            object.__setattr__(model, "_keras_tl_local_forward", forward)
         chunks = []
         for start in range(0, rows, batch_size):
             inputs = keras.tree.map_structure(

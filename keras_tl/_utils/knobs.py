@@ -314,9 +314,10 @@ def ema_kwargs(ema):
     return {"use_ema": True, "ema_momentum": float(ema)}
 
 
-def make_optimizer(optimizer, learning_rate, **kwargs):
+def make_optimizer(optimizer, learning_rate, ema=False, **kwargs):
     """A fresh optimizer from a name or a template instance, at
-    `learning_rate` (a number or a schedule).
+    `learning_rate` (a number or a schedule), averaging the weights as the
+    `ema` knob says (see `ema_kwargs`).
 
     Example:
 
@@ -325,6 +326,7 @@ def make_optimizer(optimizer, learning_rate, **kwargs):
     """
     import keras
 
+    kwargs = {**kwargs, **ema_kwargs(ema)}
     if isinstance(optimizer, str):
         return keras.optimizers.get(
             {"class_name": optimizer, "config": {"learning_rate": learning_rate, **kwargs}})

@@ -11,7 +11,6 @@ from keras_tl._utils.precision import precision_scope
 from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
-from keras_tl._utils.knobs import ema_kwargs
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.knobs import renamed_argument
 from keras_tl.augment import augment_training
@@ -238,8 +237,7 @@ def distill(
             teacher_outputs=teacher_outputs,
         )
         distiller.compile(
-            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate, **ema_kwargs(ema)),
-                                  policy),
+            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate, ema=ema), policy),
             student_loss_fn=SparseLabelSmoothingCrossentropy(label_smoothing, from_logits=True)
             if label_smoothing else None,
             metrics=["accuracy"],
@@ -261,7 +259,7 @@ def distill(
         validation = distiller.cache_teacher_logits(
             data.validation, batch_size, shuffle=False
         )
-    callbacks = callback_stack(callbacks, ema=bool(ema_kwargs(ema)), checkpoint=backup_and_restore(
+    callbacks = callback_stack(callbacks, ema=ema, checkpoint=backup_and_restore(
         checkpoint_dir, recipe_fingerprint(
             "distill", train_data, class_names=data.class_names, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, temperature=temperature,

@@ -15,7 +15,6 @@ from keras_tl._utils.distribute import distribution_scope
 from keras_tl._utils.distribute import model_scope
 from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
-from keras_tl._utils.knobs import ema_kwargs
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl.augment import augment_training
 from keras_tl._utils.validation import count_steps
@@ -213,13 +212,12 @@ def adapt_domain(
         trainer.compile(
             # The trainer is a subclassed model with a float32 policy (it would
             # cast its inputs otherwise): loss scaling for float16 is explicit.
-            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate, **ema_kwargs(ema)),
-                                  policy),
+            optimizer=loss_scaled(make_optimizer(optimizer or "adam", rate, ema=ema), policy),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=jit_compile,
         )
-    callbacks = callback_stack(callbacks, ema=bool(ema_kwargs(ema)), checkpoint=backup_and_restore(
+    callbacks = callback_stack(callbacks, ema=ema, checkpoint=backup_and_restore(
         checkpoint_dir, recipe_fingerprint(
             "adapt_domain", source_data, target=data_fingerprint(target_unlabeled),
             method=method, batch_size=batch_size, learning_rate=learning_rate, seed=seed,

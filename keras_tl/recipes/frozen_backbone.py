@@ -12,7 +12,6 @@ from keras_tl._utils.precision import resolve_policy
 from keras_tl._utils.precision import uses_policy
 from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
-from keras_tl._utils.knobs import ema_kwargs
 from keras_tl._utils.knobs import make_optimizer
 from keras_tl._utils.validation import count_steps
 from keras_tl.augment import augment_training
@@ -255,7 +254,7 @@ def feature_extraction(
         rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, 0.0)
         with distribution_scope(strategy):
             model.compile(
-                optimizer=make_optimizer(optimizer or "adam", rate, **ema_kwargs(ema)),
+                optimizer=make_optimizer(optimizer or "adam", rate, ema=ema),
                 loss=loss,
                 metrics=["accuracy"],
                 jit_compile=jit_compile,
@@ -265,7 +264,7 @@ def feature_extraction(
             # Mixed (soft) labels carry no class index to weigh.
             class_weight=None if mixes_labels(augmentation) else
             class_weight_dict(class_weight, train_labels, num_classes),
-            callbacks=callback_stack(callbacks, ema=bool(ema_kwargs(ema)), restore_best=bool(
+            callbacks=callback_stack(callbacks, ema=ema, restore_best=bool(
                 restore_best_weights and validation_ds is not None), checkpoint=backup_and_restore(
                 checkpoint_dir, recipe_fingerprint(
                     "feature_extraction", train_data, class_names=data.class_names,
