@@ -245,7 +245,7 @@ def mixes_labels(augmentation):
     return bool(getattr(get(augmentation), "mixes_labels", False))
 
 
-def augment_dataset(dataset, augmentation, num_classes=None):
+def augment_dataset(dataset, augmentation, num_classes=None, multi_label=False):
     """Applies an augmentation to a batched `(images, labels)` dataset.
 
     Runs in the `tf.data` pipeline (on the CPU, overlapping the training
@@ -256,6 +256,7 @@ def augment_dataset(dataset, augmentation, num_classes=None):
         dataset: batched `tf.data.Dataset` of `(images, int labels)`.
         augmentation: anything `get` accepts.
         num_classes: number of classes; required when labels are mixed.
+        multi_label: the labels are already 0/1 vectors, mixed as they are.
 
     Returns:
         The augmented dataset.
@@ -271,7 +272,7 @@ def augment_dataset(dataset, augmentation, num_classes=None):
     if augmentation is None:
         return dataset
     mixing = mixes_labels(augmentation)
-    if mixing and num_classes is None:
+    if mixing and num_classes is None and not multi_label:
         raise ValueError(
             f"{augmentation.name} mixes labels (MixUp/CutMix): pass num_classes so "
             "the labels can become one-hot soft labels."
@@ -280,8 +281,9 @@ def augment_dataset(dataset, augmentation, num_classes=None):
     def apply(images, labels):
         images = _augment_in_pipeline(augmentation, images)
         if mixing:
-            labels = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes)
-            images, labels = augmentation.mix(images, labels)
+            if not multi_label:
+                labels = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes)
+            images, labels = augmentation.mix(images, tf.cast(labels, tf.float32))
         return images, labels
 
     return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
@@ -315,7 +317,8 @@ def one_hot_labels(dataset, num_classes):
 
 
 def augment_training(train, validation, augmentation, num_classes=None, *, recipe,
-                     label_mixing=True, label_smoothing=0.0):
+                     label_mixing=True, label_smoothing=0.0, multi_label=False,
+                     label_weights=None):
     """The one augmentation wiring of every recipe: the training batches
     augmented, the validation batches matched to the training labels, and
     the loss those labels need.
@@ -338,6 +341,11 @@ def augment_training(train, validation, augmentation, num_classes=None, *, recip
             distribution by this much (`0`: none): labels become one-hot
             (validation too) and the loss is
             `keras.losses.CategoricalCrossentropy(label_smoothing=...)`.
+        multi_label: the labels are 0/1 vectors (several classes per
+            example): the loss is `keras_tl.losses.MultiLabelCrossentropy`
+            (smoothed, weighted) and MixUp/CutMix mix the vectors as they are.
+        label_weights: for `multi_label`, `(positive, negative)` per-class
+            weights (`keras_tl.multi_label.multi_label_weights`), or `None`.
 
     Returns:
         `(train, validation, loss)`.
@@ -351,6 +359,18 @@ def augment_training(train, validation, augmentation, num_classes=None, *, recip
     ```
     """
     augmentation = get(augmentation)
+    if multi_label:
+        from keras_tl.losses import MultiLabelCrossentropy
+
+        positive, negative = label_weights if label_weights is not None else (None, None)
+        loss = MultiLabelCrossentropy(label_smoothing, positive, negative)
+        if augmentation is not None and mixes_labels(augmentation) and not label_mixing:
+            raise ValueError(
+                f"{recipe}: augmentation {augmentation.name!r} mixes labels (MixUp/CutMix), "
+                "but this recipe's targets are more than the labels. Use 'light' or 'medium'."
+            )
+        return augment_dataset(train, augmentation, num_classes, multi_label=True), \
+            validation, loss
     loss = "sparse_categorical_crossentropy"
     if augmentation is None:
         if label_smoothing:

@@ -44,9 +44,11 @@ def _train(args):
         )
     if args.lora_rank is not None and args.method != "fine-tune":
         raise ValueError("--lora-rank fine-tunes the backbone's adapters: add --method fine-tune.")
-    if args.validation_data is not None and not os.path.isdir(args.validation_data):
+    if args.validation_data is not None and not os.path.isdir(args.validation_data) \
+            and not _is_csv(args.validation_data):
         raise FileNotFoundError(
-            f"--validation-data {args.validation_data!r} is not a folder of class subfolders.")
+            f"--validation-data {args.validation_data!r} is not a folder of class subfolders "
+            "or a CSV of image files and labels.")
     _check_writable(args.output)
     weights = None if args.weights.lower() == "none" else args.weights
     input_shape = None
@@ -70,10 +72,21 @@ def _train(args):
     )
     if args.epochs is not None:
         common["epochs"] = args.epochs
+    data = args.data
+    if _is_csv(args.data):
+        # A CSV of image files and labels (the form multi-label data comes
+        # in): read here, where its columns and delimiter are known.
+        from keras_tl.data import as_dataset
+
+        data = as_dataset(
+            args.data, batch_size=args.batch_size, shuffle=False,
+            validation_data=common.pop("validation_data"),
+            validation_split=common.pop("validation_split"),
+            image_size=input_shape[:2] if input_shape else None, **_csv_columns(args))
     if args.method == "feature-extraction":
-        model = recipes.feature_extraction(args.backbone, args.data, **common)
+        model = recipes.feature_extraction(args.backbone, data, **common)
     else:
-        model = recipes.fine_tune(args.backbone, args.data, lora_rank=args.lora_rank,
+        model = recipes.fine_tune(args.backbone, data, lora_rank=args.lora_rank,
                                   **common)
     raise_if_interrupted()
     save_atomic(args.output, model.save)
@@ -89,6 +102,15 @@ def _train(args):
                     if v is not None))
     print(f"Saved {args.output}, {curves} and {report_path}.")
     return 0
+
+
+def _is_csv(path):
+    return str(path).lower().endswith((".csv", ".tsv")) and os.path.isfile(path)
+
+
+def _csv_columns(args):
+    return dict(image_column=args.image_column, label_column=args.label_column,
+                label_delimiter=args.label_delimiter)
 
 
 def _training_report(args, model):
@@ -168,7 +190,13 @@ def _evaluate(args):
     from keras_tl._utils.io import save_atomic
 
     model = _load_model(args.model)
-    report = keras_tl.evaluate(model, args.data, batch_size=args.batch_size,
+    data = args.data
+    if _is_csv(args.data):
+        data = keras_tl.as_dataset(
+            args.data, image_size=model.input_shape[1:3], shuffle=False,
+            class_names=keras_tl.get_class_names(model), batch_size=args.batch_size,
+            **_csv_columns(args)).train
+    report = keras_tl.evaluate(model, data, batch_size=args.batch_size,
                                top_k_wrong=args.top_k_wrong, tta=args.tta)
     print(report)
     stem = args.model[: -len(".keras")] if args.model.endswith(".keras") else args.model
@@ -183,25 +211,38 @@ def _evaluate(args):
 def _predict(args):
     import keras_tl
 
-    images = _image_files(args.images)
+    images = _image_files(args.images, args.image_column)
     model = _load_model(args.model)
     labels, scores = keras_tl.predict(model, images, batch_size=args.batch_size,
                                       top_k=args.top_k, tta=args.tta)
+    names = keras_tl.get_class_names(model)
+    multi_label = keras_tl.get_thresholds(model) is not None
     for path, label, score in zip(images, labels, scores):
-        if args.top_k == 1:
+        if multi_label:
+            # The label set, then each of its classes' score.
+            chosen = [f"{n} {score[names.index(n)]:.4f}" for n in label]
+            print(path + "\t" + (";".join(label) or "-") + "\t" + "\t".join(chosen))
+        elif args.top_k == 1:
             print(f"{path}\t{label}\t{score:.4f}")
         else:
             print(path + "\t" + "\t".join(f"{n} {s:.4f}" for n, s in zip(label, score)))
     return 0
 
 
-def _image_files(paths):
-    """The image files named, a folder standing for the images under it."""
+def _image_files(paths, image_column="image"):
+    """The image files named, a folder standing for the images under it and
+    a CSV for the files of its `image_column`."""
     from keras_tl.data import IMAGE_EXTENSIONS
 
     files = []
     for path in paths:
-        if os.path.isdir(path):
+        if _is_csv(path):
+            from keras_tl.text.data import read_text_csv
+
+            folder = os.path.dirname(os.path.abspath(path))
+            names = read_text_csv(path, image_column, image_column)[0]
+            files.extend(n if os.path.isabs(n) else os.path.join(folder, n) for n in names)
+        elif os.path.isdir(path):
             found = sorted(
                 os.path.join(root, name)
                 for root, folders, names in os.walk(path)
@@ -325,6 +366,14 @@ def build_parser():
         # The flag's other spelling, kept so existing scripts run.
         command.add_argument("--out", dest="output", help=argparse.SUPPRESS)
 
+    def add_csv_columns(command):
+        command.add_argument("--image-column", default="image",
+                             help="a CSV's column of image files (relative to the CSV)")
+        command.add_argument("--label-column", default="label", help="a CSV's column of labels")
+        command.add_argument("--label-delimiter", default=None,
+                             help="separator of several class names in one label cell: a "
+                                  "multi-label task (sigmoid scores, a threshold per class)")
+
     demo = sub.add_parser("demo", help="offline transfer-learning demo on bundled data",
                           formatter_class=formatter)
     demo.add_argument("--labels", default="1,2,5,10", help="labels per class, comma-separated")
@@ -340,7 +389,9 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a classifier on an image folder",
                            formatter_class=formatter)
-    train.add_argument("data", help="folder with one subfolder of images per class")
+    train.add_argument("data", help="folder with one subfolder of images per class, or a "
+                                    "CSV of image files and labels (see --label-delimiter "
+                                    "for several labels per image)")
     train.add_argument("--backbone", default="mobilenet_v2",
                        help="zoo name (keras-tl backbones), KerasHub image preset, hf:// "
                             "handle or preset folder, SavedModel folder or TF Hub / Kaggle "
@@ -381,13 +432,15 @@ def build_parser():
                        help="checkpoint every epoch here; rerun the same command to "
                             "resume after an interruption")
     add_output(train, "model.keras", "output .keras path")
+    add_csv_columns(train)
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser(
         "evaluate", help="accuracy, per-class precision/recall and worst mistakes of a model",
         formatter_class=formatter)
     evaluate.add_argument("model", help="a .keras model file")
-    evaluate.add_argument("data", help="folder with one subfolder of images per class")
+    evaluate.add_argument("data", help="folder with one subfolder of images per class, or a "
+                                       "CSV of image files and labels")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--top-k-wrong", type=int, default=8,
                           help="how many of the most confidently wrong images to list")
@@ -397,12 +450,14 @@ def build_parser():
                                "horizontal mirror's (flip, the default), and its four corner crops' "
                                "(flip_crop); not for digits or text")
     add_output(evaluate, None, "report path (default: <model>.evaluation.json)")
+    add_csv_columns(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
     predict = sub.add_parser("predict", help="label image files (or folders of them)",
                              formatter_class=formatter)
     predict.add_argument("model", help="a .keras model file")
-    predict.add_argument("images", nargs="+", help="image files or folders")
+    predict.add_argument("images", nargs="+", help="image files, folders, or CSVs with an "
+                                                   "--image-column")
     predict.add_argument("--top-k", type=int, default=1, help="classes to show per image")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--tta", nargs="?", const="flip", default=False,
@@ -410,6 +465,8 @@ def build_parser():
                          help="test-time augmentation: average each image's scores with its "
                               "horizontal mirror's (flip, the default), and its four corner crops' "
                               "(flip_crop); not for digits or text")
+    predict.add_argument("--image-column", default="image",
+                         help="a CSV's column of image files")
     predict.set_defaults(func=_predict)
 
     samples = sub.add_parser(

@@ -18,8 +18,9 @@ from keras_tl._utils.validation import check_finite
 from keras_tl._utils.validation import check_pixel_range
 from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import check_same_length
-from keras_tl._utils.validation import labels_to_indices
 from keras_tl._utils.validation import pair_spec
+from keras_tl.multi_label import encode_labels
+from keras_tl.multi_label import is_multi_label
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -27,8 +28,10 @@ __all__ = [
     "as_arrays",
     "as_dataset",
     "decodes_with_pil",
+    "is_image_csv",
     "is_text_data",
     "load_image",
+    "read_image_csv",
     "scan_image_folder",
     "to_arrays",
 ]
@@ -53,6 +56,8 @@ class ImageData:
         train_arrays: `(x, y)` of the training split when the data came as
             arrays (in training order, unshuffled), else `None`: lets the
             feature cache run `predict` on arrays directly.
+        multi_label: the labels are 0/1 vectors, one column per class
+            (several classes per example; see `keras_tl.multi_label`).
 
     Example:
 
@@ -67,6 +72,7 @@ class ImageData:
     class_names: list = None
     image_shape: tuple = None
     train_arrays: tuple = None
+    multi_label: bool = False
 
     @property
     def num_classes(self):
@@ -80,7 +86,7 @@ def _check_arrays(x, y, num_classes, class_names=None):
             f"image; got {type(y).__name__}."
         )
     x = np.asarray(x)
-    y = np.asarray(y)
+    y = y if is_multi_label(y) else np.asarray(y)
     check_same_length(len(x), len(y), "image", "x and y have different lengths: ")
     if len(x) == 0:
         raise ValueError("The data is empty: x has no images.")
@@ -101,7 +107,14 @@ def _check_arrays(x, y, num_classes, class_names=None):
         )
     check_finite(x, "x", "image")
     check_pixel_range(x, "images x")
-    y, class_names = labels_to_indices(y, class_names, "labels y")
+    y, class_names, multi_label = encode_labels(y, class_names, "labels y")
+    if multi_label:
+        if num_classes is not None and num_classes != y.shape[1]:
+            raise ValueError(
+                f"num_classes={num_classes}, and the multi-label labels y have "
+                f"{y.shape[1]} classes (columns)."
+            )
+        return x, y, y.shape[1], class_names
     if num_classes is None and class_names is not None:
         num_classes = len(class_names)
     if num_classes is None:
@@ -237,6 +250,77 @@ def scan_image_folder(directory, with_decoders=False):
     return result + (np.asarray(via_pil, bool),) if with_decoders else result
 
 
+def read_image_csv(path, image_column="image", label_column="label", label_delimiter=None):
+    """Reads image files and their labels from a CSV file with a header row.
+
+    The form Kaggle and Model Maker data sets come in, and the one a
+    multi-label data set needs (a folder per class cannot give an image
+    several classes): one row per image, its file (relative to the CSV's
+    folder, or absolute) and its label, or, with `label_delimiter`, its
+    class names separated by it (`"rust;spot"`; an empty cell: no class).
+
+    Args:
+        path: the CSV file (UTF-8).
+        image_column: the column of the image files.
+        label_column: the column of the labels.
+        label_delimiter: the separator of several class names in one cell.
+
+    Returns:
+        `(paths, labels)`: the image files (absolute paths) and the labels
+        as read (lists of names with `label_delimiter`).
+
+    Raises:
+        FileNotFoundError: the CSV, or an image file it names, is missing
+            (all missing files are named).
+        ValueError: a named column is missing.
+
+    Example:
+
+    ```python
+    paths, labels = read_image_csv("planet/train.csv", "image_name", "tags", " ")
+    ```
+    """
+    from keras_tl.text.data import read_text_csv
+
+    files, labels = read_text_csv(path, image_column, label_column)
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    paths = [f if os.path.isabs(f) else os.path.join(folder, f) for f in files]
+    missing = [f for f, p in zip(files, paths) if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(
+            f"CSV file {os.fspath(path)!r} names {len(missing)} image file(s) that do not "
+            f"exist (relative to {folder!r}): {missing[:5]}. Fix the paths or the "
+            f"{image_column!r} column."
+        )
+    if label_delimiter:
+        labels = [[part.strip() for part in label.split(label_delimiter) if part.strip()]
+                  for label in labels]
+    return paths, labels
+
+
+def is_image_csv(path, image_column="image"):
+    """Whether `path` is a CSV file whose header has `image_column`.
+
+    Args:
+        path: a path.
+        image_column: the column that names image files.
+
+    Example:
+
+    ```python
+    is_image_csv("planet/train.csv", "image_name")  # -> True
+    ```
+    """
+    import csv
+
+    path = os.fspath(path)
+    if not path.lower().endswith((".csv", ".tsv")) or not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as file:
+        header = next(csv.reader(file), [])
+    return image_column in header
+
+
 def decodes_with_pil(path):
     """Whether `load_image` reads the image file at `path` with PIL (palette,
     1-bit and grayscale BMPs), as `scan_image_folder` marks it.
@@ -335,8 +419,10 @@ def as_dataset(
     cache=True,
     text_column="text",
     label_column="label",
+    image_column="image",
+    label_delimiter=None,
 ):
-    """Turns a folder, `(x, y)` arrays or a `tf.data.Dataset` into `ImageData`.
+    """Turns a folder, a CSV, `(x, y)` arrays or a `tf.data.Dataset` into `ImageData`.
 
     Text is one more kind of data: `(texts, labels)` with strings, a CSV
     file, a `tf.data.Dataset` of strings or a `TextData` go to
@@ -347,10 +433,16 @@ def as_dataset(
     at most 2 GiB (and `cache` is on), and every dataset prefetches its next
     batches while the model trains.
 
+    Labels are class indices or names, one per example, or, for a
+    multi-label task (several classes per example), a 0/1 matrix
+    `(n, classes)`, lists of names per example, or a CSV cell of names
+    joined by `label_delimiter` (see `keras_tl.multi_label`).
+
     Args:
-        data: a folder path (one subfolder per class), a tuple `(x, y)` of
-            numpy arrays, or a `tf.data.Dataset` of `(image, label)` (batched
-            or not).
+        data: a folder path (one subfolder per class), a CSV file with an
+            `image_column` of image files and a `label_column` (see
+            `read_image_csv`), a tuple `(x, y)` of numpy arrays, or a
+            `tf.data.Dataset` of `(image, label)` (batched or not).
         batch_size: batch size of the returned datasets.
         validation_split: fraction held out for validation, drawn with
             `seed` (the same images every run). From a `tf.data.Dataset`,
@@ -371,7 +463,10 @@ def as_dataset(
             epoch (when they fit in 2 GiB). Turn it off for data read once,
             such as the one forward pass of cached feature extraction.
         text_column: for a CSV of texts, the column of the texts.
-        label_column: for a CSV of texts, the column of the labels.
+        label_column: for a CSV, the column of the labels.
+        image_column: for a CSV of images, the column of the image files.
+        label_delimiter: for a CSV, the separator of several class names in
+            one label cell (a multi-label task); `None`: one class per cell.
 
     Returns:
         An `ImageData` (a `keras_tl.text.TextData` for text).
@@ -388,13 +483,15 @@ def as_dataset(
     data.class_names  # -> ['healthy', 'rust']
     ```
     """
-    if is_text_data(data):
+    image_csv = isinstance(data, (str, os.PathLike)) and is_image_csv(data, image_column)
+    if not image_csv and is_text_data(data):
         from keras_tl.text import as_text_dataset
 
         return as_text_dataset(
             data, text_column=text_column, label_column=label_column, batch_size=batch_size,
             validation_split=validation_split, validation_data=validation_data,
             num_classes=num_classes, class_names=class_names, shuffle=shuffle, seed=seed,
+            label_delimiter=label_delimiter,
         )
     if validation_split is not None and validation_data is not None:
         raise ValueError("Pass either validation_split or validation_data, not both.")
@@ -409,16 +506,26 @@ def as_dataset(
     if isinstance(data, ImageData):
         return data
     if isinstance(data, (str, os.PathLike)):
-        paths, y, names, via_pil = scan_image_folder(data, with_decoders=True)
+        if image_csv:
+            paths, labels = read_image_csv(data, image_column, label_column, label_delimiter)
+            y, class_names, multi_label = encode_labels(
+                labels, class_names, f"CSV file {os.fspath(data)!r}")
+            if class_names is None:
+                class_names = [str(i) for i in range(y.shape[1] if multi_label
+                                                        else int(y.max()) + 1)]
+            y = y if multi_label else y.astype(np.int32)
+            via_pil = np.asarray([decodes_with_pil(p) for p in paths], bool)
+        else:
+            paths, y, names, via_pil = scan_image_folder(data, with_decoders=True)
+            if class_names is not None and list(class_names) != names:
+                raise ValueError(
+                    f"class_names {list(class_names)} do not match the class folders of "
+                    f"{os.fspath(data)!r}, {names} (sorted). Leave class_names out to use "
+                    "the folder names, or rename the folders."
+                )
+            class_names = names
         if image_size is None:
             image_size = _common_size(paths)
-        if class_names is not None and list(class_names) != names:
-            raise ValueError(
-                f"class_names {list(class_names)} do not match the class folders of "
-                f"{os.fspath(data)!r}, {names} (sorted). Leave class_names out to use "
-                "the folder names, or rename the folders."
-            )
-        class_names = names
         num_classes = len(class_names)
         x_source = np.asarray(paths)
 
@@ -481,16 +588,19 @@ def as_dataset(
         indices = indices[~mask]
     elif validation_data is not None:
         val_ds = _validation_dataset(
-            validation_data, batch_size, image_shape, num_classes, class_names, channels)
+            validation_data, batch_size, image_shape, num_classes, class_names, channels,
+            image_column, label_column, label_delimiter)
     train_ds = _batch(make(indices), batch_size, shuffle, seed, len(indices))
     train_arrays = (x[indices], y[indices]) if x_arrays else None
+    multi_label = np.ndim(y) == 2
     if class_names is None:
         class_names = [str(i) for i in range(num_classes)]
     elif len(class_names) != num_classes:
         raise ValueError(
             f"{len(class_names)} class_names given for {num_classes} classes."
         )
-    return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape), train_arrays)
+    return ImageData(train_ds, val_ds, list(class_names), tuple(image_shape), train_arrays,
+                     multi_label)
 
 
 def _check_image_size(image_size):
@@ -543,11 +653,18 @@ def is_text_data(data):
     return False
 
 
-def _validation_dataset(data, batch_size, image_shape, num_classes, class_names, channels):
+def _validation_dataset(data, batch_size, image_shape, num_classes, class_names, channels,
+                        image_column="image", label_column="label", label_delimiter=None):
     """Validation data labelled with the training classes' indices: a
     validation folder's subfolders, and string labels, are matched to the
     training classes by name (a missing class is fine; an unknown one is an
     error that names it)."""
+    if isinstance(data, (str, os.PathLike)) and is_image_csv(data, image_column):
+        return as_dataset(
+            data, batch_size=batch_size, image_size=image_shape[:2], class_names=class_names,
+            shuffle=False, channels=channels, image_column=image_column,
+            label_column=label_column, label_delimiter=label_delimiter,
+        ).train
     if isinstance(data, (str, os.PathLike)) and class_names is not None:
         paths, labels, names, via_pil = scan_image_folder(data, with_decoders=True)
         unknown = [name for name in names if name not in class_names]
@@ -610,7 +727,18 @@ def _from_tf_dataset(
         )
         spec = data.element_spec
     num_examples = None
-    if num_classes is None:
+    label_shape = spec[1].shape
+    multi_label = len(label_shape) == 1 and label_shape[0] not in (None, 1)
+    if multi_label:
+        # 0/1 vectors, one column per class: checked where they are read.
+        if num_classes is not None and num_classes != label_shape[0]:
+            raise ValueError(
+                f"num_classes={num_classes}, and the dataset's multi-label labels have "
+                f"{label_shape[0]} columns."
+            )
+        num_classes = int(label_shape[0])
+        data = data.map(lambda x, y: (x, tf.cast(y, tf.float32)))
+    elif num_classes is None:
         if class_names is not None:
             num_classes = len(class_names)
         else:
@@ -660,7 +788,8 @@ def _from_tf_dataset(
         ).train
     train_ds = _batch(data, batch_size, shuffle, seed)
     class_names = class_names or [str(i) for i in range(num_classes)]
-    return ImageData(train_ds, val_ds, list(class_names), tuple(spec[0].shape))
+    return ImageData(train_ds, val_ds, list(class_names), tuple(spec[0].shape),
+                     multi_label=multi_label)
 
 
 def _check_split_sizes(data, validation_split, num_examples, in_validation):

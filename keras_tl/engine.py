@@ -44,8 +44,10 @@ from keras_tl.schedules import WarmupDecay
 __all__ = [
     "SCHEDULES",
     "UNFREEZE_RULES",
+    "best_epoch_monitor",
     "callback_stack",
     "check_unfreeze",
+    "classification_metrics",
     "epoch_history",
     "fit_stages",
     "make_schedule",
@@ -145,7 +147,9 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
         sync_batchnorm: add `SyncBatchNormStatistics`.
         restore_best: end with Keras' `EarlyStopping` that never stops but
             restores the weights of the epoch with the best `val_accuracy`
-            when training ends (the "keep the best epoch" habit).
+            when training ends (the "keep the best epoch" habit); a string
+            names the logged value to watch instead (`"val_loss"` and other
+            `*loss` values are minimized, the rest maximized).
         ema: the recipe's `ema` knob (`False`, `True` or a momentum): when
             on, the optimizer keeps an exponential moving average of the
             weights (`use_ema=True`), which `fit` puts in at its end.
@@ -170,10 +174,63 @@ def callback_stack(callbacks=None, *, checkpoint=(), first=(), sync_batchnorm=Tr
         + checkpoint
         + [_SwapBuiltEMAWeights(swap_on_epoch=True) for _ in range(bool(ema_kwargs(ema)))]
         + list(callbacks or [])
-        + [keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+        + [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                          patience=2**31 - 1, restore_best_weights=True)
-           for _ in range(bool(restore_best))]
+           for monitor, mode in _best_epoch_watch(restore_best)]
     )
+
+
+def _best_epoch_watch(restore_best):
+    if not restore_best:
+        return []
+    monitor = restore_best if isinstance(restore_best, str) else "val_accuracy"
+    return [(monitor, "min" if monitor.endswith("loss") else "max")]
+
+
+def classification_metrics(multi_label=False):
+    """The metrics a recipe's `fit` reports, and the best epoch is chosen on.
+
+    `"accuracy"` for one class per example; for a multi-label task the mean
+    average precision over the classes (Keras' `AUC(curve="PR",
+    multi_label=True)`, logged as `average_precision`): accuracy of 0/1
+    vectors rewards predicting no class at all.
+
+    Args:
+        multi_label: the task is multi-label.
+
+    Returns:
+        A list for `model.compile(metrics=...)`.
+
+    Example:
+
+    ```python
+    model.compile("adam", loss, metrics=classification_metrics(data.multi_label))
+    ```
+    """
+    if multi_label:
+        return [keras.metrics.AUC(curve="PR", multi_label=True, name="average_precision")]
+    return ["accuracy"]
+
+
+def best_epoch_monitor(restore_best_weights, multi_label=False):
+    """What `restore_best_weights` watches: `False`, or a logged value's name.
+
+    Args:
+        restore_best_weights: the recipes' knob: `True` (validation
+            accuracy; mean average precision for a multi-label task),
+            `False`, or the name of a logged value (`"val_loss"`).
+        multi_label: the task is multi-label.
+
+    Example:
+
+    >>> best_epoch_monitor(True), best_epoch_monitor("val_loss")
+    ('val_accuracy', 'val_loss')
+    """
+    if isinstance(restore_best_weights, str):
+        return restore_best_weights
+    if not restore_best_weights:
+        return False
+    return "val_average_precision" if multi_label else "val_accuracy"
 
 
 def epoch_history(model, epochs=(), params=None):
@@ -255,13 +312,20 @@ def training_labels(data):
     """
     import numpy as np
 
+    multi_label = getattr(data, "multi_label", False)
+
+    def flat(labels):
+        # Multi-label labels stay rows of 0/1, one per example.
+        labels = np.asarray(labels)
+        return labels.reshape(-1, labels.shape[-1]) if multi_label else labels.reshape(-1)
+
     arrays = getattr(data, "train_arrays", None)
     if arrays is not None:
-        return np.asarray(arrays[1]).reshape(-1)
+        return flat(arrays[1])
+    if getattr(data, "labels", None) is not None:
+        return flat(data.labels)
     dataset = getattr(data, "train", data)
-    return np.concatenate(
-        [np.asarray(labels).reshape(-1) for _, labels in dataset.as_numpy_iterator()]
-    )
+    return np.concatenate([flat(labels) for _, labels in dataset.as_numpy_iterator()])
 
 
 def with_class_weights(dataset, weights, labels_of=None):
@@ -318,7 +382,7 @@ def fit_stages(
     class_weight=None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     sync_batchnorm: bool = True,
-    restore_best_weights: bool = False,
+    restore_best_weights: bool | str = False,
     checkpoint_dir=None,
     checkpoint_fingerprint=None,
     strategy=None,
@@ -366,7 +430,9 @@ def fit_stages(
         sync_batchnorm: keep BatchNorm statistics in sync across replicas
             (`keras_tl.callbacks.SyncBatchNormStatistics`).
         restore_best_weights: with `validation`, end with the weights of the
-            epoch with the best validation accuracy.
+            epoch with the best validation accuracy, or of the best value
+            of the logged value it names (`"val_loss"`; see
+            `best_epoch_monitor`).
         checkpoint_dir: a folder for a `keras_tl.TrainingCheckpoint` after
             every epoch (weights, optimizer, epoch, history and the
             unfreezing state, in its `keras_tl_checkpoint` subfolder);
@@ -419,7 +485,7 @@ def fit_stages(
             verbose=verbose,
             callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[_TrainableParams()],
                                      sync_batchnorm=sync_batchnorm, ema=ema,
-                                     restore_best=restore_best_weights and validation is not None),
+                                     restore_best=restore_best_weights if validation is not None else False),
         ), None
     unfreeze = unfreeze_rule(len(stages), epochs, initially_trainable, unfreeze=unfreeze)
     unfreezing = ProgressiveUnfreezing(
@@ -443,7 +509,7 @@ def fit_stages(
         # unfreezing state is read from its folder.
         callbacks=callback_stack(callbacks, checkpoint=checkpoint, first=[unfreezing],
                                  sync_batchnorm=sync_batchnorm, ema=ema,
-                                 restore_best=restore_best_weights and validation is not None),
+                                 restore_best=restore_best_weights if validation is not None else False),
         shuffle=False, verbose=verbose,
     )
     return history, unfreezing

@@ -16,7 +16,8 @@ from keras_tl._utils.validation import check_finite
 from keras_tl._utils.validation import check_pixel_range
 from keras_tl._utils.validation import takes_raw_pixels
 
-__all__ = ["TTA_MODES", "EvaluationReport", "evaluate", "predict", "tta_views"]
+__all__ = ["TTA_MODES", "EvaluationReport", "MultiLabelReport", "evaluate", "predict",
+           "tta_views"]
 
 
 @dataclasses.dataclass
@@ -156,6 +157,95 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
+@dataclasses.dataclass
+class MultiLabelReport:
+    """What `evaluate` measured on a multi-label model.
+
+    Args:
+        mean_average_precision: mean over the classes (with a positive
+            example) of their average precision: threshold-free.
+        average_precision: `{class name: AP}`.
+        micro_f1: F1 over all (example, class) decisions at the model's
+            thresholds.
+        macro_f1: mean of the per-class F1.
+        f1: `{class name: F1}`.
+        micro_precision: precision over all decisions.
+        micro_recall: recall over all decisions.
+        subset_accuracy: fraction of examples whose whole label set is right.
+        thresholds: `{class name: threshold}` used for the decisions.
+        support: `{class name: number of positive examples}`.
+        class_names: names of the classes, in column order.
+        labels: the true 0/1 labels `(n, classes)`.
+        scores: the sigmoid scores `(n, classes)`.
+
+    Example:
+
+    ```python
+    report = keras_tl.evaluate(model, (x_test, y_test_multi_hot))
+    report.mean_average_precision  # -> 0.91
+    ```
+    """
+
+    mean_average_precision: float
+    average_precision: dict
+    micro_f1: float
+    macro_f1: float
+    f1: dict
+    micro_precision: float
+    micro_recall: float
+    subset_accuracy: float
+    thresholds: dict
+    support: dict
+    class_names: list
+    labels: np.ndarray = dataclasses.field(repr=False)
+    scores: np.ndarray = dataclasses.field(repr=False)
+
+    def to_dict(self):
+        """The report as plain, JSON-serializable Python values.
+
+        Returns:
+            A dict with `num_examples`, `mean_average_precision`,
+            `micro_f1`, `macro_f1`, `micro_precision`, `micro_recall`,
+            `subset_accuracy`, `class_names` and `per_class`
+            (`{name: {"average_precision", "f1", "threshold", "support"}}`).
+        """
+        return {
+            "num_examples": int(len(self.labels)),
+            "multi_label": True,
+            "mean_average_precision": float(self.mean_average_precision),
+            "micro_f1": float(self.micro_f1),
+            "macro_f1": float(self.macro_f1),
+            "micro_precision": float(self.micro_precision),
+            "micro_recall": float(self.micro_recall),
+            "subset_accuracy": float(self.subset_accuracy),
+            "class_names": list(self.class_names),
+            "per_class": {
+                name: {
+                    "average_precision": self.average_precision.get(name),
+                    "f1": float(self.f1[name]),
+                    "threshold": float(self.thresholds[name]),
+                    "support": int(self.support[name]),
+                }
+                for name in self.class_names
+            },
+        }
+
+    def __str__(self):
+        width = max([len("class")] + [len(n) for n in self.class_names])
+        lines = [
+            f"mean average precision {self.mean_average_precision:.4f}, micro F1 "
+            f"{self.micro_f1:.4f}, macro F1 {self.macro_f1:.4f}, exact label sets "
+            f"{self.subset_accuracy:.4f} on {len(self.labels)} examples",
+            f"{'class':<{width}}  AP      F1      threshold  support",
+        ]
+        for name in self.class_names:
+            ap = self.average_precision.get(name)
+            lines.append(f"{name:<{width}}  {'  -   ' if ap is None else f'{ap:.3f}'}   "
+                         f"{self.f1[name]:.3f}   {self.thresholds[name]:>9.3f}  "
+                         f"{self.support[name]:>7d}")
+        return "\n".join(lines)
+
+
 def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8, tta=False):
     """Measures a classifier on labelled data.
 
@@ -176,8 +266,13 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8, tta=Fa
             averages the four corner crops of 7/8 of each side, resized
             back (six views). The exported file stays one forward pass.
 
+    A multi-label model (per-class sigmoid scores and thresholds, see
+    `keras_tl.multi_label`) is measured on 0/1 label rows (or lists of
+    class names per example) and gets a `MultiLabelReport`: mean average
+    precision, per-class AP, micro and macro F1 at its thresholds.
+
     Returns:
-        An `EvaluationReport`.
+        An `EvaluationReport` (a `MultiLabelReport` for a multi-label model).
 
     Example:
 
@@ -188,11 +283,14 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8, tta=Fa
     ```
     """
     from keras_tl.heads import get_class_names
+    from keras_tl.heads import is_multi_label_model
 
     _check_positive(batch_size=batch_size)
     if top_k_wrong < 0:
         raise ValueError(f"top_k_wrong must be >= 0; got {top_k_wrong}.")
     model_names = get_class_names(model)
+    if is_multi_label_model(model):
+        return _multi_label_report(model, data, class_names or model_names, batch_size, tta)
     x, y, data_names = _labelled_arrays(model, data, batch_size, model_names)
     files = None
     if isinstance(data, (str, os.PathLike)):
@@ -214,6 +312,43 @@ def evaluate(model, data, class_names=None, batch_size=32, top_k_wrong=8, tta=Fa
             f"Labels must lie in [0, {num_classes}) for a model with {num_classes} "
             f"outputs; got labels from {y.min()} to {y.max()}.")
     return _report(y, scores, names, top_k_wrong, x, files)
+
+
+def _multi_label_report(model, data, names, batch_size, tta):
+    from keras_tl.data import as_arrays
+    from keras_tl.heads import get_thresholds
+    from keras_tl.multi_label import multi_hot
+    from keras_tl.multi_label import multi_label_scores
+
+    if isinstance(data, list) and len(data) == 2:
+        data = tuple(data)
+    if isinstance(data, tuple) and len(data) == 2 and not hasattr(data[1], "ndim"):
+        # Lists of class names per example.
+        data = (data[0], multi_hot(data[1], names, "labels")[0])
+    x, y = as_arrays(data, split="train", item="image")
+    if y is None:
+        raise ValueError("evaluate needs labelled data: (x, y) with 0/1 label rows.")
+    y = np.asarray(y, np.float32)
+    if takes_raw_pixels(model):
+        check_pixel_range(x, "images")
+    scores = _class_scores(model, x, batch_size, tta)
+    if y.ndim != 2 or y.shape[1] != scores.shape[1]:
+        raise ValueError(
+            f"A multi-label model with {scores.shape[1]} classes is evaluated on 0/1 label "
+            f"rows of {scores.shape[1]} columns (or lists of class names); got labels of "
+            f"shape {y.shape}."
+        )
+    names = list(names or [str(i) for i in range(scores.shape[1])])
+    figures = multi_label_scores(y, scores, get_thresholds(model), names)
+    return MultiLabelReport(
+        mean_average_precision=figures["mean_average_precision"],
+        average_precision=figures["average_precision"], micro_f1=figures["micro_f1"],
+        macro_f1=figures["macro_f1"], f1=figures["f1"],
+        micro_precision=figures["micro_precision"], micro_recall=figures["micro_recall"],
+        subset_accuracy=figures["subset_accuracy"], thresholds=figures["thresholds"],
+        support={n: int(c) for n, c in zip(names, y.sum(0))}, class_names=names,
+        labels=y, scores=scores,
+    )
 
 
 def _report(y, scores, names, top_k_wrong, x=None, files=None):
@@ -269,7 +404,9 @@ def predict(model, images_or_paths, batch_size=32, top_k=1, tta=False):
         `(labels, scores)`: with `top_k=1`, a list of class names (from the
         model, else `"0"`, `"1"`, ...) and a float array `(n,)`; with
         `top_k > 1`, a list of lists of names and an array `(n, top_k)`,
-        best first.
+        best first. For a multi-label model: each image's label set (the
+        classes whose score reaches the model's threshold; `top_k` is not
+        used) and the scores `(n, classes)`.
 
     Example:
 
@@ -279,11 +416,16 @@ def predict(model, images_or_paths, batch_size=32, top_k=1, tta=False):
     ```
     """
     from keras_tl.heads import get_class_names
+    from keras_tl.heads import get_thresholds
+    from keras_tl.multi_label import label_sets
 
     _check_positive(batch_size=batch_size, top_k=top_k)
     x = _images(model, images_or_paths)
     scores = _class_scores(model, x, batch_size, tta)
     names = get_class_names(model) or [str(i) for i in range(scores.shape[1])]
+    thresholds = get_thresholds(model)
+    if thresholds is not None:
+        return label_sets(scores, thresholds, names), scores
     if top_k > scores.shape[1]:
         raise ValueError(f"top_k={top_k} exceeds the model's {scores.shape[1]} classes.")
     order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]

@@ -17,8 +17,11 @@ def compile_for_evaluation(model, strategy=None, jit_compile="auto"):
     functional model has no model-level policy, so it would rebuild a plain
     Adam and skip the saved wrapper's variables with a warning.
 
+    A multi-label model gets binary cross-entropy and mean average
+    precision instead.
+
     Args:
-        model: a classifier ending in a softmax.
+        model: a classifier ending in a softmax (or per-class sigmoids).
         strategy: optional `tf.distribute` strategy the model was built under.
         jit_compile: `model.compile`'s `jit_compile`.
 
@@ -26,11 +29,16 @@ def compile_for_evaluation(model, strategy=None, jit_compile="auto"):
         `model`.
     """
     history = getattr(model, "history", None)
+    # A multi-label model (its class-names layer holds thresholds) evaluates
+    # 0/1 label vectors.
+    multi_label = any(getattr(layer, "thresholds", None) is not None
+                      for layer in model._flatten_layers())
     with distribution_scope(strategy):
         model.compile(
             optimizer="adam",
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            loss="binary_crossentropy" if multi_label else "sparse_categorical_crossentropy",
+            metrics=[keras.metrics.AUC(curve="PR", multi_label=True, name="average_precision")]
+            if multi_label else ["accuracy"],
             jit_compile=jit_compile,
             auto_scale_loss=False,
         )

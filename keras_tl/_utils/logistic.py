@@ -139,18 +139,27 @@ class BatchedLogisticSolver:
     steps are per coordinate, so solving them together equals solving them
     one by one.
 
+    With `multi_label`, each class is its own binary logistic regression
+    (one-vs-rest: sigmoid cross-entropy summed over the classes, which
+    decouples them), started from the direction of its positives' mean
+    away from the overall mean and the log-odds of its prevalence.
+
     Args:
         features: `(n, d)` embeddings (unnormalized; arrays or memory maps).
-        labels: int `(n,)`.
+        labels: int `(n,)`; with `multi_label`, 0/1 `(n, classes)`.
         num_classes: number of classes.
         steps: Adam steps.
         learning_rate: Adam learning rate (in the principal basis, where
             the coordinates are decorrelated: within 1% of scikit-learn's
             objective in 200 steps unless the classes are nearly separable
             and the penalty weak).
+        multi_label: one sigmoid per class instead of one softmax.
+        label_weights: with `multi_label`, `(positive, negative)` per-class
+            weights of the examples' terms (`class_weight`), or `None`.
     """
 
-    def __init__(self, features, labels, num_classes, steps=200, learning_rate=1.0):
+    def __init__(self, features, labels, num_classes, steps=200, learning_rate=1.0,
+                 multi_label=False, label_weights=None):
         import tensorflow as tf
 
         self.num_classes = num_classes
@@ -166,7 +175,24 @@ class BatchedLogisticSolver:
             self.x = shared_tensor(features)
             self.x_scales = tf.constant(scales)
             self.projection = tf.constant(self.space.basis)
-        self.onehot = tf.one_hot(np.asarray(labels, np.int64), num_classes)
+        self.multi_label = bool(multi_label)
+        if self.multi_label:
+            targets = np.asarray(labels, np.float32)
+            prevalence = np.clip(targets.mean(0), 1e-3, 1 - 1e-3)
+            self.onehot = tf.constant(targets)
+            self.start_targets = tf.constant(targets - targets.mean(0))
+            self.start_bias = tf.constant(np.log(prevalence / (1 - prevalence)), tf.float32)
+            if label_weights is None:
+                self.label_weights = tf.ones((1, num_classes))
+            else:
+                positive, negative = label_weights
+                self.label_weights = tf.constant(
+                    targets * positive + (1 - targets) * negative, tf.float32)
+        else:
+            self.onehot = tf.one_hot(np.asarray(labels, np.int64), num_classes)
+            self.start_targets = self.onehot
+            self.start_bias = tf.zeros((num_classes,))
+            self.label_weights = tf.ones((1, num_classes))
 
     def solve(self, row_weights, penalties):
         """Solves one problem per row of `row_weights`.
@@ -187,12 +213,13 @@ class BatchedLogisticSolver:
         data = [self.x, self.x_scales] + ([self.projection] if projected else [])
         weights = tf.constant(np.asarray(row_weights, np.float32).T)
         penalties = tf.constant(np.asarray(penalties, np.float32))
-        state = _initial_state(self.x, self.x_scales, self.projection, self.onehot, weights)
+        state = _initial_state(self.x, self.x_scales, self.projection, self.start_targets,
+                               weights, self.start_bias)
         rate = tf.constant(self.learning_rate, tf.float32)
         for first in range(1, self.steps + 1, _STEPS_PER_CALL):
             last = min(first + _STEPS_PER_CALL - 1, self.steps)
-            state = _traced_steps(projected)(
-                *data, self.onehot, weights, penalties, *state,
+            state = _traced_steps(projected, self.multi_label)(
+                *data, self.onehot, self.label_weights, weights, penalties, *state,
                 tf.constant(first, tf.int32), tf.constant(last, tf.int32), rate,
             )
             release_free_heap(every=_RELEASE_EVERY)
@@ -212,11 +239,12 @@ _STEPS_PER_CALL = 10
 _TRACED = {}
 
 
-def _traced_steps(projected):
-    # One function per embedding layout for the whole process, with every
-    # dimension unknown: traced once, then reused by every call, fit, fold
-    # and recipe whatever the data's shape.
-    if projected not in _TRACED:
+def _traced_steps(projected, multi_label=False):
+    # One function per embedding layout and task for the whole process, with
+    # every dimension unknown: traced once, then reused by every call, fit,
+    # fold and recipe whatever the data's shape.
+    key = (projected, multi_label)
+    if key not in _TRACED:
         import tensorflow as tf
 
         matrix = tf.TensorSpec((None, None), tf.float32)
@@ -225,38 +253,40 @@ def _traced_steps(projected):
         state = [cube, matrix] * 3
         scalars = [tf.TensorSpec((), tf.int32)] * 2 + [tf.TensorSpec((), tf.float32)]
         if projected:
-            signature = [matrix, vector, matrix, matrix, matrix, vector] + state + scalars
-            function = _adam_steps
+            signature = [matrix, vector, matrix, matrix, matrix, matrix, vector] + state + scalars
+
+            def function(*args):
+                return _adam_steps(*args, multi_label=multi_label)
         else:
-            signature = [matrix, vector, matrix, matrix, vector] + state + scalars
+            signature = [matrix, vector, matrix, matrix, matrix, vector] + state + scalars
 
-            def function(x, x_scales, onehot, weights, penalties, *rest):
-                return _adam_steps(x, x_scales, None, onehot, weights, penalties, *rest)
+            def function(x, x_scales, *rest):
+                return _adam_steps(x, x_scales, None, *rest, multi_label=multi_label)
 
-        _TRACED[projected] = tf.function(function, input_signature=signature)
-    return _TRACED[projected]
+        _TRACED[key] = tf.function(function, input_signature=signature)
+    return _TRACED[key]
 
 
-def _initial_state(x, x_scales, projection, onehot, weights):
+def _initial_state(x, x_scales, projection, targets, weights, bias):
     """Adam's starting point `(w, b, m_w, m_b, v_w, v_b)`: the class means."""
     import tensorflow as tf
 
     problems = tf.shape(weights)[1]
-    classes = tf.shape(onehot)[1]
+    classes = tf.shape(targets)[1]
     # Every problem starts at the normalized means of its own classes.
-    targets = tf.einsum("nq,nk,n->nqk", weights, onehot, x_scales)
+    targets = tf.einsum("nq,nk,n->nqk", weights, targets, x_scales)
     sums = tf.matmul(x, tf.reshape(targets, (tf.shape(x)[0], -1)), transpose_a=True)
     if projection is not None:
         sums = tf.matmul(projection, sums, transpose_a=True)
     sums = tf.reshape(sums, (-1, problems, classes))
     w = 10.0 * tf.math.divide_no_nan(sums, tf.norm(sums, axis=0, keepdims=True))
-    b = tf.zeros((problems, classes))
+    b = tf.broadcast_to(bias, (problems, classes))
     return [w, b, tf.zeros_like(w), tf.zeros_like(b), tf.zeros_like(w), tf.zeros_like(b)]
 
 
 def _adam_steps(
-    x, x_scales, projection, onehot, weights, penalties,
-    w, b, m_w, m_b, v_w, v_b, first, last, learning_rate,
+    x, x_scales, projection, onehot, label_weights, weights, penalties,
+    w, b, m_w, m_b, v_w, v_b, first, last, learning_rate, multi_label=False,
 ):
     """Adam steps `first..last` (1-based, for the bias correction) from a state."""
     import tensorflow as tf
@@ -279,7 +309,10 @@ def _adam_steps(
     for step in tf.range(first, last + 1):
         # The gradient of the weighted cross-entropy written out (softmax
         # minus targets): a smaller graph than a tape's, traced faster.
-        residual = (tf.nn.softmax(logits_of(w, b)) - labels) * scaled_weights[:, :, None]
+        # Sigmoid cross-entropy's gradient has the same form, per class.
+        scores = tf.sigmoid if multi_label else tf.nn.softmax
+        residual = ((scores(logits_of(w, b)) - labels) * scaled_weights[:, :, None]
+                    * label_weights[:, None, :])
         grad_b = tf.reduce_sum(residual, axis=0)
         flat = tf.reshape(residual * x_scales[:, None, None], (tf.shape(x)[0], -1))
         grad_w = tf.matmul(x, flat, transpose_a=True)

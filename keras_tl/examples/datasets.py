@@ -5,6 +5,8 @@
 - `load_digits_target`: the 1,797 8x8 handwritten digits of scikit-learn,
   resized and padded to MNIST's geometry: a related target task with a
   visible domain shift (different writers, scanner and resolution).
+- `load_multi_label_digits`: those digits tiled two-by-two, one to three
+  per image: a multi-label task (which digits does the image show?).
 """
 
 import gzip
@@ -18,6 +20,7 @@ __all__ = [
     "few_shot_split",
     "load_digits_target",
     "load_mnist_5k",
+    "load_multi_label_digits",
     "save_image_folder",
     "write_samples",
 ]
@@ -94,6 +97,52 @@ def load_digits_target(size=20, canvas=28):
     x = np.zeros((len(images), canvas, canvas, 1), np.float32)
     x[:, pad : pad + size, pad : pad + size] = resized
     return np.clip(np.round(x), 0, 255).astype(np.uint8), digits.target.astype(np.int32)
+
+
+def load_multi_label_digits(num_images=600, split="train", seed=0, max_digits=3):
+    """Images of one to `max_digits` handwritten digits: a multi-label task.
+
+    Each 28x28 image is a 2x2 grid of 14x14 cells; one to `max_digits`
+    cells hold a digit of scikit-learn's set (resized), the others are
+    black. The label is the set of digits shown (a digit may appear
+    twice). The source digits are split once, 60% for `"train"` and 40%
+    for `"test"`, so test images never reuse a training digit's pixels.
+
+    Args:
+        num_images: images to compose.
+        split: `"train"` or `"test"`: which source digits to draw from.
+        seed: seed of the composition (which digits, which cells).
+        max_digits: most digits per image (1 to 4).
+
+    Returns:
+        `(x, y)`: `x` uint8 `(num_images, 28, 28, 1)`, `y` float32 0/1
+        `(num_images, 10)` (column `d`: the image shows digit `d`).
+
+    Example:
+
+    >>> x, y = load_multi_label_digits(8)
+    >>> x.shape, y.shape, bool((y.sum(1) >= 1).all())
+    ((8, 28, 28, 1), (8, 10), True)
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
+    if not 1 <= max_digits <= 4:
+        raise ValueError(f"max_digits must be 1 to 4; got {max_digits!r}.")
+    digits, labels = load_digits_target(size=12, canvas=14)
+    order = np.random.default_rng(0).permutation(len(digits))
+    cut = int(0.6 * len(digits))
+    pool = order[:cut] if split == "train" else order[cut:]
+    rng = np.random.default_rng(seed + (0 if split == "train" else 10_000))
+    x = np.zeros((num_images, 28, 28, 1), np.uint8)
+    y = np.zeros((num_images, 10), np.float32)
+    for i in range(num_images):
+        count = int(rng.integers(1, max_digits + 1))
+        for cell in rng.choice(4, size=count, replace=False):
+            digit = int(rng.choice(pool))
+            row, column = divmod(int(cell), 2)
+            x[i, 14 * row : 14 * row + 14, 14 * column : 14 * column + 14] = digits[digit]
+            y[i, labels[digit]] = 1.0
+    return x, y
 
 
 def few_shot_split(x, y, labels_per_class, seed=0):

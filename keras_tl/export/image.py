@@ -29,6 +29,8 @@ from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import ExportReport
 from keras_tl.export.report import fill_parity
 from keras_tl.export.report import keras_predict
+from keras_tl.export.report import thresholds_by_name
+from keras_tl.heads import get_thresholds
 from keras_tl.export.selective import DEFAULT_MIN_AGREEMENT
 from keras_tl.export.selective import quantize_selectively
 
@@ -283,10 +285,17 @@ def to_tflite(
         inputs, targets = as_arrays(check_data, limit=num_check_samples,
                                      image_size=image_size)
         _check_input_shape(model, inputs, "check_data")
-        if targets is not None and targets.ndim == 2:
+        multi_label = get_thresholds(model) is not None
+        if targets is not None and multi_label:
+            if targets.ndim != 2 or targets.shape[1] != num_outputs:
+                raise ValueError(
+                    f"check_data of a multi-label model needs 0/1 label rows of "
+                    f"{num_outputs} columns; got labels of shape {targets.shape}."
+                )
+        elif targets is not None and targets.ndim == 2:
             # One-hot labels: the agreement compares class indices.
             targets = targets.argmax(-1)
-        if targets is not None and num_outputs >= 2:
+        if targets is not None and num_outputs >= 2 and not multi_label:
             check_labels = np.asarray(targets).reshape(-1)
             if check_labels.size and (check_labels.min() < 0
                                       or check_labels.max() >= num_outputs):
@@ -349,6 +358,7 @@ def to_tflite(
         input_channels=channels,
         num_threads=num_threads,
         float_layers=[] if quantization == "int8" else None,
+        thresholds=thresholds_by_name(model, labels),
     )
     if selection is not None:
         report.min_agreement = min_agreement

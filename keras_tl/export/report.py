@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_CHECK_SAMPLES",
     "ExportReport",
     "fill_parity",
+    "thresholds_by_name",
     "keras_predict",
     "LATENCY_REPEATS",
     "measure_latency",
@@ -66,6 +67,13 @@ class ExportReport:
         selection_data: where that agreement was measured:
             `"check_data"` (`"half of check_data"` with 40 samples or
             more), or `"representative_data"` without check data.
+        thresholds: for a multi-label model, `{class name: threshold}`
+            (the model's; apply them to the file's sigmoid scores);
+            `None` otherwise.
+        label_agreement: for a multi-label model, the fraction of
+            (sample, class) decisions at the thresholds where the file and
+            Keras agree; its `accuracy` is then the fraction of samples
+            whose whole label set is right.
         checked_on: which samples `num_checked`, `top1_agreement` and
             `accuracy` were measured on: `"check_data"`, or its held-out
             half when the other half chose float layers.
@@ -107,6 +115,8 @@ class ExportReport:
     full_int8_size_bytes: int = None
     selection_agreement: float = None
     checked_on: str = None
+    thresholds: dict = None
+    label_agreement: float = None
 
     @property
     def size_ratio(self):
@@ -171,12 +181,20 @@ class ExportReport:
                 f"({fmt(self.size_ratio, '.3f')}x)",
                 f"  kept in float     {kept}",
             ]
+        if self.thresholds is not None:
+            lines.append("  thresholds        " + ", ".join(
+                f"{name} {value:.3f}" for name, value in self.thresholds.items()))
         if self.num_checked:
             lines += [
                 f"  checked on        {self.num_checked} samples "
                 f"({self.checked_on or 'check_data'}) in the LiteRT interpreter",
                 f"  max |diff|        {fmt(self.max_abs_diff, '.3g')}",
                 f"  top-1 agreement   {fmt(self.top1_agreement, '.4f')}",
+            ]
+            if self.thresholds is not None:
+                lines.append(f"  label agreement   {fmt(self.label_agreement, '.4f')} "
+                             "(each class at its threshold)")
+            lines += [
                 f"  accuracy          {fmt(self.accuracy, '.4f')} "
                 f"(Keras {fmt(self.keras_accuracy, '.4f')})",
                 f"  latency (median)  {fmt(self.latency_ms, '.3f')} ms "
@@ -184,6 +202,30 @@ class ExportReport:
                 f"{self.num_threads} thread(s))",
             ]
         return "\n".join(lines)
+
+
+def thresholds_by_name(model, labels):
+    """A multi-label model's thresholds by class name, else `None`.
+
+    For the report and its JSON: the file itself holds the sigmoid scores,
+    and an app applies each class's threshold to them.
+
+    Args:
+        model: the exported model.
+        labels: the class names written with the file.
+
+    Example:
+
+    ```python
+    thresholds_by_name(model, ["rust", "spot"])  # -> {'rust': 0.41, 'spot': 0.6}
+    ```
+    """
+    from keras_tl.heads import get_thresholds
+
+    thresholds = get_thresholds(model)
+    if thresholds is None:
+        return None
+    return {str(name): float(t) for name, t in zip(labels, thresholds)}
 
 
 def keras_predict(model, inputs, batch_size=64):
@@ -197,7 +239,9 @@ def fill_parity(report, content, float32_content, inputs, targets, reference,
                  num_threads, latency_inputs=None):
     litert = LiteRTModel(content, num_threads=num_threads)
     outputs = litert.predict(inputs)
-    parity = compare_outputs(outputs, reference, targets)
+    thresholds = None if report.thresholds is None else list(report.thresholds.values())
+    parity = compare_outputs(outputs, reference, targets, thresholds)
+    report.label_agreement = parity.get("label_agreement")
     report.num_checked = parity["num_checked"]
     report.max_abs_diff = parity["max_abs_diff"]
     report.top1_agreement = parity["top1_agreement"]
@@ -211,13 +255,16 @@ def fill_parity(report, content, float32_content, inputs, targets, reference,
     report.latency_ms, report.float32_latency_ms = latencies
 
 
-def compare_outputs(outputs, reference, labels=None):
+def compare_outputs(outputs, reference, labels=None, thresholds=None):
     """Parity of LiteRT outputs with Keras outputs on the same inputs.
 
     Args:
         outputs: LiteRT outputs `(n, num_classes)`.
         reference: Keras outputs for the same samples.
-        labels: optional int labels `(n,)`.
+        labels: optional int labels `(n,)` (0/1 rows `(n, classes)` with
+            `thresholds`).
+        thresholds: a multi-label model's per-class thresholds: adds
+            `label_agreement`, and the accuracies are of whole label sets.
 
     Returns:
         A dict: `num_checked`, `max_abs_diff`, `top1_agreement`, and
@@ -245,6 +292,14 @@ def compare_outputs(outputs, reference, labels=None):
         "accuracy": None,
         "keras_accuracy": None,
     }
+    if thresholds is not None:
+        decided, expected_sets = outputs >= thresholds, reference >= thresholds
+        result["label_agreement"] = float(np.mean(decided == expected_sets))
+        if labels is not None:
+            truth = np.asarray(labels) > 0.5
+            result["accuracy"] = float(np.mean((decided == truth).all(-1)))
+            result["keras_accuracy"] = float(np.mean((expected_sets == truth).all(-1)))
+        return result
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         result["accuracy"] = float(np.mean(predicted == labels))

@@ -33,6 +33,7 @@ from keras_tl.export.metadata import populate_text_classifier_metadata
 from keras_tl.export.report import DEFAULT_CHECK_SAMPLES
 from keras_tl.export.report import ExportReport
 from keras_tl.export.report import fill_parity
+from keras_tl.export.report import thresholds_by_name
 from keras_tl.export.report import keras_predict
 
 __all__ = ["TOKENIZER_DIR", "VOCABULARY_FILE", "TFLiteTextClassifier", "text_to_tflite"]
@@ -233,7 +234,7 @@ def text_to_tflite(
         float32_size_bytes=len(float32_content), labels_path=labels_file,
         report_path=report_file,
         metadata="text_classifier" if vocabulary is not None else None,
-        num_threads=num_threads,
+        num_threads=num_threads, thresholds=thresholds_by_name(model, labels),
     )
     if check_data is not None:
         texts, targets = _texts_and_labels(check_data)

@@ -24,13 +24,17 @@ from keras_tl.augment import augment_training
 from keras_tl.augment import mixes_labels
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
+from keras_tl.engine import best_epoch_monitor
+from keras_tl.engine import classification_metrics
 from keras_tl.engine import fit_stages
 from keras_tl.engine import merge_histories
 from keras_tl.engine import training_labels
 from keras_tl.engine import unfreeze_rule
 from keras_tl.stages import check_unfreeze
+from keras_tl.heads import fit_thresholds
 from keras_tl.lora import enable_lora
 from keras_tl.lora import merge_lora
+from keras_tl.multi_label import multi_label_weights
 from keras_tl.recipes.frozen_backbone import feature_extraction
 from keras_tl.stages import freeze
 from keras_tl.stages import get_stages
@@ -310,7 +314,9 @@ def fine_tune(
     )
     train, validation, loss = augment_training(
         train, data.validation, augmentation, data.num_classes, recipe="fine_tune",
-        label_smoothing=label_smoothing)
+        label_smoothing=label_smoothing, multi_label=data.multi_label,
+        label_weights=multi_label_weights(class_weight, training_labels(data))
+        if data.multi_label and class_weight is not None else None)
     history, unfreezing = fit_stages(
         model, stages, train, validation=validation, epochs=epochs,
         steps_per_epoch=steps_per_epoch, learning_rate=learning_rate,
@@ -320,8 +326,10 @@ def fine_tune(
         # The labels are read (a pass over the data) only when weights are asked for.
         # Mixed (soft) labels carry no class to weigh; smoothed one-hot ones do.
         class_weight=None if class_weight is None or mixes_labels(augmentation)
+        or data.multi_label
         else class_weight_dict(class_weight, training_labels(data), data.num_classes),
-        restore_best_weights=restore_best_weights,
+        metrics=classification_metrics(data.multi_label),
+        restore_best_weights=best_epoch_monitor(restore_best_weights, data.multi_label),
         callbacks=callbacks,
         checkpoint_dir=checkpoint_dir,
         checkpoint_fingerprint=recipe_fingerprint(
@@ -339,7 +347,8 @@ def fine_tune(
         # which would be saved with the model.
         with distribution_scope(strategy):
             model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
-                          metrics=["accuracy"], jit_compile=jit_compile,
+                          metrics=classification_metrics(data.multi_label),
+                          jit_compile=jit_compile,
                           # As `compile_for_evaluation`: a reloaded model would
                           # not rebuild a loss-scale wrapper.
                           auto_scale_loss=False)
@@ -350,21 +359,25 @@ def fine_tune(
     model.history = merge_histories(head_history, history, model)
     model.history.unfreeze_events = list(unfreezing.events) if unfreezing else []
     model.history.kept = "fine_tuned"
-    head_accuracy = _last(head_history, "val_accuracy")
-    tuned_accuracy = _last(history, "val_accuracy", best=restore_best_weights)
+    quality = "val_average_precision" if data.multi_label else "val_accuracy"
+    head_accuracy = _last(head_history, quality)
+    tuned_accuracy = _last(history, quality, best=restore_best_weights is True)
     if head_weights is not None and None not in (head_accuracy, tuned_accuracy) \
             and tuned_accuracy < head_accuracy:
         if keep_head_if_worse:
             model.set_weights(head_weights)
             model.history.kept = "head"
         warnings.warn(
-            f"fine_tune: phase 2 ended at val_accuracy {tuned_accuracy:.4f}, below the head "
+            f"fine_tune: phase 2 ended at {quality} {tuned_accuracy:.4f}, below the head "
             f"alone ({head_accuracy:.4f}); "
             + ("the head's model (phase 1) is returned. "
                if keep_head_if_worse else "phase 2's model is returned anyway. ")
             + "On a small data set, unfreezing can undo a well-fitted head: try fewer "
             "epochs, a lower learning_rate, a smaller layer_decay, or feature_extraction.",
             UserWarning, stacklevel=2)
+    if data.multi_label and data.validation is not None and model.history.kept != "head":
+        # The network changed since phase 1 chose them.
+        fit_thresholds(model, data.validation, batch_size=batch_size)
     return model
 
 

@@ -21,7 +21,9 @@ from keras_tl.augment import mixes_labels
 from keras_tl.backbones import build_backbone
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
+from keras_tl.engine import best_epoch_monitor
 from keras_tl.engine import callback_stack
+from keras_tl.engine import classification_metrics
 from keras_tl.engine import epoch_history
 from keras_tl.engine import make_schedule
 from keras_tl.features import extract
@@ -29,6 +31,11 @@ from keras_tl.finite import backup_and_restore
 from keras_tl.heads import attach_head
 from keras_tl.heads import build_head
 from keras_tl.heads import fit_linear_head
+from keras_tl.heads import fit_multi_label_head
+from keras_tl.heads import fit_thresholds
+from keras_tl.heads import set_thresholds
+from keras_tl.multi_label import multi_label_scores
+from keras_tl.multi_label import multi_label_weights
 
 __all__ = ["feature_extraction"]
 
@@ -203,7 +210,8 @@ def feature_extraction(
         extractor.trainable = False
         feature_dim = int(extractor.output.shape[-1])
         # Built outside the scope: the head computes in float32.
-        head = build_head(feature_dim, num_classes, data.class_names)
+        head = build_head(feature_dim, num_classes, data.class_names,
+                          multi_label=data.multi_label)
 
     cache = (lambda name: f"{cache_dir}/{name}.npy") if cache_dir else (lambda name: None)
     augmentation = get_augmentation(augmentation)
@@ -221,10 +229,17 @@ def feature_extraction(
             extractor, data.validation, batch_size=batch_size,
             cache_path=cache("validation"), verbose=verbose,
         )
-    kernel, bias, chosen_c = fit_linear_head(
-        train_features, train_labels, num_classes, validation=validation, C=C, seed=seed,
-        class_weight=class_weight,
-    )
+    if data.multi_label:
+        kernel, bias, chosen_c, thresholds = fit_multi_label_head(
+            train_features, train_labels, validation=validation, C=C, seed=seed,
+            class_weight=class_weight,
+        )
+        set_thresholds(head, thresholds)
+    else:
+        kernel, bias, chosen_c = fit_linear_head(
+            train_features, train_labels, num_classes, validation=validation, C=C, seed=seed,
+            class_weight=class_weight,
+        )
     head.get_layer("logits").set_weights([kernel, bias])
     # Under the policy, the model's own policy is mixed, so `compile` adds
     # loss scaling for float16.
@@ -232,7 +247,8 @@ def feature_extraction(
         model = attach_head(extractor, head)
 
     if augmentation is None or augmented_copies:
-        logs = _head_logs(kernel, bias, train_features, train_labels, validation)
+        logs = _head_logs(kernel, bias, train_features, train_labels, validation,
+                          data.multi_label)
         logs["C"] = chosen_c
         history = epoch_history(model, [logs])
         if verbose:
@@ -249,51 +265,67 @@ def feature_extraction(
             # of the first epoch that the input "ran out of data".
             .apply(tf.data.experimental.assert_cardinality(steps_per_epoch)),
             data.validation, augmentation, num_classes, recipe="feature_extraction",
-            label_smoothing=label_smoothing,
+            label_smoothing=label_smoothing, multi_label=data.multi_label,
+            label_weights=multi_label_weights(class_weight, train_labels)
+            if data.multi_label else None,
         )
         rate = make_schedule(schedule, learning_rate, epochs * steps_per_epoch, 0.0)
         with distribution_scope(strategy):
             model.compile(
                 optimizer=make_optimizer(optimizer or "adam", rate, ema=ema),
                 loss=loss,
-                metrics=["accuracy"],
+                metrics=classification_metrics(data.multi_label),
                 jit_compile=jit_compile,
             )
         history = model.fit(
             train, validation_data=validation_ds, epochs=epochs, shuffle=False,
-            # Mixed (soft) labels carry no class index to weigh.
-            class_weight=None if mixes_labels(augmentation) else
+            # Mixed (soft) labels carry no class index to weigh; multi-label
+            # weights are in the loss.
+            class_weight=None if mixes_labels(augmentation) or data.multi_label else
             class_weight_dict(class_weight, train_labels, num_classes),
-            callbacks=callback_stack(callbacks, ema=ema, restore_best=bool(
-                restore_best_weights and validation_ds is not None), checkpoint=backup_and_restore(
+            callbacks=callback_stack(callbacks, ema=ema, restore_best=best_epoch_monitor(
+                restore_best_weights, data.multi_label) if validation_ds is not None else False,
+                checkpoint=backup_and_restore(
                 checkpoint_dir, recipe_fingerprint(
                     "feature_extraction", train_data, class_names=data.class_names,
                     batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                     augmentation=augmentation, label_smoothing=label_smoothing, ema=ema))),
             verbose=verbose,
         )
+        if data.multi_label and data.validation is not None:
+            # The head changed since the closed-form fit chose them.
+            fit_thresholds(model, data.validation, batch_size=batch_size)
     # The fast path never compiles, and MixUp compiles for one-hot labels.
     compile_for_evaluation(model, strategy, jit_compile)
     model.history = history
     return model
 
 
-def _head_logs(kernel, bias, features, labels, validation):
+def _head_logs(kernel, bias, features, labels, validation, multi_label=False):
     # The head's own math (unit norm, dense, softmax) on the cached
     # embeddings, eagerly: no second traced predict function for numbers
     # the fit already has.
     def scores(features, y):
         y = np.asarray(y)
-        losses, hits = [], 0
+        losses, hits, probabilities = [], 0, []
         # In chunks: the embeddings may be a memory map larger than memory.
         for start, logits in logits_in_chunks(features, kernel[None], bias[None]):
             targets = y[start : start + logits.shape[1]]
+            if multi_label:
+                losses.append(tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+                    targets.astype(np.float32), logits[0]), -1).numpy())
+                probabilities.append(tf.sigmoid(logits[0]).numpy())
+                continue
             losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits[0]).numpy())
             hits += int((logits[0].argmax(-1) == targets).sum())
+        if multi_label:
+            quality = multi_label_scores(y, np.concatenate(probabilities))
+            return float(np.concatenate(losses).mean()), quality["mean_average_precision"]
         return float(np.concatenate(losses).mean()), hits / len(y)
 
+    name = "average_precision" if multi_label else "accuracy"
     logs = {}
-    logs["loss"], logs["accuracy"] = scores(features, labels)
+    logs["loss"], logs[name] = scores(features, labels)
     if validation is not None:
-        logs["val_loss"], logs["val_accuracy"] = scores(*validation)
+        logs["val_loss"], logs[f"val_{name}"] = scores(*validation)
     return logs

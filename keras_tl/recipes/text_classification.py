@@ -32,11 +32,18 @@ from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import renamed_argument
 from keras_tl.checkpoints import recipe_fingerprint
+from keras_tl.engine import classification_metrics
 from keras_tl.engine import epoch_history
 from keras_tl.engine import fit_stages
 from keras_tl.heads import fit_linear_head
+from keras_tl.heads import fit_multi_label_head
+from keras_tl.heads import fit_thresholds
+from keras_tl.heads import set_thresholds
 from keras_tl.lora import enable_lora
+from keras_tl.losses import MultiLabelCrossentropy
 from keras_tl.losses import SparseLabelSmoothingCrossentropy
+from keras_tl.multi_label import multi_label_scores
+from keras_tl.multi_label import multi_label_weights
 from keras_tl.stages import check_unfreeze
 from keras_tl.lora import merge_lora
 from keras_tl.stages import freeze
@@ -268,12 +275,24 @@ def text_classifier(
         class_names=class_names,
         seed=seed,
     )
-    class_weight = class_weight_dict(class_weight, data.labels, data.num_classes)
+    if data.multi_label:
+        # Keras' `class_weight` reads 0/1 label vectors as one-hot: the
+        # weights go into the loss instead.
+        positive, negative = multi_label_weights(class_weight, data.labels) or (None, None)
+        loss = MultiLabelCrossentropy(label_smoothing, positive, negative)
+        head_class_weight, class_weight = class_weight, None
+    else:
+        loss = SparseLabelSmoothingCrossentropy(label_smoothing)
+        class_weight = head_class_weight = class_weight_dict(
+            class_weight, data.labels, data.num_classes)
     with distribution_scope(strategy), precision_scope(policy):
         model = build_text_classifier(
             preset, data.num_classes, sequence_length=sequence_length,
             pooling=pooling, class_names=data.class_names, dropout=dropout,
+            multi_label=data.multi_label,
         )
+    if data.multi_label:
+        model.compile(**_saved_loss(model))
     if not uses_policy(model.backbone, policy):
         # A backbone passed in, or a preset that names its own dtype.
         apply_policy(model.backbone, policy)
@@ -296,13 +315,20 @@ def text_classifier(
             model, val_texts, batch_size=2 * batch_size, verbose=verbose
         )
         validation = (val_features, val_labels)
-    kernel, bias, chosen_c = fit_linear_head(
-        features, labels, data.num_classes, validation=validation, C=C,
-        class_weight=class_weight, seed=seed,
-    )
+    if data.multi_label:
+        kernel, bias, chosen_c, thresholds = fit_multi_label_head(
+            features, labels, validation=validation, C=C, class_weight=head_class_weight,
+            seed=seed,
+        )
+        set_thresholds(model, thresholds)
+    else:
+        kernel, bias, chosen_c = fit_linear_head(
+            features, labels, data.num_classes, validation=validation, C=C,
+            class_weight=head_class_weight, seed=seed,
+        )
     model.head.get_layer("logits").set_weights([kernel, bias])
     logs = {"phase": "head", "C": chosen_c, "seconds": time.perf_counter() - start}
-    logs.update(_head_scores(model.head, features, labels, validation))
+    logs.update(_head_scores(model.head, features, labels, validation, data.multi_label))
     logs.update(trainable_stages=0, steps=0)
     epochs_logs = [logs]
     if verbose:
@@ -316,7 +342,8 @@ def text_classifier(
         epochs_logs += _fit_lora(model, data, epochs=epochs, rank=lora_rank,
                   learning_rate=learning_rate, schedule=schedule,
                   warmup_fraction=warmup_fraction, weight_decay=weight_decay,
-                  class_weight=class_weight, label_smoothing=label_smoothing, ema=ema,
+                  class_weight=class_weight, loss=loss, ema=ema,
+                  metrics=_metrics(data.multi_label),
                   callbacks=callbacks, chosen_c=chosen_c,
                   checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                   optimizer=optimizer, strategy=strategy, jit_compile=jit_compile,
@@ -337,8 +364,7 @@ def text_classifier(
             layer_decay=layer_decay, schedule=schedule, warmup_fraction=warmup_fraction,
             optimizer=optimizer, optimizer_kwargs=_optimizer_kwargs(optimizer, weight_decay),
             initially_trainable=counts[0], unfreeze={"at_epochs": at_epochs},
-            loss=SparseLabelSmoothingCrossentropy(label_smoothing),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            loss=loss, metrics=_metrics(data.multi_label),
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
             checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
             strategy=strategy, jit_compile=jit_compile, verbose=0, ema=ema,
@@ -357,14 +383,18 @@ def text_classifier(
         # A plain optimizer, so the model saves and reloads like any KerasHub
         # classifier (the per-stage optimizers are for training only; a
         # reloaded model would not rebuild a loss-scale wrapper).
-        model.compile(jit_compile=jit_compile, auto_scale_loss=False)
+        model.compile(jit_compile=jit_compile, auto_scale_loss=False, **_saved_loss(model))
+    if data.multi_label and data.validation is not None and len(epochs_logs) > 1:
+        # The encoder and head changed since the closed-form fit chose them.
+        fit_thresholds(model, (np.asarray(val_texts, dtype=object), val_labels),
+                       batch_size=2 * batch_size)
     model.history = epoch_history(model, epochs_logs)
     model.stages = stages
     return model
 
 
 def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
-              warmup_fraction, weight_decay, class_weight, label_smoothing, ema, callbacks,
+              warmup_fraction, weight_decay, class_weight, loss, metrics, ema, callbacks,
               chosen_c,
               checkpoint_dir, fingerprint, optimizer, strategy, jit_compile, verbose):
     """LoRA adapters and the head in one `fit`, then merged into the kernels;
@@ -381,8 +411,7 @@ def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
         steps_per_epoch=epoch_steps, learning_rate=learning_rate, layer_decay=1.0,
         schedule=schedule, warmup_fraction=warmup_fraction, optimizer=optimizer,
         optimizer_kwargs=_optimizer_kwargs(optimizer, weight_decay), strategy=strategy,
-        loss=SparseLabelSmoothingCrossentropy(label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        loss=loss, metrics=metrics,
         class_weight=class_weight, callbacks=[timer] + list(callbacks or []), verbose=0,
         checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
         jit_compile=jit_compile, ema=ema,
@@ -401,7 +430,7 @@ def _fit_lora(model, data, *, epochs, rank, learning_rate, schedule,
     freeze(model.backbone)
     # A plain optimizer, built without the adapters, so the model saves and
     # reloads like any KerasHub classifier.
-    model.compile(jit_compile=jit_compile, auto_scale_loss=False)
+    model.compile(jit_compile=jit_compile, auto_scale_loss=False, **_saved_loss(model))
     return epochs_logs
 
 
@@ -425,18 +454,39 @@ class _EpochTimer(keras.callbacks.Callback):
         return self.seconds[index] if index >= 0 else None
 
 
-def _head_scores(head, features, labels, validation):
+def _saved_loss(model):
+    # KerasHub's "auto" loss and metrics are for one class per text.
+    if not getattr(model, "multi_label", False):
+        return {}
+    return {"loss": "binary_crossentropy", "metrics": classification_metrics(True)}
+
+
+def _metrics(multi_label):
+    # The name Keras logs for a sparse accuracy varies with its target's
+    # shape; this one is always "accuracy".
+    if multi_label:
+        return classification_metrics(True)
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+def _head_scores(head, features, labels, validation, multi_label=False):
     def scores(f, y):
         probabilities = head.predict(f, batch_size=1024, verbose=0)
         y = np.asarray(y)
+        if multi_label:
+            loss = keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(
+                y.astype(np.float32), probabilities))
+            return float(np.mean(loss)), multi_label_scores(
+                y, probabilities)["mean_average_precision"]
         loss = keras.ops.convert_to_numpy(
             keras.losses.sparse_categorical_crossentropy(y, probabilities))
         return float(np.mean(loss)), float((probabilities.argmax(-1) == y).mean())
 
+    name = "average_precision" if multi_label else "accuracy"
     logs = {}
-    logs["loss"], logs["accuracy"] = scores(features, labels)
+    logs["loss"], logs[name] = scores(features, labels)
     if validation is not None:
-        logs["val_loss"], logs["val_accuracy"] = scores(*validation)
+        logs["val_loss"], logs[f"val_{name}"] = scores(*validation)
     return logs
 
 
@@ -444,7 +494,8 @@ def _describe(logs):
     parts = [f"{logs['phase']}:"]
     if logs.get("trainable_stages"):
         parts.append(f"trainable_stages={logs['trainable_stages']}")
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
+    for key in ("loss", "accuracy", "average_precision", "val_loss", "val_accuracy",
+                "val_average_precision", "seconds"):
         if logs.get(key) is not None:
             parts.append(f"{key}={logs[key]:.4f}" if key != "seconds" else f"{logs[key]:.1f}s")
     return " ".join(parts)

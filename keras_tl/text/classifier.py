@@ -3,6 +3,8 @@
 import keras
 
 from keras_tl.heads import build_head
+from keras_tl.heads import get_thresholds
+from keras_tl.heads import set_thresholds
 from keras_tl.text.presets import DEFAULT_TEXT_PRESET
 from keras_tl.text.presets import load_text_preset
 
@@ -38,6 +40,11 @@ class PooledTextClassifier(_text_classifier_base()):
             `"pooled"` (BERT's pooler on the `[CLS]` token).
         class_names: names stored in the model (default `"0"`, `"1"`, ...).
         dropout: dropout rate before the head's dense layer.
+        multi_label: a sigmoid score per class (several classes per text);
+            compile it with `loss="binary_crossentropy"` (KerasHub's
+            `"auto"` loss is for one class per text).
+        thresholds: a multi-label model's per-class decision thresholds
+            (0.5 each by default; `keras_tl.heads.fit_thresholds`).
         **kwargs: `keras_hub.models.Task` arguments (`name`, `compile`).
 
     Example:
@@ -58,6 +65,8 @@ class PooledTextClassifier(_text_classifier_base()):
         pooling="mean",
         class_names=None,
         dropout=0.1,
+        multi_label=False,
+        thresholds=None,
         **kwargs,
     ):
         if pooling not in POOLINGS:
@@ -79,11 +88,15 @@ class PooledTextClassifier(_text_classifier_base()):
                 sequence, mask=inputs["padding_mask"]
             )
         hidden_dim = int(pooled.shape[-1])
-        head = build_head(hidden_dim, num_classes, class_names, dropout=dropout)
+        head = build_head(hidden_dim, num_classes, class_names, dropout=dropout,
+                          multi_label=multi_label)
+        if thresholds is not None:
+            set_thresholds(head, thresholds)
         probabilities = head(pooled)
         # Set before the base class compiles: `TextClassifier.compile("auto")`
         # reads it and picks a loss on probabilities rather than logits.
-        self.activation = keras.activations.softmax
+        self.activation = keras.activations.sigmoid if multi_label else keras.activations.softmax
+        self.multi_label = bool(multi_label)
         super().__init__(inputs=inputs, outputs=probabilities, **kwargs)
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -105,6 +118,8 @@ class PooledTextClassifier(_text_classifier_base()):
                 "pooling": self.pooling,
                 "class_names": list(self.class_names),
                 "dropout": self.dropout,
+                "multi_label": self.multi_label,
+                "thresholds": get_thresholds(self.head),
             }
         )
         return config
@@ -145,6 +160,7 @@ def build_text_classifier(
     pooling="mean",
     class_names=None,
     dropout=0.1,
+    multi_label=False,
 ):
     """A `PooledTextClassifier` on a preset, or on a backbone you built.
 
@@ -158,6 +174,8 @@ def build_text_classifier(
         pooling: `"mean"` or `"pooled"` (see `PooledTextClassifier`).
         class_names: names stored in the model.
         dropout: dropout before the head's dense layer.
+        multi_label: an independent sigmoid score per class (several classes
+            per text), with per-class thresholds stored in the model.
 
     Returns:
         A `PooledTextClassifier`.
@@ -184,5 +202,5 @@ def build_text_classifier(
         )
     return PooledTextClassifier(
         backbone, num_classes, preprocessor, pooling=pooling,
-        class_names=class_names, dropout=dropout,
+        class_names=class_names, dropout=dropout, multi_label=multi_label,
     )

@@ -14,8 +14,9 @@ import tensorflow as tf
 
 from keras_tl._utils.validation import check_positive_int
 from keras_tl._utils.validation import check_same_length
-from keras_tl._utils.validation import labels_to_indices
 from keras_tl._utils.validation import pair_spec
+from keras_tl.multi_label import encode_labels
+from keras_tl.multi_label import is_multi_label
 
 __all__ = [
     "as_text_dataset",
@@ -34,7 +35,9 @@ class TextData:
         validation: the held-out split, or `None`.
         class_names: list of class names.
         texts: the training texts as a numpy array of `str`.
-        labels: the training labels as int32.
+        labels: the training labels as int32 (float32 0/1 `(n, classes)`
+            for a multi-label task).
+        multi_label: several classes per text (see `keras_tl.multi_label`).
 
     Example:
 
@@ -48,6 +51,7 @@ class TextData:
     class_names: list = None
     texts: np.ndarray = None
     labels: np.ndarray = None
+    multi_label: bool = False
 
     @property
     def num_classes(self):
@@ -125,7 +129,8 @@ def _decoded(text, row, what):
         ) from None
 
 
-def check_texts_and_labels(texts, labels, num_classes, class_names, what="data"):
+def check_texts_and_labels(texts, labels, num_classes, class_names, what="data",
+                           label_delimiter=None):
     texts = [_decoded(t, row, what) for row, t in enumerate(list(texts))]
     not_strings = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if not_strings:
@@ -134,7 +139,7 @@ def check_texts_and_labels(texts, labels, num_classes, class_names, what="data")
             f"index {not_strings[:5]}: {[texts[i] for i in not_strings[:3]]}). Pass "
             "strings; fill or drop missing values first."
         )
-    labels, class_names = labels_to_indices(labels, class_names, what)
+    labels, class_names, multi_label = encode_labels(labels, class_names, what, label_delimiter)
     check_same_length(len(texts), len(labels), "text", f"The {what} has ")
     if not texts:
         raise ValueError(f"The {what} is empty: no texts.")
@@ -145,6 +150,11 @@ def check_texts_and_labels(texts, labels, num_classes, class_names, what="data")
             "Remove them or fill them in: an empty string carries nothing to "
             "classify."
         )
+    if multi_label:
+        if num_classes is not None and num_classes != labels.shape[1]:
+            raise ValueError(f"num_classes={num_classes}, and the multi-label labels of the "
+                             f"{what} have {labels.shape[1]} classes.")
+        return np.asarray(texts, dtype=object), labels, labels.shape[1], class_names
     if num_classes is None:
         num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
     bad = (labels < 0) | (labels >= num_classes)
@@ -180,7 +190,8 @@ def _read_texts(data, text_column, label_column):
             raise TypeError(
                 "texts must be a list or array of strings, not a single string."
             )
-        return list(np.asarray(texts, dtype=object).reshape(-1)), np.asarray(labels)
+        return list(np.asarray(texts, dtype=object).reshape(-1)), (
+            labels if is_multi_label(labels) else np.asarray(labels))
     raise TypeError(
         "Text data must be a tuple (texts, labels), a CSV path or a "
         f"tf.data.Dataset of (text, label); got {type(data).__name__}."
@@ -199,6 +210,7 @@ def as_text_dataset(
     class_names=None,
     shuffle=True,
     seed=0,
+    label_delimiter=None,
 ):
     """Turns texts with labels into batched `tf.data` datasets.
 
@@ -221,6 +233,9 @@ def as_text_dataset(
             a CSV, else `"0"`, `"1"`, ...).
         shuffle: shuffle the training split every epoch.
         seed: seed of the split and the shuffle.
+        label_delimiter: the separator of several class names in one label
+            (a multi-label task, as are labels given as a 0/1 matrix or
+            lists of names); `None`: one class per label.
 
     Returns:
         A `TextData`.
@@ -248,8 +263,9 @@ def as_text_dataset(
         raise ValueError(f"validation_split must be in (0, 1); got {validation_split}.")
     texts, labels = _read_texts(data, text_column, label_column)
     texts, labels, num_classes, class_names = check_texts_and_labels(
-        texts, labels, num_classes, class_names, "training data"
+        texts, labels, num_classes, class_names, "training data", label_delimiter
     )
+    multi_label = labels.ndim == 2
     val_ds = None
     if validation_split:
         order = np.random.default_rng(seed).permutation(len(texts))
@@ -265,12 +281,13 @@ def as_text_dataset(
     elif validation_data is not None:
         val_texts, val_labels = _read_texts(validation_data, text_column, label_column)
         val_texts, val_labels, _, _ = check_texts_and_labels(
-            val_texts, val_labels, num_classes, class_names, "validation data"
+            val_texts, val_labels, num_classes, class_names, "validation data",
+            label_delimiter,
         )
         val_ds = _text_batches(val_texts, val_labels, batch_size, False, seed)
     class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
     train_ds = _text_batches(texts, labels, batch_size, shuffle, seed)
-    return TextData(train_ds, val_ds, class_names, texts, labels)
+    return TextData(train_ds, val_ds, class_names, texts, labels, multi_label)
 
 
 def _text_batches(texts, labels, batch_size, shuffle, seed):
