@@ -23,6 +23,7 @@ __all__ = [
     "multi_hot",
     "multi_label_scores",
     "multi_label_weights",
+    "refuse_multi_label",
 ]
 
 
@@ -347,3 +348,25 @@ def label_sets(scores, thresholds, class_names):
     """
     hits = np.asarray(scores) >= np.asarray(thresholds)
     return [[class_names[i] for i in np.flatnonzero(row)] for row in hits]
+
+
+def refuse_multi_label(data, recipe):
+    """Raises a clear error when a recipe that cannot take multi-label data gets it.
+
+    Args:
+        data: the recipe's `ImageData` (or `TextData`).
+        recipe: the recipe's name, for the message.
+
+    Example:
+
+    ```python
+    refuse_multi_label(data, "distill")
+    ```
+    """
+    if getattr(data, "multi_label", False):
+        raise ValueError(
+            f"{recipe} takes one class per example; these labels are multi-label (0/1 rows "
+            "or several names per example). Train a multi-label model with "
+            "feature_extraction, fine_tune or text_classifier, or pass one class per "
+            "example."
+        )

@@ -36,6 +36,14 @@ def multi_digits():
     return (x.astype("float32"), y), (xv.astype("float32"), yv), (xt.astype("float32"), yt)
 
 
+@pytest.fixture(scope="module")
+def multi_model(mnist_cnn_small, multi_digits):
+    """`feature_extraction` on the multi-label digits (closed-form head)."""
+    train, validation, _ = multi_digits
+    return keras_tl.feature_extraction(digits_backbone(mnist_cnn_small), train, validation,
+                                       class_names=NAMES, verbose=0)
+
+
 # --- labels -----------------------------------------------------------------
 
 
@@ -130,10 +138,9 @@ def test_thresholds_are_the_best_f1_cut_per_class():
 # --- recipes ----------------------------------------------------------------
 
 
-def test_feature_extraction_multi_label_end_to_end(mnist_cnn_small, multi_digits, tmp_path):
-    train, validation, (xt, yt) = multi_digits
-    model = keras_tl.feature_extraction(digits_backbone(mnist_cnn_small), train, validation,
-                                        class_names=NAMES, verbose=0)
+def test_feature_extraction_multi_label_end_to_end(multi_model, multi_digits, tmp_path):
+    _, _, (xt, yt) = multi_digits
+    model = multi_model
     assert model.get_layer("probabilities").activation.__name__ == "sigmoid"
     thresholds = get_thresholds(model)
     assert len(thresholds) == 10 and thresholds != [0.5] * 10
@@ -221,14 +228,13 @@ def test_text_fine_tuning_multi_label_keeps_thresholds_from_validation():
 
 
 @pytest.mark.tensorflow_only
-def test_multi_label_exports_run_in_mediapipe_with_sigmoid_scores(mnist_cnn_small,
-                                                                  multi_digits, tmp_path):
+def test_multi_label_exports_run_in_mediapipe_with_sigmoid_scores(multi_model, multi_digits,
+                                                                  tmp_path):
     pytest.importorskip("mediapipe")
     from tests.test_export_metadata import _mediapipe_image_scores
 
-    train, validation, (xt, yt) = multi_digits
-    model = keras_tl.feature_extraction(digits_backbone(mnist_cnn_small), train, validation,
-                                        class_names=NAMES, verbose=0)
+    _, _, (xt, yt) = multi_digits
+    model = multi_model
     path = tmp_path / "multi.tflite"
     report = keras_tl.to_tflite(model, path, check_data=(xt[:64], yt[:64]))
     assert report.metadata == "image_classifier"
@@ -281,3 +287,13 @@ def test_cli_trains_evaluates_and_predicts_from_a_multi_label_csv(mnist_cnn_smal
                  "file"]) == 0
     lines = capfd.readouterr().out.strip().splitlines()
     assert len(lines) == 90 and lines[0].startswith(str(tmp_path / "0.png") + "\t")
+
+
+def test_recipes_of_one_class_per_example_refuse_multi_label_data(mnist_cnn_small,
+                                                                  multi_digits):
+    (x, y), _, _ = multi_digits
+    with pytest.raises(ValueError, match="distill takes one class per example"):
+        keras_tl.distill(mnist_cnn_small, "small_cnn", (x[:16], y[:16]), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="adapt_domain takes one class per example"):
+        keras_tl.adapt_domain(mnist_cnn_small, (x[:16], y[:16]), x[:16], method="coral",
+                              epochs=1, verbose=0)

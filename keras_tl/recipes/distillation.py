@@ -17,6 +17,7 @@ from keras_tl.augment import augment_training
 from keras_tl.losses import SparseLabelSmoothingCrossentropy
 from keras_tl.backbones import build_backbone
 from keras_tl.data import as_dataset
+from keras_tl.multi_label import refuse_multi_label
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.distillation import LABELS_KEY
 from keras_tl.distillation import Distiller
@@ -205,6 +206,7 @@ def distill(
         shuffle=True,
         seed=seed,
     )
+    refuse_multi_label(data, "distill")
     if num_classes is None:
         input_shape, num_classes = _geometry_from_batch(teacher, data)
     if learning_rate is None:

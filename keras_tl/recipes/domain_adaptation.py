@@ -25,6 +25,7 @@ from keras_tl.domain_adaptation import batchnorm_layers
 from keras_tl.checkpoints import data_fingerprint
 from keras_tl.checkpoints import recipe_fingerprint
 from keras_tl.data import as_dataset
+from keras_tl.multi_label import refuse_multi_label
 from keras_tl.engine import callback_stack
 from keras_tl.engine import epoch_history
 from keras_tl.engine import make_schedule
@@ -182,6 +183,7 @@ def adapt_domain(
     image_size = tuple(model.input_shape[1:3])
     source_set = as_dataset(
         source_data, batch_size=batch_size, image_size=image_size, shuffle=True, seed=seed)
+    refuse_multi_label(source_set, "adapt_domain")
     source, _, _ = augment_training(source_set.train, None, augmentation,
                                     recipe="adapt_domain", label_mixing=False)
     target = _target_dataset(target_unlabeled, batch_size, seed)
