@@ -32,6 +32,7 @@ from keras_tl._utils.knobs import check_knobs
 from keras_tl._utils.knobs import class_weight_dict
 from keras_tl._utils.knobs import renamed_argument
 from keras_tl.checkpoints import recipe_fingerprint
+from keras_tl.engine import best_epoch_monitor
 from keras_tl.engine import classification_metrics
 from keras_tl.engine import epoch_history
 from keras_tl.engine import fit_stages
@@ -96,6 +97,7 @@ def text_classifier(
     class_weight=None,
     label_smoothing=0.0,
     ema=False,
+    restore_best_weights=True,
     augmentation=None,
     strategy=None,
     text_column="text",
@@ -173,6 +175,10 @@ def text_classifier(
         label_smoothing: smooths the labels towards the uniform by this
             much in fine-tuning (`keras_tl.SparseLabelSmoothingCrossentropy`;
             the closed-form head fit is unsmoothed). `0` leaves the labels.
+        restore_best_weights: with validation data, fine-tuning ends with
+            the weights of its phase with the best validation accuracy (mean
+            average precision for a multi-label task), or of the best value
+            of the logged value it names (`"val_loss"`).
         augmentation: `None`: the image presets and layers do not apply to
             text (the shared knob is here so every recipe takes it).
         ema: `False`, `True` (momentum 0.99) or a momentum in (0, 1): in
@@ -366,6 +372,7 @@ def text_classifier(
             initially_trainable=counts[0], unfreeze={"at_epochs": at_epochs},
             loss=loss, metrics=_metrics(data.multi_label),
             class_weight=class_weight, callbacks=[timer] + list(callbacks or []),
+            restore_best_weights=best_epoch_monitor(restore_best_weights, data.multi_label),
             checkpoint_dir=checkpoint_dir, checkpoint_fingerprint=fingerprint,
             strategy=strategy, jit_compile=jit_compile, verbose=0, ema=ema,
         )
