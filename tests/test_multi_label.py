@@ -191,15 +191,22 @@ def test_in_loop_head_takes_class_weights_in_the_loss(mnist_cnn_small, multi_dig
     assert get_thresholds(model) is not None
 
 
-def test_text_classifier_multi_label(tmp_path):
+TEXTS = ["good price", "fast delivery", "good price fast delivery", "bad price",
+         "slow delivery", "bad price slow delivery", "good film", "bad film"] * 2
+TAGS = [["price"], ["delivery"], ["price", "delivery"], ["price"], ["delivery"],
+        ["price", "delivery"], [], []] * 2
+
+
+@pytest.fixture(scope="module")
+def tag_model():
     from tests.test_text import tiny_parts
 
-    texts = ["good price", "fast delivery", "good price fast delivery", "bad price",
-             "slow delivery", "bad price slow delivery", "good film", "bad film"] * 2
-    tags = [["price"], ["delivery"], ["price", "delivery"], ["price"], ["delivery"],
-            ["price", "delivery"], [], []] * 2
-    model = keras_tl.text_classifier((texts, tags), (texts, tags), preset=tiny_parts(),
-                                     mode="feature_extraction", verbose=0)
+    return keras_tl.text_classifier((TEXTS, TAGS), (TEXTS, TAGS), preset=tiny_parts(),
+                                    mode="feature_extraction", verbose=0)
+
+
+def test_text_classifier_multi_label(tag_model, tmp_path):
+    texts, model = TEXTS, tag_model
     assert model.class_names == ["delivery", "price"]
     assert get_thresholds(model) is not None
     path = tmp_path / "tags.keras"
@@ -297,3 +304,23 @@ def test_recipes_of_one_class_per_example_refuse_multi_label_data(mnist_cnn_smal
     with pytest.raises(ValueError, match="adapt_domain takes one class per example"):
         keras_tl.adapt_domain(mnist_cnn_small, (x[:16], y[:16]), x[:16], method="coral",
                               epochs=1, verbose=0)
+
+
+@pytest.mark.tensorflow_only
+def test_multi_label_text_export_runs_in_mediapipe(tag_model, tmp_path):
+    pytest.importorskip("mediapipe")
+    from mediapipe.tasks.python import BaseOptions
+    from mediapipe.tasks.python import text
+
+    path = tmp_path / "tags.tflite"
+    report = keras_tl.export.text_to_tflite(tag_model, path, check_data=TEXTS[:8])
+    assert report.metadata == "text_classifier"
+    assert list(report.thresholds) == ["delivery", "price"]
+    options = text.TextClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
+    scores = np.zeros((8, 2), np.float32)
+    with text.TextClassifier.create_from_options(options) as classifier:
+        for i, sentence in enumerate(TEXTS[:8]):
+            for category in classifier.classify(sentence).classifications[0].categories:
+                scores[i, category.index] = category.score
+    # Each class's own sigmoid score, as Keras computes it from the same tokens.
+    np.testing.assert_allclose(scores, tag_model.predict(TEXTS[:8], verbose=0), atol=1e-4)
