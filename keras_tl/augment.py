@@ -286,7 +286,13 @@ def augment_dataset(dataset, augmentation, num_classes=None, multi_label=False):
             images, labels = augmentation.mix(images, tf.cast(labels, tf.float32))
         return images, labels
 
-    return dataset.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    # One call at a time: the layers draw from stateful seed generators, and
+    # parallel calls would take their draws in the order the threads run,
+    # so the same seed could augment differently from one run to the next.
+    # Each call augments a whole batch, and the prefetch after the map
+    # overlaps it with training.
+    return dataset.map(apply, num_parallel_calls=None, deterministic=True).prefetch(
+        tf.data.AUTOTUNE)
 
 
 def one_hot_labels(dataset, num_classes):
