@@ -21,7 +21,8 @@ OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 BACKEND_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_select.py \
 	tests/test_callbacks.py tests/test_adapt.py tests/test_fine_tune.py tests/test_distill.py \
 	tests/test_distribution_jax.py tests/test_bad_inputs.py tests/test_hub_backbones.py \
-	tests/test_schedules.py tests/test_optimizers.py tests/test_saving.py tests/test_habits.py
+	tests/test_schedules.py tests/test_optimizers.py tests/test_saving.py tests/test_habits.py \
+	tests/test_multi_label.py
 
 .PHONY: install demo docs browser test test-fast test-jax test-torch benchmarks clean
 
