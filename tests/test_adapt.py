@@ -84,6 +84,7 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
         adapt.GradientReversal(-1.0)
 
 
+@pytest.mark.training_path
 @pytest.mark.jax_only
 def test_gradient_reversal_flips_and_scales_the_gradient_on_jax():
     import jax
@@ -145,6 +146,7 @@ def test_domain_adaptation_config_round_trip_and_errors():
         adapt.DomainAdaptation(classifier, "coral", feature_layer="pool")
 
 
+@pytest.mark.training_path
 @pytest.mark.parametrize("method", ["adabn", "coral", "dann"])
 def test_adapt_domain_recipe(method):
     from keras_tl.recipes import adapt_domain
@@ -189,6 +191,7 @@ def test_adapt_domain_rejects_unknown_method():
         adapt_domain(_small_classifier(), None, np.zeros((2, 8, 8, 1)), method="mmd")
 
 
+@pytest.mark.training_path
 @pytest.mark.parametrize("method", ["coral", "dann"])
 def test_adapt_domain_adapts_a_model_a_recipe_returned(method):
     # The recipe's head was built on its own Input first: its layers have

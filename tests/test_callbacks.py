@@ -82,6 +82,7 @@ def order_count(epoch):
     return epoch  # every=1, initially_trainable=0: `epoch` stages train in epoch `epoch`
 
 
+@pytest.mark.training_path
 def test_unfreezes_top_down_inside_one_fit(mnist_cnn_small, target):
     model, stages = transfer_model(mnist_cnn_small)
     model.compile(discriminative_optimizer(stages, 1e-3),
@@ -273,6 +274,7 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.training_path
 def test_backup_and_restore_resumes_with_the_same_stages_and_optimizer(
     mnist_cnn_small, target, tmp_path, caplog
 ):

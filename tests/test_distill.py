@@ -111,6 +111,7 @@ def test_soft_target_loss_matches_formula_with_t_squared():
     )
 
 
+@pytest.mark.training_path
 @pytest.mark.parametrize("standardize", [False, True])
 def test_distiller_loss_equals_formula(standardize):
     teacher = _dense_model("teacher", 1, activation="softmax")
@@ -225,6 +226,7 @@ def test_cached_and_online_teacher_give_the_same_loss():
     assert np.isfinite(history.history["hint_loss"][0])
 
 
+@pytest.mark.training_path
 def test_save_and_load_round_trip(tmp_path):
     teacher = build_small_cnn((12, 12, 1), NUM_CLASSES, width=4, name="teacher")
     student = build_small_cnn((12, 12, 1), NUM_CLASSES, width=2, name="student")
@@ -613,6 +615,7 @@ def test_subclassed_teacher_is_checked_on_a_batch(probabilities):
     assert fresh._sources["teacher"][1] == ("probabilities" if probabilities else "logits")
 
 
+@pytest.mark.training_path
 def test_recipe_distils_a_subclassed_teacher():
     """Input shape and number of classes come from the student model, or from
     the data and the teacher's outputs (for a zoo student)."""

@@ -10,7 +10,7 @@ from keras_tl.backbones import build_small_cnn
 from keras_tl.distillation import Distiller
 from keras_tl.recipes import fine_tune
 
-pytestmark = pytest.mark.jax_only
+pytestmark = [pytest.mark.jax_only, pytest.mark.training_path]
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ def _backbone(cnn):
     return keras.Model(copy.input, copy.get_layer("avg_pool").output, name="digits_backbone")
 
 
+@pytest.mark.training_path
 def test_fast_path_predicts_as_head_of_backbone_and_reloads(mnist_cnn_small, digits_target, tmp_path):
     x, y = digits_target
     (xs, ys), (xt, yt) = few_shot_split(x, y, 5, seed=0)
@@ -84,6 +85,7 @@ def test_extract_cache_on_disk(mnist_cnn_small, digits_target, tmp_path):
     np.testing.assert_array_equal(np.load(path)[0], np.asarray(first)[0])
 
 
+@pytest.mark.training_path
 def test_augmented_path_trains_in_loop_with_backbone_frozen(mnist_cnn_small, digits_target):
     x, y = digits_target
     (xs, ys), _ = few_shot_split(x, y, 3, seed=0)

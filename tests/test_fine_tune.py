@@ -13,6 +13,7 @@ def mnist_backbone(source):
     return keras.Model(copy.input, copy.get_layer("avg_pool").output, name="mnist_backbone")
 
 
+@pytest.mark.training_path
 def test_fine_tune_two_phases_save_and_reload(mnist_cnn_small, digits_target, tmp_path):
     x, y = digits_target
     train, test = slice(0, 120), slice(1500, 1797)
@@ -194,6 +195,7 @@ def test_ema_averages_every_stage_through_an_unfreeze():
         fine_tune(_small_backbone(), (x, y), ema=1.0, verbose=0)
 
 
+@pytest.mark.training_path
 @pytest.mark.parametrize("ema", [False, 0.9])
 def test_ema_survives_an_interrupted_and_resumed_run(tmp_path, ema):
     class Interrupt(keras.callbacks.Callback):

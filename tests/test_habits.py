@@ -35,6 +35,7 @@ def _cnn(width=8, name="cnn"):
     return keras_tl.build_small_cnn((16, 16, 3), 2, width=width, name=name)
 
 
+@pytest.mark.training_path
 @pytest.mark.parametrize("recipe", ["feature_extraction", "distill", "adapt_domain"])
 def test_every_loss_trained_recipe_ends_with_the_averaged_weights(recipe):
     x, y = _images()

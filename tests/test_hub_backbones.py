@@ -165,6 +165,7 @@ def test_remote_preset_without_network_fails_fast(monkeypatch):
 # --- recipes ---------------------------------------------------------------
 
 
+@pytest.mark.training_path
 def test_feature_extraction_on_vit_preset_saves_and_reloads(presets, tmp_path):
     x, y = color_images(64, seed=1)
     model = feature_extraction(presets["vit"], (x[:48], y[:48]), (x[48:], y[48:]),

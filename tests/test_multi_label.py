@@ -138,6 +138,7 @@ def test_thresholds_are_the_best_f1_cut_per_class():
 # --- recipes ----------------------------------------------------------------
 
 
+@pytest.mark.training_path
 def test_feature_extraction_multi_label_end_to_end(multi_model, multi_digits, tmp_path):
     _, _, (xt, yt) = multi_digits
     model = multi_model
@@ -205,6 +206,7 @@ def tag_model():
                                     mode="feature_extraction", verbose=0)
 
 
+@pytest.mark.training_path
 def test_text_classifier_multi_label(tag_model, tmp_path):
     texts, model = TEXTS, tag_model
     assert model.class_names == ["delivery", "price"]

@@ -61,6 +61,7 @@ def test_per_stage_rates_are_visible():
         assert rates[name] == pytest.approx(1e-3 / 2.6**distance, rel=1e-5)
 
 
+@pytest.mark.training_path
 def test_adam_updates_follow_each_stages_rate():
     # Adam's first update is lr * g / (|g| + eps) ~ lr * sign(g), so each
     # stage's step size reads its own rate. Scaled gradients would give the
@@ -128,6 +129,7 @@ def test_rebuild_multi_optimizer_reuses_unchanged_sub_optimizers():
     assert not [o for o in new.optimizers if o.name == "group1_adam"][0].built
 
 
+@pytest.mark.training_path
 def test_discriminative_optimizer_saves_and_loads(tmp_path):
     model, _, stages = tiny_transfer_model()
     model.compile(discriminative_optimizer(stages, 2e-3, factor=2.0),

@@ -22,6 +22,7 @@ def _optimizer_values(model):
     return [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
 
 
+@pytest.mark.training_path
 def test_reloaded_hub_backbone_stays_frozen_and_the_optimizer_continues(tmp_path):
     import keras_hub
 
@@ -52,6 +53,7 @@ def test_reloaded_hub_backbone_stays_frozen_and_the_optimizer_continues(tmp_path
     assert all(np.array_equal(v, keras.ops.convert_to_numpy(w)) for v, w in zip(values, backbone))
 
 
+@pytest.mark.training_path
 @pytest.mark.filterwarnings("ignore:fine_tune")
 def test_reloaded_fine_tuned_model_keeps_every_stage_optimizer(tmp_path):
     keras.utils.set_random_seed(0)

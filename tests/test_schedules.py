@@ -106,6 +106,7 @@ def test_schedules_serialize(schedule):
         assert value(restored, step) == approx(value(schedule, step))
 
 
+@pytest.mark.training_path
 def test_schedule_saves_with_model(tmp_path):
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))

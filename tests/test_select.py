@@ -134,6 +134,7 @@ def _tiny_data(seed=0, n=60):
     return x.astype("float32"), y.astype("int32")
 
 
+@pytest.mark.training_path
 def test_rank_backbones_orders_candidates_and_prints_table(tmp_path, capsys):
     x, y = _tiny_data()
     good = _tiny_extractor(0, True, "pixels")
