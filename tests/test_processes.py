@@ -81,9 +81,12 @@ def test_ctrl_c_swallowed_during_an_export_still_cancels_it(tmp_path, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr("keras_tl.export.image.convert_model", interrupted_convert)
+    # A process started in the background inherits SIGINT ignored, not
+    # Python's default handler: the command must give back whichever it had.
+    before = signal.getsignal(signal.SIGINT)
     assert cli.main(["export", str(tmp_path / "m.keras")]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert (tmp_path / "m.tflite").read_bytes() == b"the previous export"
     assert sorted(os.listdir(tmp_path)) == ["m.keras", "m.tflite"]
-    # Outside the command, SIGINT has its usual handler again.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Outside the command, SIGINT has its handler from before again.
+    assert signal.getsignal(signal.SIGINT) is before
