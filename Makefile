@@ -19,7 +19,7 @@ OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 # block trains, saves and reloads once) again on JAX and on PyTorch; `make
 # test-jax` and `make test-torch` run every test that is not TensorFlow-only
 # there (all pass, or are marked with the reason).
-BACKEND_MARK := training_path and not slow and not tensorflow_only
+BACKEND_MARK := training_path and not tensorflow_only
 
 .PHONY: install demo docs browser test test-fast test-jax test-torch benchmarks clean
 
@@ -60,7 +60,7 @@ PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The suite and the docstrings' examples run on TensorFlow (two workers),
 # and the training-path tests (marked `training_path`, all but
-# `tensorflow_only` and `slow`) run on JAX, then on PyTorch, at the same
+# `tensorflow_only`) run on JAX, then on PyTorch, at the same
 # time in a third process: much of a test's time is single-threaded Python
 # and tracing, which leaves room on two cores. Their reports follow the
 # TensorFlow one; the target fails if any run does. Session fixtures that
@@ -82,10 +82,15 @@ test: $(STAMP) browser docs
 	rm -rf "$$KERAS_TL_TEST_SHARED"; \
 	test $$tf = 0 && test $$others = 0
 
-# The development loop: everything but `slow` tests and `integration` runs
-# (notebooks, recipe scripts, CLI training and export, demo, resume).
+# The development loop: everything but `slow` tests (about 4 s or more
+# each, with a lighter test of the same capability in the loop) and
+# `integration` runs (notebooks, recipe scripts, CLI training and export,
+# demo, resume). Its two workers share the session fixtures' trained
+# models, as `make test`'s processes do.
 test-fast: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow and not integration" tests
+	@export KERAS_TL_TEST_SHARED=$$(mktemp -d); \
+	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow and not integration" tests; \
+	status=$$?; rm -rf "$$KERAS_TL_TEST_SHARED"; exit $$status
 
 test-jax: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=jax $(PYTEST) -m "not tensorflow_only" tests

@@ -46,8 +46,8 @@ except RuntimeError:
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "slow: a heavy test (several seconds or more); `make test` runs it on "
-        "TensorFlow, `make test-fast` and the JAX run of `make test` skip it",
+        "slow: a heavy test (about 4 s or more; a lighter test of the same "
+        "capability stays in the loop); `make test` runs it, `make test-fast` skips it",
     )
     config.addinivalue_line(
         "markers",

@@ -122,7 +122,8 @@ def _tiny_backbone():
     return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x), name="tiny")
 
 
-@pytest.mark.parametrize("preset, copies", [("heavy", 0), ("medium", 2)])
+@pytest.mark.parametrize("preset, copies", [
+    pytest.param("heavy", 0, marks=pytest.mark.slow), ("medium", 2)])
 def test_feature_extraction_recipe_accepts_presets(preset, copies):
     from keras_tl.recipes import feature_extraction
 

@@ -240,6 +240,7 @@ def test_text_classifier_refuses_bad_epochs(epochs):
         text_classifier((TEXTS, TEXT_LABELS), preset=tiny_parts(), epochs=epochs, verbose=0)
 
 
+@pytest.mark.slow
 def test_text_classifier_verbose_shows_the_encoder_pass(capsys):
     text_classifier((TEXTS, TEXT_LABELS), preset=tiny_parts(), mode="feature_extraction",
                     batch_size=2, validation_split=0.25, verbose=1)

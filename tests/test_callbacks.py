@@ -83,6 +83,7 @@ def order_count(epoch):
 
 
 @pytest.mark.training_path
+@pytest.mark.slow
 def test_unfreezes_top_down_inside_one_fit(mnist_cnn_small, target):
     model, stages = transfer_model(mnist_cnn_small)
     model.compile(discriminative_optimizer(stages, 1e-3),
@@ -100,6 +101,7 @@ def test_unfreezes_top_down_inside_one_fit(mnist_cnn_small, target):
     assert rates["group1_adam"] == pytest.approx(rates["head_adam"] / 2.6**3, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_unfreezing_under_mirrored_strategy(mnist_cnn_small, target, two_cpu_strategy):
     strategy = two_cpu_strategy
     with strategy.scope():
@@ -218,6 +220,7 @@ def _replica_copies(variable):
     return [c.numpy() for c in variable.value.values]
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_stay_equal_across_replicas(two_cpu_strategy):
     """Keras 3 lets each replica update its own copy of BatchNorm's moving
     statistics; the callback averages the copies, so the model predicts the
@@ -275,6 +278,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 
 @pytest.mark.training_path
+@pytest.mark.slow
 def test_backup_and_restore_resumes_with_the_same_stages_and_optimizer(
     mnist_cnn_small, target, tmp_path, caplog
 ):

@@ -166,6 +166,7 @@ LOCK_HOLDER = textwrap.dedent(
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.slow
 def test_second_process_on_one_folder_is_refused(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -214,6 +215,7 @@ def _images(n=32):
     return x.astype("float32"), y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["coral", "dann"])
 def test_adapt_domain_with_checkpoint_dir_trains_and_resumes(tmp_path, method):
     from keras_tl.recipes import adapt_domain
@@ -233,6 +235,7 @@ def test_adapt_domain_with_checkpoint_dir_trains_and_resumes(tmp_path, method):
     _assert_user_files(tmp_path)
 
 
+@pytest.mark.slow
 def test_distill_with_checkpoint_dir_trains_resumes_and_refuses_other_data(tmp_path):
     from keras_tl.recipes import distill
 
@@ -251,6 +254,7 @@ def test_distill_with_checkpoint_dir_trains_resumes_and_refuses_other_data(tmp_p
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.slow
 def test_user_files_beside_every_output_survive(tmp_path):
     """One folder holds the user's files and everything keras-tl writes
     there: a checkpoint, an embedding cache, an export, a plot."""

@@ -69,6 +69,7 @@ def _logits_of(model, x):
 
 
 @pytest.mark.backend_independent
+@pytest.mark.slow
 def test_keras_tl_distill_is_the_recipe_and_the_old_module_path_still_imports():
     # `keras_tl.distill` is the recipe, as every recipe is importable from
     # `keras_tl`; the 0.3 module path `keras_tl.distill` still imports its
@@ -227,6 +228,7 @@ def test_cached_and_online_teacher_give_the_same_loss():
 
 
 @pytest.mark.training_path
+@pytest.mark.slow
 def test_save_and_load_round_trip(tmp_path):
     teacher = build_small_cnn((12, 12, 1), NUM_CLASSES, width=4, name="teacher")
     student = build_small_cnn((12, 12, 1), NUM_CLASSES, width=2, name="student")
@@ -500,6 +502,7 @@ def _exact_logits(model, x):
     return keras.Model(model.inputs, model.get_layer("scores").output).predict(x, verbose=0)
 
 
+@pytest.mark.slow
 def test_nested_softmax_teachers_give_their_exact_logits():
     """A final Activation("softmax") or Softmax layer, inside a model the
     teacher ends with (a Sequential around a functional model, a functional
@@ -535,6 +538,7 @@ def test_nested_softmax_teachers_give_their_exact_logits():
     assert np.isfinite(history.history["loss"][0])
 
 
+@pytest.mark.slow
 def test_keras_tl_head_teacher_gives_the_head_logits():
     """keras-tl's head (Dense "logits", softmax "probabilities", ClassNames)
     nested in a teacher: the Dense layer's output exactly."""
@@ -616,6 +620,7 @@ def test_subclassed_teacher_is_checked_on_a_batch(probabilities):
 
 
 @pytest.mark.training_path
+@pytest.mark.slow
 def test_recipe_distils_a_subclassed_teacher():
     """Input shape and number of classes come from the student model, or from
     the data and the teacher's outputs (for a zoo student)."""
@@ -640,6 +645,7 @@ def test_recipe_distils_a_subclassed_teacher():
     assert np.isfinite(student.history.history["loss"][0])
 
 
+@pytest.mark.slow
 def test_explicit_teacher_outputs():
     import warnings
 

@@ -84,6 +84,7 @@ def test_int8_integer_io_is_quantized_by_the_runner(mnist_cnn_small, digits, tmp
     assert report.top1_agreement >= 0.9  # see test_int8_export_is_small_and_agrees
 
 
+@pytest.mark.slow
 def test_float16_and_dynamic(mnist_cnn_small, digits, tmp_path):
     _, x_val, y_val = digits
     half = to_tflite(mnist_cnn_small, tmp_path / "f16.tflite", quantization="float16",

@@ -99,6 +99,7 @@ def full_int8(fragile, tmp_path_factory):
                      representative_data=x_train, check_data=(x_val, y_val))
 
 
+@pytest.mark.slow
 def test_selective_int8_meets_the_target_with_named_float_layers(
         fragile, full_int8, tmp_path, monkeypatch):
     from keras_tl.export import convert
@@ -190,6 +191,7 @@ def test_bad_min_agreement_raises_before_any_file(mnist_cnn_small, digits, tmp_p
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_integer_io_keeps_boundary_ops_int8_and_says_so(mnist_cnn_small, digits, tmp_path):
     # With uint8 inputs and outputs the ops that read the input or write the
     # output cannot be float, and uint8 probabilities tie: no set of the other

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-pytestmark = pytest.mark.tensorflow_only
+# One worker runs the whole file, so its trained models (module fixtures)
+# are built once per run, not once per worker.
+pytestmark = [pytest.mark.tensorflow_only, pytest.mark.xdist_group("export_metadata")]
 
 mediapipe = pytest.importorskip("mediapipe")
 
@@ -81,13 +83,15 @@ def _mediapipe_image_scores(path, images, num_classes):
     return scores, [names[i] for i in sorted(names)]
 
 
+# `make test-fast` runs the full-int8 variant, the one with calibration.
+_SLOW = pytest.mark.slow
 VARIANTS = [
     # quantization, io_dtype, lowest top-1 agreement with Keras
-    (None, "float32", 0.99),
-    ("float16", "float32", 0.99),
-    ("dynamic", "float32", 0.97),
+    pytest.param(None, "float32", 0.99, marks=_SLOW),
+    pytest.param("float16", "float32", 0.99, marks=_SLOW),
+    pytest.param("dynamic", "float32", 0.97, marks=_SLOW),
     ("int8", "float32", 0.97),
-    ("int8", "uint8", 0.97),
+    pytest.param("int8", "uint8", 0.97, marks=_SLOW),
 ]
 
 
@@ -342,6 +346,7 @@ def small_bert():
     return classifier
 
 
+@pytest.mark.slow
 def test_mediapipe_text_classifier_agrees_with_keras_on_raw_strings(small_bert, tmp_path):
     from mediapipe.tasks.python import BaseOptions, text
 
@@ -391,6 +396,7 @@ def test_pixel_range_mismatches_are_reported(rgb_digits, tmp_path):
     assert scale < 0.9
 
 
+@pytest.mark.slow
 def test_two_identical_exports_are_identical_byte_for_byte(rgb_digits, tmp_path):
     # The labels packed inside the file carry no time stamp.
     model = rgb_digits[0]

@@ -48,6 +48,7 @@ def test_fast_path_predicts_as_head_of_backbone_and_reloads(mnist_cnn_small, dig
     assert keras_tl.get_class_names(reloaded) == names
 
 
+@pytest.mark.slow
 def test_cached_head_beats_naive_dense_head(mnist_cnn_small, digits_target):
     x, y = digits_target
     (xs, ys), (xt, yt) = few_shot_split(x, y, 2, seed=1)

@@ -166,6 +166,7 @@ def test_label_smoothing_trains_on_smoothed_one_hot_labels():
             fine_tune(_small_backbone(), (x, y), label_smoothing=bad, verbose=0)
 
 
+@pytest.mark.slow
 def test_ema_averages_every_stage_through_an_unfreeze():
     rng = np.random.default_rng(1)
     y = np.arange(32) % 2
@@ -197,6 +198,7 @@ def test_ema_averages_every_stage_through_an_unfreeze():
 
 @pytest.mark.training_path
 @pytest.mark.parametrize("ema", [False, 0.9])
+@pytest.mark.slow
 def test_ema_survives_an_interrupted_and_resumed_run(tmp_path, ema):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

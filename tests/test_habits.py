@@ -37,6 +37,7 @@ def _cnn(width=8, name="cnn"):
 
 @pytest.mark.training_path
 @pytest.mark.parametrize("recipe", ["feature_extraction", "distill", "adapt_domain"])
+@pytest.mark.slow
 def test_every_loss_trained_recipe_ends_with_the_averaged_weights(recipe):
     x, y = _images()
     check = _AveragesAtTheEnd()

@@ -181,6 +181,7 @@ def test_feature_extraction_on_vit_preset_saves_and_reloads(presets, tmp_path):
         "patch_embedding", "block_0", "block_1", "final_norm"]
 
 
+@pytest.mark.slow
 def test_fine_tune_vit_unfreezes_blocks_top_down_with_layer_decay(presets):
     x, y = color_images(48, seed=2)
     before = preset_weights(presets["vit"])
@@ -219,6 +220,7 @@ def lora_vit(presets):
     return model, x, y
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_and_head_then_merges_them(presets, lora_vit, tmp_path):
     model, x, _ = lora_vit
     before = preset_weights(presets["vit"])
@@ -277,6 +279,7 @@ def test_merge_lora_keeps_predictions(presets, monkeypatch):
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.slow
 def test_vit_classifier_exports_to_litert_without_lora(lora_vit, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -289,6 +292,7 @@ def test_vit_classifier_exports_to_litert_without_lora(lora_vit, tmp_path):
     assert names and not [n for n in names if "lora" in n]
 
 
+@pytest.mark.slow
 def test_rank_backbones_over_keras_applications_and_hub_presets(presets):
     x, y = color_images(40, seed=6)
     cnn = keras_tl.build_small_cnn((SIZE, SIZE, 3), 10, width=8)

@@ -53,6 +53,7 @@ def test_distill_smooths_the_hard_label_term_only(tmp_path):
         keras_tl.distill(teacher, student, (x, y), label_smoothing=1.5, verbose=0)
 
 
+@pytest.mark.slow
 def test_text_fine_tuning_smooths_the_labels():
     from test_text import tiny_parts
     from test_text import toy_data

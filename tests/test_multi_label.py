@@ -171,6 +171,7 @@ def test_feature_extraction_multi_label_end_to_end(multi_model, multi_digits, tm
         "average_precision"] > 0
 
 
+@pytest.mark.slow
 def test_fine_tune_multi_label_trains_with_binary_cross_entropy(mnist_cnn_small, multi_digits):
     train, validation, _ = multi_digits
     model = keras_tl.fine_tune(
@@ -207,6 +208,7 @@ def tag_model():
 
 
 @pytest.mark.training_path
+@pytest.mark.slow
 def test_text_classifier_multi_label(tag_model, tmp_path):
     texts, model = TEXTS, tag_model
     assert model.class_names == ["delivery", "price"]
@@ -219,6 +221,7 @@ def test_text_classifier_multi_label(tag_model, tmp_path):
                                model.predict(texts[:4], verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_text_fine_tuning_multi_label_keeps_thresholds_from_validation():
     from tests.test_text import tiny_parts
 
@@ -309,6 +312,7 @@ def test_recipes_of_one_class_per_example_refuse_multi_label_data(mnist_cnn_smal
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.slow
 def test_multi_label_text_export_runs_in_mediapipe(tag_model, tmp_path):
     pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions

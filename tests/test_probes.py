@@ -540,6 +540,7 @@ def test_check_data_labels_of_another_length_are_refused(tmp_path):
 
 
 @pytest.mark.tensorflow_only
+@pytest.mark.slow
 def test_second_export_to_the_same_path_replaces_the_first_cleanly(tmp_path):
     model = _cnn()
     path = tmp_path / "m.tflite"

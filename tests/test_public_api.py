@@ -119,6 +119,7 @@ def test_top_level_all_lists_every_import():
         lazy ^ (set(keras_tl.__all__) - {"__version__"}))
 
 
+@pytest.mark.slow
 def test_import_is_instant_and_saved_models_load_after_it(tmp_path):
     # `import keras_tl` loads neither Keras nor TensorFlow; once Keras is
     # imported (after it), keras-tl's layers are registered for loading.
@@ -208,6 +209,7 @@ def test_console_script_modules_are_found():
     assert _console_script_modules() == ["keras_tl.cli"]
 
 
+@pytest.mark.slow
 def test_nothing_public_is_unreachable(reachable_api):
     reachable = set(reachable_api["objects"])
     top_level = {_key(getattr(keras_tl, name)) for name in keras_tl.__all__
@@ -309,6 +311,7 @@ def test_colab_install_line_is_one_line_everywhere():
         assert name in declared, f"the install line names extra {name!r}, setup.py has {sorted(declared)}"
 
 
+@pytest.mark.slow
 def test_moved_rooms_keep_their_old_import_paths():
     code = (
         "import importlib, warnings\n"

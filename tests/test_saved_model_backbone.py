@@ -123,6 +123,7 @@ def test_feature_extraction_and_fine_tuning_on_a_reusable_saved_model(reusable):
     assert inner.losses, "the SavedModel's regularization loss joins the model's losses"
 
 
+@pytest.mark.slow
 def test_saved_model_travels_inside_the_keras_file(reusable, tmp_path):
     import shutil
 
@@ -195,6 +196,7 @@ def test_rank_backbones_over_a_saved_model_and_a_keras_model(reusable, exported)
     assert set(ranking.names()) == {"hub", "export", "keras"}
 
 
+@pytest.mark.slow
 def test_other_backends_get_an_error_that_names_tensorflow(reusable, tmp_path):
     from keras_tl._utils.processes import python_command
 
@@ -213,6 +215,7 @@ def test_other_backends_get_an_error_that_names_tensorflow(reusable, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:fine_tune")
+@pytest.mark.slow
 def test_a_saved_model_is_split_into_depth_groups_and_unfrozen_from_the_top(tmp_path):
     keras.utils.set_random_seed(0)
     cnn = keras_tl.build_small_cnn((SIZE, SIZE, 3), 2, width=8)

@@ -23,6 +23,7 @@ def _optimizer_values(model):
 
 
 @pytest.mark.training_path
+@pytest.mark.slow
 def test_reloaded_hub_backbone_stays_frozen_and_the_optimizer_continues(tmp_path):
     import keras_hub
 
@@ -55,6 +56,7 @@ def test_reloaded_hub_backbone_stays_frozen_and_the_optimizer_continues(tmp_path
 
 @pytest.mark.training_path
 @pytest.mark.filterwarnings("ignore:fine_tune")
+@pytest.mark.slow
 def test_reloaded_fine_tuned_model_keeps_every_stage_optimizer(tmp_path):
     keras.utils.set_random_seed(0)
     cnn = keras_tl.build_small_cnn((SIZE, SIZE, 3), 2, width=8)

@@ -139,6 +139,7 @@ def test_local_preset_folder_loads(tmp_path):
 # --- model, stages, features -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_model_saves_reloads_and_predicts_same_from_strings(tmp_path):
     model = text.build_text_classifier(tiny_parts(), 2, class_names=["neg", "pos"])
     queries = ["good film", "awful plot", "a b c unknown words"]
@@ -165,6 +166,7 @@ def test_stages_are_embeddings_then_transformer_layers():
     assert text.get_text_stages(pooled_model)[-1].name == "pooler"
 
 
+@pytest.mark.slow
 def test_extract_text_features_matches_model_encoder():
     model = text.build_text_classifier(tiny_parts(), 2)
     texts, labels = toy_data()
