@@ -181,20 +181,31 @@ def adapt_domain(
     if alignment_weight is None:
         alignment_weight = _DEFAULT_ALIGNMENT_WEIGHT[method]
     image_size = tuple(model.input_shape[1:3])
+    # Shuffled below, in the endless streams that are paired.
     source_set = as_dataset(
-        source_data, batch_size=batch_size, image_size=image_size, shuffle=True, seed=seed)
+        source_data, batch_size=batch_size, image_size=image_size, shuffle=False, seed=seed)
     refuse_multi_label(source_set, "adapt_domain")
     source, _, _ = augment_training(source_set.train, None, augmentation,
                                     recipe="adapt_domain", label_mixing=False)
-    target = _target_dataset(target_unlabeled, batch_size, seed)
+    target = _target_dataset(target_unlabeled, batch_size)
     steps = count_steps(source)
 
     def pair(example, target_images):
         return ({"source": tf.cast(example[0], tf.float32),
                  "target": tf.cast(target_images, tf.float32)}, example[1])
 
+    def endless_shuffled(batches, size):
+        # Shuffled after `repeat` with `reshuffle_each_iteration=False`, every
+        # iterator of the stream yields the same endless sequence (a fresh
+        # order each pass), however many iterators Keras opens first: with a
+        # reshuffle per iterator, their number (one more to build the model,
+        # another per process with several JAX processes) chose the order.
+        return batches.unbatch().repeat().shuffle(
+            min(size, 10_000), seed=seed, reshuffle_each_iteration=False)
+
     paired = (
-        tf.data.Dataset.zip((source.unbatch().repeat(), target.unbatch().repeat()))
+        tf.data.Dataset.zip((endless_shuffled(source, steps * batch_size),
+                             endless_shuffled(target, _count_images(target_unlabeled))))
         .batch(batch_size, drop_remainder=True)
         .map(pair)
     )
@@ -241,7 +252,8 @@ def adapt_domain(
     return model
 
 
-def _target_dataset(target, batch_size, seed):
+def _target_dataset(target, batch_size):
+    """The target images in batches, unshuffled (the paired stream shuffles)."""
     if isinstance(target, tuple) and len(target) == 2:
         target = target[0]
     if hasattr(target, "element_spec"):
@@ -249,15 +261,21 @@ def _target_dataset(target, batch_size, seed):
             target = target.map(lambda images, *labels: images)
         if len(target.element_spec.shape) == 4:
             target = target.unbatch()
-        return target.shuffle(4096, seed=seed).batch(batch_size)
+        return target.batch(batch_size)
     target = np.asarray(target)
     if len(target) == 0:
         raise ValueError("target_unlabeled is empty: pass target-domain images.")
-    return (
-        tf.data.Dataset.from_tensor_slices(target)
-        .shuffle(len(target), seed=seed)
-        .batch(batch_size)
-    )
+    return tf.data.Dataset.from_tensor_slices(target).batch(batch_size)
+
+
+def _count_images(target):
+    """Images in `target_unlabeled` for the shuffle buffer (4,096 for a
+    dataset, as before: counting it would read it once more)."""
+    if isinstance(target, tuple) and len(target) == 2:
+        target = target[0]
+    if hasattr(target, "element_spec"):
+        return 4096
+    return len(target)
 
 
 class _TargetAccuracy(keras.callbacks.Callback):
