@@ -18,6 +18,12 @@ only that subfolder. It also knows what run it belongs to:
 - the previous epoch's weights (`double_checkpoint=True`): a checkpoint
   half-written when the process died falls back to the one before it, and
   one that cannot be read at all is refused by name.
+
+With several JAX processes (`keras.distribution.initialize`), every process
+saves, as Keras requires, into a subfolder of its own
+(`keras_tl_checkpoint_process<index>`): the variables are replicated, so
+each copy is the whole checkpoint, and each process resumes from its own,
+whether the processes share a disk or not.
 """
 
 import contextlib
@@ -78,7 +84,9 @@ def checkpoint_folder(checkpoint_dir):
         checkpoint_dir: the user's folder (`str` or path-like).
 
     Returns:
-        `checkpoint_dir/keras_tl_checkpoint`.
+        `checkpoint_dir/keras_tl_checkpoint`; with several JAX processes,
+        `checkpoint_dir/keras_tl_checkpoint_process<index>` (one per
+        process).
 
     Example:
 
@@ -103,13 +111,24 @@ def checkpoint_folder(checkpoint_dir):
             f"checkpoint_dir={checkpoint_dir!r} lies inside {parent!r}, which is a file; "
             "pass a folder."
         )
-    folder = os.path.join(checkpoint_dir, CHECKPOINT_SUBFOLDER)
+    folder = os.path.join(checkpoint_dir, CHECKPOINT_SUBFOLDER + _process_suffix())
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(
             f"{folder!r} is a file, and keras-tl keeps its checkpoint in a folder of that "
             "name. Move the file, or pass another checkpoint_dir."
         )
     return folder
+
+
+def _process_suffix():
+    """`"_process<index>"` in one of several JAX processes, else `""`."""
+    from keras_tl._utils.distribute import is_multi_process
+
+    if not is_multi_process():
+        return ""
+    import jax
+
+    return f"_process{jax.process_index()}"
 
 
 def data_fingerprint(data):

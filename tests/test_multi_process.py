@@ -3,6 +3,7 @@
 same weights in both processes, and with the weights of one process."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -58,16 +59,33 @@ model = keras_tl.feature_extraction(backbone(), train, validation, verbose=0)
 results["feature_extraction"] = own(model)
 # Saving runs in every process (Keras' rule with several processes).
 model.save(f"model{process_id}.keras")
-if num_processes > 1:
-    try:
-        keras_tl.fine_tune(backbone(), train, epochs=1, checkpoint_dir="run", verbose=0)
-    except ValueError as error:
-        print("REFUSED:", error, flush=True)
 # SGD: Adam's update is the sign of tiny gradients, so it would turn the
 # rounding of a sum split over processes into steps of the learning rate.
-model = keras_tl.fine_tune(backbone(), train, validation, epochs=2, num_groups=2,
-                           batch_size=16, optimizer="sgd", learning_rate=0.01, verbose=0)
+tuning = dict(epochs=2, num_groups=2, batch_size=16, optimizer="sgd", learning_rate=0.01,
+              verbose=0)
+model = keras_tl.fine_tune(backbone(), train, validation, **tuning)
 results["fine_tune"] = own(model)
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+
+# Interrupted after its first epoch, then resumed from the checkpoint; the
+# processes of a run share the folder.
+folder = f"run_{num_processes}"
+try:
+    keras_tl.fine_tune(backbone(), train, validation, checkpoint_dir=folder,
+                       callbacks=[Interrupt()], **tuning)
+except KeyboardInterrupt:
+    print("INTERRUPTED:", sorted(os.listdir(folder)), flush=True)
+resumed = keras_tl.fine_tune(backbone(), train, validation, checkpoint_dir=folder, **tuning)
+own_folder = keras_tl.checkpoints.checkpoint_folder(folder)
+print("RESUMED:", len(resumed.history.history["loss"]), "epochs, against",
+      len(model.history.history["loss"]), "; left:", os.path.exists(own_folder), flush=True)
+results["fine_tune_resumed"] = own(resumed)
 keras.utils.set_random_seed(0)
 teacher = keras_tl.build_small_cnn((16, 16, 3), 2, width=8)
 student = keras_tl.build_small_cnn((16, 16, 3), 2, width=4, name="student")
@@ -123,9 +141,17 @@ def test_two_processes_end_with_the_weights_of_one(tmp_path):
                 process.kill()
     for name, (process, _) in runs.items():
         assert process.returncode == 0, (tmp_path / f"{name}.log").read_text()[-4000:]
+    for name, folder in [("process0", "keras_tl_checkpoint_process0"),
+                         ("process1", "keras_tl_checkpoint_process1"),
+                         ("single", "keras_tl_checkpoint")]:
+        log = (tmp_path / f"{name}.log").read_text()
+        # Each process checkpoints into a folder of its own, resumes the
+        # whole run from it, and removes it at the end.
+        interrupted = re.search(r"INTERRUPTED: \[(.*)\]", log)
+        assert interrupted and f"'{folder}'" in interrupted.group(1), log[-3000:]
+        resumed = re.search(r"RESUMED: (\d+) epochs, against (\d+) ; left: False", log)
+        assert resumed and resumed.group(1) == resumed.group(2), log[-3000:]
     for i in range(2):
-        log = (tmp_path / f"process{i}.log").read_text()
-        assert "REFUSED: fine_tune: checkpoint_dir works in one process" in log, log[-3000:]
         assert (tmp_path / f"model{i}.keras").exists()
     first, second, single = (np.load(tmp_path / f"{n}.npz")
                              for n in ("process0", "process1", "single"))
@@ -143,5 +169,5 @@ def test_two_processes_end_with_the_weights_of_one(tmp_path):
     # SGD steps of fine_tune, against weights of about 0.1).
     assert max(gaps.values()) < 5e-3, gaps
     recipes = {key.split("/")[0] for key in first.files}
-    assert recipes == {"feature_extraction", "fine_tune", "distill", "adapt_domain",
-                       "rank_backbones", "extract"}
+    assert recipes == {"feature_extraction", "fine_tune", "fine_tune_resumed", "distill",
+                       "adapt_domain", "rank_backbones", "extract"}

@@ -151,13 +151,6 @@ def check_knobs(
             fail(f"checkpoint_dir must be a folder path; got {type(checkpoint_dir).__name__}.",
                  TypeError)
         checkpoint_folder(checkpoint_dir)
-        from keras_tl._utils.distribute import is_multi_process
-
-        if is_multi_process():
-            # Each process would claim, write and delete the same folder.
-            fail("checkpoint_dir works in one process; with several JAX processes, leave "
-                 "it out and save the returned model in every process (model.save must run "
-                 "in all of them), or pass keras.callbacks.OrbaxCheckpoint in callbacks=.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         fail(f"seed must be an integer or None; got {seed!r}.")
     if verbose is not None and verbose not in (0, 1, 2):
