@@ -386,11 +386,15 @@ class ProgressiveUnfreezing(keras.callbacks.Callback):
             return
         model.optimizer = optimizer
         model.make_train_function(force=True)
-        # Under a keras.distribution on JAX, the compiled evaluation and
-        # prediction functions fix the state's shardings, trainable set
-        # included: Keras makes them again, for the new set, when next used.
-        model.test_function = None
-        model.predict_function = None
+        if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
+            # Under a keras.distribution on JAX, the compiled evaluation and
+            # prediction functions fix the state's shardings, trainable set
+            # included: Keras makes them again, for the new set, when next
+            # used. Elsewhere they do not depend on the trainable set (a
+            # plain JAX jit retraces for the new state's structure by
+            # itself), and tracing them again would cost time each unfreeze.
+            model.test_function = None
+            model.predict_function = None
         self._traced = (id(model.train_function), key)
 
 
