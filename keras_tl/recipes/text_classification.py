@@ -310,16 +310,18 @@ def text_classifier(
         stage.set_trainable(False)
     # Phase 0: the head on cached embeddings of the frozen encoder.
     start = time.perf_counter()
-    features, labels = extract_text_features(
-        model, data, batch_size=2 * batch_size, verbose=verbose
-    )
+    texts, labels = data.texts, data.labels
     validation = None
     if data.validation is not None:
         val_texts = [s.decode("utf-8") for t, _ in data.validation for s in t.numpy()]
         val_labels = np.concatenate([l.numpy() for _, l in data.validation])
-        val_features, _ = extract_text_features(
-            model, val_texts, batch_size=2 * batch_size, verbose=verbose
-        )
+        # One pass over both splits: one encoder function traced, not two.
+        texts = np.concatenate([np.asarray(texts, dtype=object),
+                                np.asarray(val_texts, dtype=object)])
+    features, _ = extract_text_features(model, texts, batch_size=2 * batch_size,
+                                        verbose=verbose)
+    if data.validation is not None:
+        features, val_features = features[:len(labels)], features[len(labels):]
         validation = (val_features, val_labels)
     if data.multi_label:
         kernel, bias, chosen_c, thresholds = fit_multi_label_head(
