@@ -59,6 +59,7 @@ def test_bad_arguments_are_named():
 
 
 @pytest.mark.backend_independent
+@pytest.mark.slow
 def test_augment_dataset_mixes_into_soft_labels_that_sum_to_one():
     x, y = _images(16), np.arange(16) % 4
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)

@@ -175,6 +175,7 @@ def test_bad_arguments_are_named(mnist_cnn_small, target):
                   callbacks=[ProgressiveUnfreezing(stages, initially_trainable=0, patience=1, verbose=0)])
 
 
+@pytest.mark.slow
 def test_find_learning_rate_restores_the_model(mnist_cnn_small, target, tmp_path):
     model, stages = transfer_model(mnist_cnn_small)
     stages[-1].set_trainable(True)

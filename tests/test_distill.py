@@ -183,6 +183,7 @@ def test_keras_tl_heads_give_log_probabilities_not_probabilities():
     np.testing.assert_allclose(loss, alpha * ce + (1 - alpha) * kd, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_fit_keeps_teacher_weights_and_trains_student():
     teacher = _dense_model("teacher", 1, activation="softmax", dropout=0.3)
     student = _dense_model("student", 2, hidden=3, activation="softmax")
@@ -585,6 +586,7 @@ def _subclassed_teacher(probabilities, x):
 
 
 @pytest.mark.parametrize("probabilities", [False, True])
+@pytest.mark.slow
 def test_subclassed_teacher_is_checked_on_a_batch(probabilities):
     x, y = _image_data()
     teacher = _subclassed_teacher(probabilities, x)

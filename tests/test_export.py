@@ -73,6 +73,7 @@ def test_int8_export_is_small_and_agrees(mnist_cnn_small, digits, tmp_path):
     assert details["dtype"] == np.float32  # float I/O by default
 
 
+@pytest.mark.slow
 def test_int8_integer_io_is_quantized_by_the_runner(mnist_cnn_small, digits, tmp_path):
     x_train, x_val, y_val = digits
     report = to_tflite(mnist_cnn_small, tmp_path / "u8.tflite", quantization="int8",

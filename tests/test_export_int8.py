@@ -250,6 +250,7 @@ def test_quantize_selectively_ranks_ops_and_meets_the_target(fragile):
     assert np.mean(outputs.argmax(-1) == reference.argmax(-1)) == selection.agreement
 
 
+@pytest.mark.slow
 def test_models_without_class_scores_stay_full_int8(tmp_path):
     # One regression output: there is no top class to agree on.
     inputs = keras.Input((8,))

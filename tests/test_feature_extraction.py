@@ -115,6 +115,7 @@ def test_zoo_name_folder_input(tmp_path):
     assert model.predict(np.zeros((2, 32, 32, 3)), verbose=0).shape == (2, 2)
 
 
+@pytest.mark.slow
 def test_feature_extraction_under_mirrored_strategy(two_cpu_strategy, digits_target):
     strategy = two_cpu_strategy
     assert strategy.num_replicas_in_sync == 2

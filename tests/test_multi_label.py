@@ -184,6 +184,7 @@ def test_fine_tune_multi_label_trains_with_binary_cross_entropy(mnist_cnn_small,
     assert model.loss in ("binary_crossentropy",) or "multi_label" in str(model.loss)
 
 
+@pytest.mark.slow
 def test_in_loop_head_takes_class_weights_in_the_loss(mnist_cnn_small, multi_digits):
     train, validation, _ = multi_digits
     model = keras_tl.feature_extraction(

@@ -210,6 +210,7 @@ def test_recommend_backbone_respects_limits():
         select.recommend_backbone(["mobilenet_v2"])
 
 
+@pytest.mark.slow
 def test_log_me_ranks_a_transferred_cnn_above_a_random_one(mnist_cnn_small, digits_target):
     """On real digits, the CNN pretrained on MNIST scores above the same
     architecture with random weights, in the order their feature-extraction
