@@ -82,7 +82,7 @@ test: $(STAMP) browser docs
 	rm -rf "$$KERAS_TL_TEST_SHARED"; \
 	test $$tf = 0 && test $$others = 0
 
-# The development loop: everything but `slow` tests (about 4 s or more
+# The development loop: everything but `slow` tests (about 3.5 s or more
 # each, with a lighter test of the same capability in the loop) and
 # `integration` runs (notebooks, recipe scripts, CLI training and export,
 # demo, resume). Its two workers share the session fixtures' trained

@@ -46,7 +46,7 @@ except RuntimeError:
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "slow: a heavy test (about 4 s or more; a lighter test of the same "
+        "slow: a heavy test (about 3.5 s or more; a lighter test of the same "
         "capability stays in the loop); `make test` runs it, `make test-fast` skips it",
     )
     config.addinivalue_line(
