@@ -187,7 +187,7 @@ def adapt_domain(
     refuse_multi_label(source_set, "adapt_domain")
     source, _, _ = augment_training(source_set.train, None, augmentation,
                                     recipe="adapt_domain", label_mixing=False)
-    target = _target_dataset(target_unlabeled, batch_size)
+    target, target_buffer = _target_dataset(target_unlabeled, batch_size)
     steps = count_steps(source)
 
     def pair(example, target_images):
@@ -205,7 +205,7 @@ def adapt_domain(
 
     paired = (
         tf.data.Dataset.zip((endless_shuffled(source, steps * batch_size),
-                             endless_shuffled(target, _count_images(target_unlabeled))))
+                             endless_shuffled(target, target_buffer)))
         .batch(batch_size, drop_remainder=True)
         .map(pair)
     )
@@ -253,7 +253,9 @@ def adapt_domain(
 
 
 def _target_dataset(target, batch_size):
-    """The target images in batches, unshuffled (the paired stream shuffles)."""
+    """The target images in batches, unshuffled (the paired stream
+    shuffles), and its shuffle buffer: the number of images, or 4,096 for
+    a dataset (counting it would read it once more)."""
     if isinstance(target, tuple) and len(target) == 2:
         target = target[0]
     if hasattr(target, "element_spec"):
@@ -261,21 +263,11 @@ def _target_dataset(target, batch_size):
             target = target.map(lambda images, *labels: images)
         if len(target.element_spec.shape) == 4:
             target = target.unbatch()
-        return target.batch(batch_size)
+        return target.batch(batch_size), 4096
     target = np.asarray(target)
     if len(target) == 0:
         raise ValueError("target_unlabeled is empty: pass target-domain images.")
-    return tf.data.Dataset.from_tensor_slices(target).batch(batch_size)
-
-
-def _count_images(target):
-    """Images in `target_unlabeled` for the shuffle buffer (4,096 for a
-    dataset, as before: counting it would read it once more)."""
-    if isinstance(target, tuple) and len(target) == 2:
-        target = target[0]
-    if hasattr(target, "element_spec"):
-        return 4096
-    return len(target)
+    return tf.data.Dataset.from_tensor_slices(target).batch(batch_size), len(target)
 
 
 class _TargetAccuracy(keras.callbacks.Callback):
