@@ -29,6 +29,20 @@ if BACKEND == "jax":
     )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # For the same reason as Grappler below: XLA's optimizing passes cost
+    # the tiny test programs more than they save; the programs compute the
+    # same values up to rounding.
+    jax.config.update("jax_disable_most_optimizations", True)
+
+# TensorFlow's graph optimizer (Grappler) rewrites every traced function
+# before its first run: op fusions and folding that pay off over many steps
+# of a real model, but on the tests' tiny models, trained for a few steps,
+# cost more than they save (13 % of four training and export tests' time).
+# It changes how a graph is computed, not what: training results move by
+# rounding only, and exports are byte for byte the same (the LiteRT
+# converter runs its own passes).
+if BACKEND == "tensorflow":
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 # Two logical CPU devices, so tests can run code under a real
 # `tf.distribute.MirroredStrategy`. This must happen before any TF op runs.

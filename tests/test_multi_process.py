@@ -26,6 +26,12 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 # programs (33 s of a process against 23 s without); every process of the
 # comparison compiles alike.
 jax.config.update("jax_disable_most_optimizations", True)
+# The recipes compile the same small programs again (three fine-tuning runs,
+# two ranked backbones): a cache of this process' own compiled programs
+# compiles each once.
+jax.config.update("jax_compilation_cache_dir", os.path.abspath(f"jax_cache{sys.argv[1]}_{sys.argv[2]}"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 import keras
 import numpy as np
 
