@@ -37,7 +37,8 @@ if BACKEND == "jax":
 # TensorFlow's graph optimizer (Grappler) rewrites every traced function
 # before its first run: op fusions and folding that pay off over many steps
 # of a real model, but on the tests' tiny models, trained for a few steps,
-# cost more than they save (13 % of four training and export tests' time).
+# cost more than they save (6-15 % of heavy training and export tests'
+# time, in three sets of alternating runs).
 # It changes how a graph is computed, not what: training results move by
 # rounding only, and exports are byte for byte the same (the LiteRT
 # converter runs its own passes).
