@@ -74,7 +74,11 @@ def test_fine_tune_killed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypa
     # Python and TensorFlow), while the killed run trains in its own.
     reference_out = tmp_path / "reference.npy"
     monkeypatch.setattr(sys, "argv", ["reference", str(reference_out), "", "-1"])
-    exec(compile(SCRIPT, "reference", "exec"), {"__name__": "reference"})
+    try:
+        exec(compile(SCRIPT, "reference", "exec"), {"__name__": "reference"})
+    except BaseException:
+        killed_run[0].kill()
+        raise
     reference_stdout = capsys.readouterr().out
     killed, _ = _finish(killed_run)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
