@@ -201,3 +201,35 @@ def two_cpu_strategy():
     return tf.distribute.MirroredStrategy(
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
     )
+
+
+@pytest.fixture
+def run_script_here(monkeypatch):
+    """Runs a test's script in this process, as `python -c script *argv`.
+
+    Tests that compare a subprocess with a second run of the same script
+    train the second one here, beside it: one start of Python and
+    TensorFlow less. `beside`, a `subprocess.Popen`, is killed if the script
+    raises, so a failure never leaves it running.
+
+    Example:
+
+    ```python
+    def test_same(run_script_here):
+        fresh = subprocess.Popen([sys.executable, "-c", SCRIPT, "a.npz"])
+        run_script_here(SCRIPT, ["here", "b.npz"], beside=fresh)
+    ```
+    """
+    import sys
+
+    def run(script, argv, beside=None):
+        monkeypatch.setattr(sys, "argv", [str(arg) for arg in argv])
+        monkeypatch.setattr(sys, "path", list(sys.path))
+        try:
+            exec(compile(script, argv[0], "exec"), {"__name__": argv[0]})
+        except BaseException:
+            if beside is not None:
+                beside.kill()
+            raise
+
+    return run

@@ -61,7 +61,7 @@ np.savez(sys.argv[1], **{f"{name}/{i}": w for name, model in models.items()
 
 
 def test_every_recipe_gives_the_same_weights_in_a_fresh_process_and_this_one(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, run_script_here):
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     fresh = subprocess.Popen([sys.executable, "-c", RUN, str(tmp_path / "fresh.npz"), TESTS],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -69,14 +69,8 @@ def test_every_recipe_gives_the_same_weights_in_a_fresh_process_and_this_one(
     # The second run trains here, beside the fresh one: a process that has
     # already run other tests (models built, functions traced, seeds drawn)
     # must still give the fresh process' weights.
-    monkeypatch.setattr(sys, "argv", ["reproducible", str(tmp_path / "here.npz"), TESTS])
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    try:
-        exec(compile(RUN, "reproducible", "exec"), {"__name__": "reproducible"})
-    except BaseException:
-        fresh.kill()
-        raise
+    run_script_here(RUN, ["reproducible", tmp_path / "here.npz", TESTS], beside=fresh)
     _, stderr = fresh.communicate(timeout=600)
     assert fresh.returncode == 0, stderr[-3000:]
     first, second = np.load(tmp_path / "fresh.npz"), np.load(tmp_path / "here.npz")

@@ -66,19 +66,14 @@ def _run(tmp_path, name, checkpoint_dir, kill_after):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_fine_tune_killed_mid_way_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+def test_fine_tune_killed_mid_way_resumes_from_its_checkpoint(tmp_path, run_script_here, capsys):
     checkpoint_dir = tmp_path / "checkpoint"
     killed_run = _start(tmp_path, "killed", checkpoint_dir, kill_after=1)
     # The uninterrupted reference shares nothing with the killed and resumed
     # runs: it trains here, in the test's own process (no second start of
     # Python and TensorFlow), while the killed run trains in its own.
     reference_out = tmp_path / "reference.npy"
-    monkeypatch.setattr(sys, "argv", ["reference", str(reference_out), "", "-1"])
-    try:
-        exec(compile(SCRIPT, "reference", "exec"), {"__name__": "reference"})
-    except BaseException:
-        killed_run[0].kill()
-        raise
+    run_script_here(SCRIPT, ["reference", reference_out, "", "-1"], beside=killed_run[0])
     reference_stdout = capsys.readouterr().out
     killed, _ = _finish(killed_run)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
