@@ -19,7 +19,6 @@ OPTIMIZE_WHEELS := tensorflow-model-optimization==0.8.* tf-keras==2.21.* dm-tree
 # block trains, saves and reloads once) again on JAX and on PyTorch; `make
 # test-jax` and `make test-torch` run every test that is not TensorFlow-only
 # there (all pass, or are marked with the reason).
-BACKEND_MARK := training_path and not tensorflow_only
 
 .PHONY: install demo docs browser test test-fast test-jax test-torch benchmarks clean
 
@@ -63,37 +62,32 @@ browser:
 		|| echo "chromium could not be installed: tests/test_docs.py will fail"; }
 
 # Two workers: much of a test's time is single-threaded Python and tracing.
-# `--dist loadgroup` hands tests out one at a time, in collection order:
-# the heavy integration runs first (see tests/conftest.py), so neither
-# worker is left with a long test at the end.
-PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+# `--dist loadgroup` hands tests out one at a time (a group of tests that
+# share a trained model as one), in collection order, not largest group
+# first (--no-loadscope-reorder): the heavy integration runs first (see
+# tests/conftest.py), so neither worker is left with a long test at the end.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
-# The suite and the docstrings' examples run on TensorFlow (two workers);
-# then the training-path tests (marked `training_path`, all but
-# `tensorflow_only`) run on JAX and on PyTorch, side by side. One process
-# per core: a third process beside the two TensorFlow workers made the same
-# tests take 20 % longer in all (measured: the text unfreezing test, three
-# copies at once against two). Their reports follow the TensorFlow one;
-# the target fails if any run does. Session fixtures that train a model do
-# it once for all processes (KERAS_TL_TEST_SHARED).
+# The suite and the docstrings' examples run on TensorFlow (two workers).
+# The training-path tests (marked `training_path`, all but
+# `tensorflow_only`) run again on JAX and on PyTorch, each in a pytest
+# process started by a test of the suite (tests/test_other_backends.py), so
+# the two workers' cores are shared by all of it and no core waits for
+# another run to end. Their reports follow the TensorFlow one. Session
+# fixtures that train a model do it once for all processes
+# (KERAS_TL_TEST_SHARED).
 OTHER_BACKENDS_LOG := .backends_test
 test: $(STAMP) browser docs
-	@export KERAS_TL_TEST_SHARED=$$(mktemp -d) KERAS_TL_REQUIRE_BROWSER=1; \
+	@export KERAS_TL_TEST_SHARED=$$(mktemp -d) KERAS_TL_REQUIRE_BROWSER=1 \
+		KERAS_TL_TEST_OTHER_BACKENDS=1; \
 	TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow $(PYTEST) --durations=15 tests \
-		--doctest-modules keras_tl; tf=$$?; \
+		--doctest-modules keras_tl; status=$$?; \
 	for backend in jax torch; do \
-		TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=$$backend $(BIN)/python -m pytest -q \
-			--durations=5 -m "$(BACKEND_MARK)" tests > $(OTHER_BACKENDS_LOG).$$backend.log 2>&1 & pids="$$pids $$!"; \
-	done; \
-	others=0; for pid in $$pids; do wait $$pid || others=1; done; \
-	for backend in jax torch; do \
-		echo "== $$backend backend: tests marked $(BACKEND_MARK)"; \
-		if test $$others = 0; then grep -v "^$$" $(OTHER_BACKENDS_LOG).$$backend.log \
+		echo "== $$backend backend: the training-path tests (tests/test_other_backends.py)"; \
+		grep -v "^$$" $(OTHER_BACKENDS_LOG).$$backend.log 2>/dev/null \
 			| grep "passed\|failed\|s call\|s setup"; \
-		else cat $(OTHER_BACKENDS_LOG).$$backend.log; fi; \
 	done; \
-	rm -rf "$$KERAS_TL_TEST_SHARED"; \
-	test $$tf = 0 && test $$others = 0
+	rm -rf "$$KERAS_TL_TEST_SHARED"; exit $$status
 
 # The development loop: everything but `slow` tests (about 3.5 s or more
 # each, with a lighter test of the same capability in the loop) and

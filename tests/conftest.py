@@ -77,6 +77,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "jax_only: needs the JAX backend")
     config.addinivalue_line(
         "markers",
+        "runs_first: handed out before every other test (the runs of the other "
+        "backends' tests, the longest of the suite)",
+    )
+    config.addinivalue_line(
+        "markers",
         "training_path: trains, saves or reloads through a recipe or building block "
         "that must behave alike on every backend; `make test` runs these on JAX and "
         "PyTorch as well (`make test-jax`/`make test-torch` run every test there)",
@@ -96,7 +101,8 @@ def pytest_collection_modifyitems(config, items):
     # long ones start while the short ones fill in around them, instead of
     # one of them starting last and leaving the other worker idle. The sort
     # is stable and the same in every worker (xdist requires that).
-    items.sort(key=lambda item: 0 if "integration" in item.keywords else 1)
+    items.sort(key=lambda item: 0 if "runs_first" in item.keywords
+               else 1 if "integration" in item.keywords else 2)
     for item in items:
         if BACKEND != "tensorflow" and "tensorflow_only" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=f"TensorFlow backend only (running {BACKEND})"))
