@@ -385,10 +385,15 @@ class SavedModelBackbone(keras.layers.Layer):
 
     def load_assets(self, dir_path):
         folder = os.path.join(dir_path, "saved_model")
-        # The assets folder is temporary: keep a copy the graph can read.
+        # The assets folder is temporary: keep a copy the graph can read
+        # (saving the model again copies its asset files). The copy goes
+        # with this layer, or when Python exits, so reloads leave nothing
+        # behind in the temporary folder.
         import tempfile
+        import weakref
 
         keep = tempfile.mkdtemp(prefix="keras_tl_saved_model_")
+        weakref.finalize(self, shutil.rmtree, keep, ignore_errors=True)
         shutil.copytree(folder, keep, dirs_exist_ok=True)
         self._attach(keep)
 

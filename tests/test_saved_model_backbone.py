@@ -162,12 +162,17 @@ def test_saved_model_travels_inside_the_keras_file(reusable, tmp_path):
         "np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))\n"
     )
     out = tmp_path / "reloaded.npy"
+    own_temporary = tmp_path / "temporary"
+    own_temporary.mkdir()
     done = subprocess.run(
         python_command(code=code, args=[str(path), str(tmp_path / "x.npy"), str(out)]),
         timeout=300, capture_output=True, text=True, cwd=tmp_path,
-        env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+        env=dict(os.environ, KERAS_BACKEND="tensorflow", TMPDIR=str(own_temporary)))
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
+    # The copy of the SavedModel the reloaded graph reads is gone with the
+    # process that loaded it.
+    assert not list(own_temporary.glob("keras_tl_saved_model_*"))
 
 
 def test_saved_model_backbone_exports_to_litert_with_parity(reusable, tmp_path):
