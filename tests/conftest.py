@@ -127,10 +127,10 @@ def _shared_across_processes(name):
     """The file that holds `name` for every process of one `make test` run.
 
     `make test` runs the suite in several processes (two TensorFlow workers,
-    the JAX run beside them) and points `KERAS_TL_TEST_SHARED` at a fresh
-    folder: the first process to get here builds the file under a lock,
-    the others wait for it and read it. Outside `make test` every process
-    builds its own, in a folder of its own.
+    and the JAX and PyTorch runs they start) and points
+    `KERAS_TL_TEST_SHARED` at a fresh folder: the first process to get here
+    builds the file under a lock, the others wait for it and read it.
+    Outside `make test` every process builds its own, in a folder of its own.
 
     Yields:
         `(path, exists)`: build the file at `path` when `exists` is False.

@@ -4,8 +4,9 @@ Each backend's run is a pytest process of its own (a Keras backend is chosen
 once per process), started by one test of the TensorFlow suite. As tests of
 the suite they share the two cores with the TensorFlow tests: the worker that
 starts one waits, the other worker runs TensorFlow tests beside it, and
-whichever finishes first takes the next test. Run one after the other, after
-the suite, the shorter of the two left a core idle while the longer ran on.
+whichever finishes first takes the next test. Run side by side after the
+suite, the two runs left a core idle while the longer one (JAX, compiling its
+programs for the first time in a fresh clone) went on alone.
 
 They run where `KERAS_TL_TEST_OTHER_BACKENDS=1` (`make test` sets it); a
 plain `pytest` skips them, and `make test-jax` / `make test-torch` run every
